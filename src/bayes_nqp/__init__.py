@@ -1,0 +1,60 @@
+"""bayes-nqp: Bayesian causal reanalysis of staggered policy pilots on city panels.
+
+    import bayes_nqp as bn
+    panel = bn.demo_panel()                      # simulated panel on the real 287-city frame
+    rep = bn.replicate("did", panel)             # frequentist replication (summary dict)
+    fit = bn.fit("did", panel, priors="weak")    # Bayesian model (PyMC + nutpie)
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .data import ColumnMap, Panel, demo_panel, load_panel, panel_from_frame, read_column_map
+from .errors import BayesNQPError, ColumnMapError, DataError, ModelError, SectionSkipped, SpecError
+
+__version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def replicate(which, panel, **options):
+    """Run frequentist replication section(s) ("did", "event_study", ..., "all"); returns a dict."""
+    from .frequentist import replicate as _replicate
+
+    return _replicate(which, panel, **options)
+
+
+def entropy_index(df, positive=(), negative=()):
+    """Entropy-weight composite index; returns (index Series, weights Series)."""
+    from .data.entropy import entropy_index as _entropy_index
+
+    return _entropy_index(df, positive=positive, negative=negative)
+
+
+def fit(model, panel, **kwargs):
+    """Fit a Bayesian model by name ("did", "heterogeneity", ...); returns a Fit."""
+    from .bayes import fit as _fit
+
+    return _fit(model, panel, **kwargs)
+
+
+def load_fit(path):
+    """Read a fit saved with Fit.save(dir)."""
+    from .bayes import load_fit as _load_fit
+
+    return _load_fit(path)
+
+
+def sensitivity(model, panel, prior_sets=("default", "weak", "skeptical"), **kwargs):
+    """Refit a model under several prior sets; returns a SensitivityResult."""
+    from .bayes.sensitivity import sensitivity as _sensitivity
+
+    return _sensitivity(model, panel, prior_sets=prior_sets, **kwargs)
+
+
+__all__ = [
+    "ColumnMap", "Panel", "demo_panel", "load_panel", "panel_from_frame", "read_column_map",
+    "replicate", "entropy_index", "fit", "load_fit", "sensitivity",
+    "BayesNQPError", "ColumnMapError", "DataError", "ModelError", "SectionSkipped", "SpecError",
+]

@@ -1,0 +1,139 @@
+"""The base of every Bayesian model: data prep on a documented scale, priors from the prior set,
+named dims, and the hooks the fit machinery calls.
+
+Adding a model = a module here with a subclass registered by ``@register("<name>")`` and a
+``models/<name>.toml``; nothing else changes.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import pymc as pm
+
+from ..errors import ModelError
+from .priors import prior_rv
+from .spec import ModelSpec, PriorSet
+
+#: model name -> class. Filled by @register in each model module.
+MODELS: dict[str, type["BayesModel"]] = {}
+
+
+def register(name: str):
+    def deco(cls):
+        cls.name = name
+        MODELS[name] = cls
+        return cls
+    return deco
+
+
+class BayesModel:
+    """Base class. Subclasses implement ``build`` and ``estimands``.
+
+    Scale: the outcome is standardised (``self.y_z``, mean ``self.y_mean``, sd ``self.y_sd``) and
+    so are continuous controls (``self.X_z``); priors in models/priors/*.toml live on that scale,
+    and estimands are reported on the outcome's original scale.
+    """
+
+    name: ClassVar[str] = ""
+    #: panel roles the model needs (see Panel.require)
+    needs: ClassVar[tuple[str, ...]] = ("outcome", "treatment")
+    #: the observed variable used for posterior predictive checks and LOO
+    observed: ClassVar[str] = "y"
+    #: the replication section this model is compared with, and options for running it
+    replication_section: ClassVar[str | None] = None
+    replication_options: ClassVar[dict] = {}
+    #: estimands shown first in tables and used in prior sensitivity
+    key_estimands: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, panel, spec: ModelSpec, priors: PriorSet):
+        panel.require(*self.needs, what=f"the Bayesian {self.name} model")
+        self.panel = panel
+        self.spec = spec
+        self.priors = priors
+        self.used_priors: dict[str, str] = {}  # rv name -> prior name (for sensitivity refits)
+        df = panel.df
+        self.df = df
+        self.unit_idx = df["unit_idx"].to_numpy()
+        self.time_idx = df["time_idx"].to_numpy()
+        if "y" in df:
+            y = df["y"].to_numpy(float)
+            self.y_mean, self.y_sd = float(y.mean()), float(y.std())
+            if self.y_sd == 0:
+                raise ModelError("the outcome is constant; there is nothing to model")
+            self.y_z = (y - self.y_mean) / self.y_sd
+        self.D = df["D"].to_numpy(float) if "D" in df else None
+        self.X_z, self.x_mean, self.x_sd = self.standardise(panel.controls)
+
+    # ---- helpers for subclasses -----------------------------------------------------------
+    def standardise(self, cols):
+        if not cols:
+            return np.zeros((len(self.df), 0)), np.zeros(0), np.ones(0)
+        X = self.df[list(cols)].to_numpy(float)
+        m, s = X.mean(0), X.std(0)
+        s[s == 0] = 1.0
+        return (X - m) / s, m, s
+
+    def prior(self, rv: str, prior_name: str | None = None, **kw):
+        """Create ``rv`` with the prior set's ``prior_name`` (default: rv) inside the model."""
+        prior_name = prior_name or rv
+        self.used_priors[rv] = prior_name
+        return prior_rv(prior_name, self.priors[prior_name], rv_name=rv, **kw)
+
+    def coords(self) -> dict:
+        c = {"city": [str(u) for u in self.panel.units], "year": [int(t) if float(t).is_integer() else float(t)
+                                                                   for t in self.panel.times],
+             "obs": np.arange(len(self.df))}
+        if self.panel.controls:
+            c["control"] = list(self.panel.controls)
+        return c
+
+    @staticmethod
+    def flat(idata, var: str) -> np.ndarray:
+        """Posterior draws of ``var`` with chain and draw stacked first: shape (S, ...)."""
+        da = idata["posterior"][var]
+        arr = da.to_numpy()
+        return arr.reshape((-1,) + arr.shape[2:])
+
+    # ---- hooks ------------------------------------------------------------------------------
+    def build(self) -> pm.Model:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def estimands(self, idata) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
+        """Named estimand draws, each of shape (chains, draws), on the outcome's original scale."""
+        raise NotImplementedError
+
+    def postprocess(self, idata, pm_model):
+        """Add derived variables to the posterior (e.g. marginalised effects drawn afterwards)."""
+        return idata
+
+    def extras(self, idata, draws: dict[str, np.ndarray]) -> dict:
+        """Model-specific summary entries (sensitivity curves, probabilities ...)."""
+        return {}
+
+    def comparison(self, replication: dict) -> dict:
+        """Frequentist counterparts: estimand name -> {estimate, ci95} from a replication summary."""
+        return {}
+
+    def log_likelihood(self, idata, pm_model):
+        """Pointwise log-likelihood for LOO; default: PyMC's for the observed variable."""
+        ll = pm.compute_log_likelihood(idata, model=pm_model, var_names=[self.observed],
+                                       extend_inferencedata=False, progressbar=False)
+        ll = ll["log_likelihood"] if "log_likelihood" in getattr(ll, "children", {}) else ll
+        return ll.to_dataset() if hasattr(ll, "to_dataset") else ll
+
+    def posterior_predictive(self, idata, pm_model, seed: int):
+        """Posterior predictive draws of the observed variable (original scale not required)."""
+        pp = pm.sample_posterior_predictive(idata, model=pm_model, var_names=[self.observed],
+                                            random_seed=seed, progressbar=False,
+                                            freeze_vars=[v.name for v in pm_model.free_RVs + pm_model.deterministics])
+        return pp["posterior_predictive"].to_dataset()
+
+    def observed_values(self) -> np.ndarray:
+        """The data the posterior predictive draws are compared with (same scale)."""
+        return self.y_z
+
+    def figures(self, fit) -> dict:
+        """Model-specific figures (name -> matplotlib Figure)."""
+        return {}

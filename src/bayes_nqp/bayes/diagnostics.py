@@ -1,0 +1,137 @@
+"""Diagnostics for every fit, and the gates a fit must pass to be reported as fine.
+
+Gates (results.GATES): R-hat ≤ 1.01, bulk ESS ≥ 400, no divergences — over every free parameter
+and every estimand. E-BFMI < 0.3, tree-depth saturation, LOO Pareto k > 0.7 and an extreme
+posterior predictive p-value are reported as warnings, not gates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from ..results import GATES, jsonable
+
+BFMI_MIN = 0.3
+PARETO_K_BAD = 0.7
+
+
+def _per_param(ds: xr.Dataset) -> dict[str, tuple[float, float, float, float]]:
+    """name[index] -> (rhat, ess_bulk, ess_tail, mcse_mean/sd) for every scalar in a posterior."""
+    import arviz_stats as azs
+
+    keep = [n for n, da in ds.data_vars.items() if "chain" in da.dims and "draw" in da.dims]
+    if not keep:
+        return {}
+    ds = ds[keep].astype(float)
+    rh, eb = azs.rhat(ds), azs.ess(ds, method="bulk")
+    et, mc, sd = azs.ess(ds, method="tail"), azs.mcse(ds, method="mean"), ds.std(("chain", "draw"))
+    out = {}
+    for name in keep:
+        labels = _labels(ds[name])
+        cols = [np.asarray(x[name].to_numpy(), dtype=float).ravel() for x in (rh, eb, et, mc, sd)]
+        for j, lab in enumerate(labels):
+            if not np.isfinite(cols[0][j]) or cols[4][j] == 0:
+                continue  # a constant (e.g. a fixed reference) has no diagnostics
+            out[f"{name}{lab}"] = (float(cols[0][j]), float(cols[1][j]), float(cols[2][j]),
+                                   float(cols[3][j] / cols[4][j]))
+    return out
+
+
+def _labels(da) -> list[str]:
+    dims = [d for d in da.dims if d not in ("chain", "draw")]
+    if not dims:
+        return [""]
+    import itertools
+    vals = [da.coords[d].to_numpy().tolist() if d in da.coords else list(range(da.sizes[d])) for d in dims]
+    return ["[" + ",".join(str(v) for v in combo) + "]" for combo in itertools.product(*vals)]
+
+
+def diagnose(idata, var_names=None, estimand_draws: dict[str, np.ndarray] | None = None) -> dict:
+    """Convergence diagnostics of a fit (posterior variables ``var_names`` plus estimands)."""
+    post = idata["posterior"].to_dataset()
+    if var_names is not None:
+        post = post[[v for v in var_names if v in post]]
+    per = _per_param(post)
+    for name, x in (estimand_draws or {}).items():
+        per.update({k: v for k, v in _per_param(xr.Dataset({name: (("chain", "draw"), x)})).items()})
+    stats = idata["sample_stats"].to_dataset() if "sample_stats" in idata.children else None
+    n_chains, n_draws = post.sizes.get("chain", 1), post.sizes.get("draw", 0)
+    out: dict = {"n_chains": int(n_chains), "n_draws": int(n_draws), "n_params": len(per)}
+    if per:
+        names = list(per)
+        rh = np.array([per[n][0] for n in names])
+        eb = np.array([per[n][1] for n in names])
+        et = np.array([per[n][2] for n in names])
+        mc = np.array([per[n][3] for n in names])
+        out.update(rhat_max=float(np.nanmax(rh)), rhat_worst=names[int(np.nanargmax(rh))],
+                   ess_bulk_min=float(np.nanmin(eb)), ess_bulk_worst=names[int(np.nanargmin(eb))],
+                   ess_tail_min=float(np.nanmin(et)), mcse_sd_ratio_max=float(np.nanmax(mc)))
+    else:
+        out.update(rhat_max=None, ess_bulk_min=None, ess_tail_min=None, mcse_sd_ratio_max=None)
+    div = 0
+    if stats is not None and "diverging" in stats:
+        div = int(np.asarray(stats["diverging"]).sum())
+    out["divergences"] = div
+    if stats is not None and "energy" in stats:
+        e = np.asarray(stats["energy"], dtype=float)  # (chain, draw)
+        bf = np.square(np.diff(e, axis=1)).mean(axis=1) / e.var(axis=1)  # E-BFMI per chain
+        out["bfmi_min"] = float(np.min(bf))
+    if stats is not None and "maxdepth_reached" in stats:
+        out["treedepth_saturation"] = float(np.asarray(stats["maxdepth_reached"]).mean())
+    failures = []
+    if out["rhat_max"] is None or out["rhat_max"] > GATES["rhat_max"]:
+        failures.append(f"R-hat {out['rhat_max']:.3f} > {GATES['rhat_max']} ({out.get('rhat_worst')})"
+                        if out["rhat_max"] is not None else "no R-hat (one chain?)")
+    if out["ess_bulk_min"] is None or out["ess_bulk_min"] < GATES["ess_bulk_min"]:
+        failures.append(f"bulk ESS {out['ess_bulk_min'] or 0:.0f} < {GATES['ess_bulk_min']} "
+                        f"({out.get('ess_bulk_worst')})")
+    if div > GATES["divergences"]:
+        failures.append(f"{div} divergent transition(s)")
+    warnings = []
+    if out.get("bfmi_min") is not None and out["bfmi_min"] < BFMI_MIN:
+        warnings.append(f"E-BFMI {out['bfmi_min']:.2f} < {BFMI_MIN}")
+    if out.get("treedepth_saturation", 0) > 0.01:
+        warnings.append(f"{100 * out['treedepth_saturation']:.1f}% of draws hit the maximum tree depth")
+    out["failures"] = failures
+    out["warnings"] = warnings
+    out["passed"] = not failures
+    out["per_param"] = {k: {"rhat": v[0], "ess_bulk": v[1], "ess_tail": v[2], "mcse_sd_ratio": v[3]}
+                        for k, v in per.items()}
+    return jsonable(out)
+
+
+def loo_summary(idata, var_name: str | None = None) -> dict | None:
+    """PSIS-LOO elpd with its SE and Pareto k, or None without a log_likelihood group."""
+    if "log_likelihood" not in idata.children:
+        return None
+    from arviz_stats import loo
+
+    try:
+        res = loo(idata, var_name=var_name)
+    except Exception as exc:  # LOO is a diagnostic: its failure is reported, not fatal
+        return {"error": str(exc)}
+    k = np.asarray(res.pareto_k).ravel()
+    return jsonable({"elpd": float(res.elpd), "se": float(res.se), "p_loo": float(res.p),
+                     "n_points": int(k.size), "pareto_k_max": float(np.nanmax(k)),
+                     "n_pareto_k_bad": int((k > PARETO_K_BAD).sum()),
+                     "warning": bool((k > PARETO_K_BAD).any())})
+
+
+def ppc_summary(pp: np.ndarray, observed: np.ndarray) -> dict:
+    """Posterior predictive p-values for the mean, sd and 5%/95% quantiles of the outcome.
+
+    ``pp`` is (samples, n) on the same scale as ``observed``.
+    """
+    out = {}
+    stats = {"mean": np.mean, "sd": np.std,
+             "q05": lambda a, axis=None: np.quantile(a, 0.05, axis=axis),
+             "q95": lambda a, axis=None: np.quantile(a, 0.95, axis=axis)}
+    for name, f in stats.items():
+        rep = f(pp, axis=1)
+        obs = float(f(observed))
+        out[name] = {"observed": obs, "p_value": float((rep >= obs).mean())}
+    extreme = [k for k, v in out.items() if v["p_value"] < 0.01 or v["p_value"] > 0.99]
+    out["warning"] = bool(extreme)
+    out["extreme"] = extreme
+    return jsonable(out)

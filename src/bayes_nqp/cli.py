@@ -1,0 +1,236 @@
+"""The `bayes-nqp` command line: a thin typer layer over the Python API. The only place that prints.
+
+Exit codes: 0 ok, 1 unexpected error, 2 bad input (data, map, spec), 3 a fit failed its
+diagnostic gates (results are written all the same).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import BayesNQPError, DataError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Bayesian causal reanalysis of staggered policy pilots on city panels.")
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+EXIT_BAD_INPUT = 2
+EXIT_GATES = 3
+
+DataOpt = typer.Option(None, "--data", help="panel file (CSV, Parquet, .dta, Excel); default: the bundled demo panel")
+MapOpt = typer.Option(None, "--map", help="column map (TOML); default: data/demo_map.toml")
+OutOpt = typer.Option(Path("reports"), "--out", help="output folder")
+
+
+def _fail(exc: Exception) -> None:
+    err.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _panel(data: Optional[Path], cmap: Optional[Path], strict: bool = True):
+    from .data import load_panel
+
+    if data is not None and cmap is None:
+        # a user's own data with the demo map almost never fits; say so instead of 20 errors
+        from .data import DEMO_MAP
+        err.print(f"[yellow]note:[/] no --map given; using {DEMO_MAP}")
+    return load_panel(data, cmap, strict=strict)
+
+
+def _notice(panel) -> None:
+    if panel.simulated:
+        from .results import SIMULATED_NOTICE
+        console.print(f"[bold yellow]{SIMULATED_NOTICE}[/]")
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="log progress details")):
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command("check-data")
+def check_data(data: Optional[Path] = typer.Argument(None, help="panel file; default the demo panel"),
+               cmap: Optional[Path] = MapOpt):
+    """Validate a panel against its column map; exit 2 when there are errors."""
+    try:
+        panel_or_report = _panel(data, cmap, strict=False)
+    except BayesNQPError as exc:
+        _fail(exc)
+    rep = panel_or_report.report
+    table = Table(title=f"check-data: {data or 'demo panel'}")
+    for col in ("level", "check", "message"):
+        table.add_column(col, overflow="fold")
+    for p in rep.problems[:200]:
+        table.add_row(p.level, p.check, p.message,
+                      style="red" if p.level == "error" else "yellow")
+    console.print(f"{rep.n_obs} rows, {rep.n_units} units, {rep.n_periods} periods"
+                  + ("" if rep.balanced is None else (", balanced" if rep.balanced else ", unbalanced")))
+    if rep.problems:
+        console.print(table)
+        if len(rep.problems) > 200:
+            console.print(f"... and {len(rep.problems) - 200} more problems")
+    if not rep.ok:
+        err.print(f"[bold red]{len(rep.errors)} error(s)[/]")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    console.print("[green]no errors[/]")
+
+
+@app.command()
+def simulate(seed: int = typer.Option(20250601, "--seed", help="random seed"),
+             out: Optional[Path] = typer.Option(None, "--out", help="folder; default the repository's data/")):
+    """Write the simulated demo panel, its column map and its truth (SIMULATED data)."""
+    from .data import DATA_DIR
+    from .data.simulate import write_demo
+
+    paths = write_demo(out or DATA_DIR, seed)
+    for p in paths:
+        console.print(f"wrote {p}")
+    console.print("[yellow]These data are SIMULATED on the real city frame; they are not the study's data.[/]")
+
+
+class Section(str, Enum):
+    did = "did"
+    event_study = "event-study"
+    heterogeneity = "heterogeneity"
+    mediation = "mediation"
+    threshold = "threshold"
+    placebo = "placebo"
+    all = "all"
+
+
+@app.command()
+def replicate(section: Section = typer.Argument(Section.all, help="which section"),
+              data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt, out: Path = OutOpt):
+    """Frequentist replication: TWFE DID, event studies, heterogeneity, mediation, threshold, placebo."""
+    from .frequentist import replicate_to_dir
+
+    try:
+        panel = _panel(data, cmap)
+    except BayesNQPError as exc:
+        _fail(exc)
+    _notice(panel)
+
+    def progress(name, secs, res):
+        if isinstance(res, str):
+            console.print(f"  [yellow]skipped[/] {name}: {res}")
+        else:
+            console.print(f"  [green]done[/] {name} ({secs:.1f}s)")
+
+    with console.status("replicating ..."):
+        try:
+            summary = replicate_to_dir(section.value, panel, out, progress=progress)
+        except BayesNQPError as exc:
+            _fail(exc)
+    _print_replication(summary)
+    console.print(f"wrote {out / 'replication' / 'summary.json'}")
+
+
+def _print_replication(summary: dict) -> None:
+    t = Table(title="replication (frequentist)")
+    for c in ("estimand", "estimate", "se", "95% CI", "p"):
+        t.add_column(c)
+    def row(name, e):
+        if not isinstance(e, dict) or "estimate" not in e:
+            return
+        ci = e.get("ci95") or [None, None]
+        fmt = lambda v: "" if v is None else f"{v:.4g}"
+        t.add_row(name, fmt(e["estimate"]), fmt(e.get("se")), f"[{fmt(ci[0])}, {fmt(ci[1])}]", fmt(e.get("pvalue")))
+    for key in ("did", "did_controls"):
+        row(key, summary.get(key))
+    for key in ("sun_abraham", "callaway_santanna"):
+        if key in summary:
+            row(f"{key} (overall)", summary[key].get("overall"))
+    for g, levels in summary.get("heterogeneity", {}).items():
+        for lv, e in levels.items():
+            if isinstance(e, dict):
+                row(f"{g}={lv}", e)
+    console.print(t)
+
+
+class ModelName(str, Enum):
+    did = "did"
+    heterogeneity = "heterogeneity"
+    event_study = "event-study"
+    staggered = "staggered"
+    mediation = "mediation"
+    threshold = "threshold"
+
+
+def _saved_replication(out: Path, panel) -> dict | None:
+    """A replication summary already written for the same data, reused for comparisons."""
+    from .results import read_json
+
+    p = out / "replication" / "summary.json"
+    if p.exists():
+        s = read_json(p)
+        if s.get("data", {}).get("sha256") == panel.sha256:
+            return s
+    return None
+
+
+def print_fit(fit) -> None:
+    """The params table and the diagnostics verdict of one fit."""
+    t = Table(title=f"{fit.model}: posterior (original scale)")
+    for c in ("param", "mean", "sd", "95% HDI", "P(>0)", "R-hat", "ESS bulk"):
+        t.add_column(c)
+    per = fit.diag.get("per_param", {})
+    for name, e in fit.params.items():
+        d = per.get(name, {})
+        t.add_row(name, f"{e['mean']:.4g}", f"{e['sd']:.3g}", f"[{e['hdi95'][0]:.4g}, {e['hdi95'][1]:.4g}]",
+                  f"{e['p_positive']:.3f}", f"{d.get('rhat', float('nan')):.3f}", f"{d.get('ess_bulk', float('nan')):.0f}")
+    console.print(t)
+    d = fit.diag
+    verdict = "[green]passed[/]" if d.get("passed") else "[bold red]FAILED[/]"
+    console.print(f"diagnostics {verdict}: R-hat max {d.get('rhat_max') or float('nan'):.3f}, "
+                  f"bulk ESS min {d.get('ess_bulk_min') or 0:.0f}, divergences {d.get('divergences')}")
+    for f in d.get("failures", []):
+        console.print(f"  [red]gate:[/] {f}")
+    for w in d.get("warnings", []):
+        console.print(f"  [yellow]warning:[/] {w}")
+
+
+@app.command("fit")
+def fit_cmd(model: ModelName = typer.Argument(..., help="which Bayesian model"),
+            data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt,
+            priors: str = typer.Option("default", "--priors", help="prior set name (default, weak, skeptical) or a .toml file"),
+            draws: Optional[int] = typer.Option(None, "--draws"), tune: Optional[int] = typer.Option(None, "--tune"),
+            chains: Optional[int] = typer.Option(None, "--chains"), seed: Optional[int] = typer.Option(None, "--seed"),
+            quick: bool = typer.Option(False, "--quick", help="the spec's [quick] sampler settings"),
+            out: Path = OutOpt):
+    """Fit a Bayesian model; writes DIR/<model>/{posterior.nc, summary.json}. Exit 3 if gates fail."""
+    from .bayes import fit as _fit
+
+    try:
+        panel = _panel(data, cmap)
+    except BayesNQPError as exc:
+        _fail(exc)
+    _notice(panel)
+    name = model.value.replace("-", "_")
+    rep = _saved_replication(out, panel)
+    t0 = time.perf_counter()
+    try:
+        with console.status(f"fitting {name} (compiling, then sampling) ..."):
+            f = _fit(name, panel, priors=priors, draws=draws, tune=tune, chains=chains, seed=seed,
+                     quick=quick, replication=rep)
+    except BayesNQPError as exc:
+        _fail(exc)
+    dest = f.save(out / name)
+    print_fit(f)
+    console.print(f"wrote {dest} ({time.perf_counter() - t0:.0f}s)")
+    if not f.passed:
+        err.print("[bold red]the fit failed its diagnostic gates; results are written but flagged[/]")
+        raise typer.Exit(EXIT_GATES)
+
+
+def main():  # pragma: no cover
+    app()

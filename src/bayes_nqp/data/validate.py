@@ -1,0 +1,211 @@
+"""Panel validation: every problem with its column, unit/row and value, never a traceback."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .columnmap import ColumnMap
+
+#: fewest distinct values a threshold variable needs for a trimmed grid search
+MIN_THRESHOLD_VALUES = 10
+
+
+@dataclass(frozen=True)
+class Problem:
+    level: str  # "error" or "warning"
+    check: str  # short machine name, e.g. "missing_column"
+    message: str
+    column: str | None = None
+    unit: object = None
+    row: int | None = None
+    value: object = None
+
+
+@dataclass
+class ValidationReport:
+    problems: list[Problem] = field(default_factory=list)
+    n_obs: int = 0
+    n_units: int = 0
+    n_periods: int = 0
+    balanced: bool | None = None
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def checks(self) -> set[str]:
+        return {p.check for p in self.problems}
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([asdict(p) for p in self.problems],
+                            columns=["level", "check", "message", "column", "unit", "row", "value"])
+
+    def format(self, limit: int = 20) -> str:
+        """Plain-text listing, at most ``limit`` lines per check."""
+        lines = [f"{self.n_obs} rows, {self.n_units} units, {self.n_periods} periods"
+                 f"{'' if self.balanced is None else (', balanced' if self.balanced else ', unbalanced')}"]
+        seen: dict[str, int] = {}
+        for p in self.problems:
+            seen[p.check] = seen.get(p.check, 0) + 1
+            if seen[p.check] <= limit:
+                lines.append(f"{p.level.upper():7s} {p.message}")
+        for check, n in seen.items():
+            if n > limit:
+                lines.append(f"        ... and {n - limit} more '{check}' problems")
+        if self.ok:
+            lines.append("no errors")
+        return "\n".join(lines)
+
+
+def _add(rep: ValidationReport, level, check, message, **kw):
+    rep.problems.append(Problem(level, check, message, **kw))
+
+
+def validate_frame(df: pd.DataFrame, cmap: ColumnMap) -> ValidationReport:
+    """Check a raw panel against its column map. Returns a report; raises nothing."""
+    rep = ValidationReport(n_obs=len(df))
+    roles = {
+        "unit": cmap.unit, "time": cmap.time, "outcome": cmap.outcome, "cohort": cmap.cohort,
+        "treated": cmap.treated, "threshold": cmap.threshold, "regime": cmap.regime,
+        **{f"controls[{c}]": c for c in cmap.controls},
+        **{f"mediators[{c}]": c for c in cmap.mediators},
+        **{f"groups.{g}": c for g, c in cmap.groups.items()},
+    }
+    missing = False
+    for role, col in roles.items():
+        if col is not None and col not in df.columns:
+            missing = True
+            _add(rep, "error", "missing_column",
+                 f"column '{col}' (role {role}) is not in the data; columns are: "
+                 f"{', '.join(map(str, df.columns[:30]))}", column=col)
+    if cmap.unit not in df.columns or cmap.time not in df.columns:
+        return rep
+
+    unit = df[cmap.unit]
+    rep.n_units = int(unit.nunique())
+
+    # time must be numeric (years or integer periods)
+    time = pd.to_numeric(df[cmap.time], errors="coerce")
+    bad_time = time.isna() | ~np.isfinite(time.astype(float))
+    for i in np.flatnonzero(bad_time.to_numpy()):
+        _add(rep, "error", "non_numeric", f"column '{cmap.time}' (time), unit {unit.iloc[i]!r}, "
+             f"row {i}: value {df[cmap.time].iloc[i]!r} is not a finite number",
+             column=cmap.time, unit=unit.iloc[i], row=int(i), value=df[cmap.time].iloc[i])
+    rep.n_periods = int(time.nunique())
+    if rep.n_periods < 2:
+        _add(rep, "error", "too_few_periods",
+             f"column '{cmap.time}' (time) has {rep.n_periods} distinct period(s); a panel needs at least 2",
+             column=cmap.time)
+
+    dup = df.duplicated([cmap.unit, cmap.time], keep="first")
+    for i in np.flatnonzero(dup.to_numpy()):
+        _add(rep, "error", "duplicate_row",
+             f"unit {unit.iloc[i]!r}, time {df[cmap.time].iloc[i]!r} appears more than once (row {i})",
+             column=cmap.time, unit=unit.iloc[i], row=int(i), value=df[cmap.time].iloc[i])
+
+    numeric_roles = {r: c for r, c in roles.items()
+                     if c is not None and c in df.columns and r not in ("unit", "time", "cohort")
+                     and not r.startswith("groups.")}
+    for role, col in numeric_roles.items():
+        vals = pd.to_numeric(df[col], errors="coerce").astype(float)
+        bad = ~np.isfinite(vals.to_numpy())
+        for i in np.flatnonzero(bad):
+            raw = df[col].iloc[i]
+            what = "is missing" if pd.isna(raw) else ("is not finite" if isinstance(raw, (int, float, np.number)) else "is not numeric")
+            _add(rep, "error", "non_numeric",
+                 f"column '{col}' ({role}), unit {unit.iloc[i]!r}, row {i}: value {raw!r} {what}",
+                 column=col, unit=unit.iloc[i], row=int(i), value=None if pd.isna(raw) else raw)
+
+    if cmap.cohort and cmap.cohort in df.columns:
+        _check_cohort(rep, df, cmap, unit, time)
+    if cmap.treated and cmap.treated in df.columns:
+        _check_treated(rep, df, cmap, unit, time)
+    for gname, col in cmap.groups.items():
+        if col in df.columns:
+            counts = df.groupby(col, dropna=False)[cmap.unit].nunique()
+            for level, n in counts.items():
+                if n < 2:
+                    _add(rep, "error", "single_unit_group",
+                         f"group '{gname}' (column '{col}'): level {level!r} has only {n} unit; "
+                         "a group effect needs at least 2 units (merge it with a neighbour)",
+                         column=col, value=level)
+    if cmap.threshold and cmap.threshold in df.columns:
+        nq = pd.to_numeric(df[cmap.threshold], errors="coerce").nunique()
+        if nq < MIN_THRESHOLD_VALUES:
+            _add(rep, "error", "threshold_too_few_values",
+                 f"column '{cmap.threshold}' (threshold) has {nq} distinct values; a threshold "
+                 f"search needs at least {MIN_THRESHOLD_VALUES}", column=cmap.threshold, value=int(nq))
+
+    if not missing and not bad_time.any():
+        per_unit = df.groupby(cmap.unit)[cmap.time].nunique()
+        rep.balanced = bool((per_unit == rep.n_periods).all() and not dup.any())
+        if not rep.balanced:
+            short = per_unit[per_unit < rep.n_periods]
+            _add(rep, "warning", "unbalanced",
+                 f"unbalanced panel: {len(short)} of {rep.n_units} units miss some of the "
+                 f"{rep.n_periods} periods (accepted by the DID, event-study and mediation models; "
+                 "the threshold regression needs a balanced panel)")
+    return rep
+
+
+def _check_cohort(rep, df, cmap, unit, time):
+    col = cmap.cohort
+    raw = df[col]
+    coh = pd.to_numeric(raw, errors="coerce")
+    notnum = raw.notna() & coh.isna() & (raw.astype(str).str.strip() != "")
+    for i in np.flatnonzero(notnum.to_numpy()):
+        _add(rep, "error", "non_numeric",
+             f"column '{col}' (cohort), unit {unit.iloc[i]!r}, row {i}: value {raw.iloc[i]!r} is not numeric",
+             column=col, unit=unit.iloc[i], row=int(i), value=raw.iloc[i])
+    coh = coh.where(coh != 0)  # 0 = never treated
+    varying = coh.groupby(unit).nunique(dropna=False)
+    for u in varying.index[varying > 1]:
+        vals = sorted({("never" if pd.isna(v) else v) for v in coh[unit == u]}, key=str)
+        _add(rep, "error", "cohort_varies",
+             f"column '{col}' (cohort), unit {u!r}: the first treated period must be the same in "
+             f"every row, found {vals}", column=col, unit=u)
+    tmin, tmax = time.min(), time.max()
+    outside = coh.notna() & ((coh < tmin) | (coh > tmax))
+    for u, v in coh[outside].groupby(unit[outside]).first().items():
+        _add(rep, "error", "cohort_out_of_range",
+             f"column '{col}' (cohort), unit {u!r}: first treated period {v:g} is outside the "
+             f"observed range {tmin:g}–{tmax:g}", column=col, unit=u, value=float(v))
+    ever = coh.groupby(unit).apply(lambda s: s.notna().any())
+    if len(ever) and ever.all():
+        _add(rep, "error", "no_comparison_units",
+             f"column '{col}' (cohort): every unit is treated at some point; the design needs "
+             "never-treated comparison units", column=col)
+
+
+def _check_treated(rep, df, cmap, unit, time):
+    col = cmap.treated
+    d = pd.to_numeric(df[col], errors="coerce")
+    notbin = d.notna() & ~d.isin([0, 1])
+    for i in np.flatnonzero(notbin.to_numpy()):
+        _add(rep, "error", "treated_not_binary",
+             f"column '{col}' (treated), unit {unit.iloc[i]!r}, row {i}: value {df[col].iloc[i]!r} "
+             "is not 0 or 1", column=col, unit=unit.iloc[i], row=int(i), value=df[col].iloc[i])
+    order = np.lexsort((time.to_numpy(), unit.astype(str).to_numpy()))
+    s = pd.DataFrame({"u": unit.to_numpy()[order], "t": time.to_numpy()[order], "d": d.to_numpy()[order]})
+    s["prev"] = s.groupby("u")["d"].shift()
+    off = s[(s["prev"] == 1) & (s["d"] == 0)]
+    for _, r in off.groupby("u").first().reset_index().iterrows():
+        _add(rep, "error", "treatment_switches_off",
+             f"column '{col}' (treated), unit {r['u']!r}: treatment switches off at time {r['t']:g}; "
+             "the indicator must be absorbing (once 1, always 1)", column=col, unit=r["u"], value=r["t"])
+    ever = s.groupby("u")["d"].max()
+    if len(ever) and (ever == 1).all():
+        _add(rep, "error", "no_comparison_units",
+             f"column '{col}' (treated): every unit is treated at some point; the design needs "
+             "never-treated comparison units", column=col)

@@ -1,0 +1,131 @@
+"""The results contract: the keys of every summary.json, and atomic writing.
+
+Everything that writes or reads a summary goes through this module, so the keys live in one place.
+
+Replication (``DIR/replication/summary.json``)::
+
+    did, did_controls   {estimate, se, ci95: [lo, hi], pvalue, n_obs, n_units}
+    event_study         {"<rel_time>": {estimate, se, ci95}, ..., "pretrend_pvalue": p}
+    sun_abraham         {overall: {estimate, se, ci95}, event_time: {"<e>": {...}}}
+    callaway_santanna   (same as sun_abraham)
+    heterogeneity       {"<group var>": {"<level>": {estimate, se, ci95, pvalue, n_units}}}
+    mediation           {"<mediator>": {total, a, b, direct, indirect, indirect_ci95, sobel_p}}
+    threshold           {thresholds, threshold_ci95, f_stats, pvalues, regime_coefs}
+    placebo             {draws, mean, sd, p_value}
+    data                {path, sha256, simulated, n_obs, n_units, periods}
+    skipped             {"<section>": "<reason>"}
+
+Bayesian fit (``DIR/<model>/summary.json``)::
+
+    model, data {path, sha256, simulated}, priors {name, contents},
+    params {"<name>": {mean, sd, hdi95: [lo, hi], p_positive}},
+    diagnostics {rhat_max, ess_bulk_min, ess_tail_min, divergences, passed, ...},
+    comparison {"<name>": {frequentist: {estimate, ci95}, bayesian: {mean, hdi95}}},
+    seconds
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+SIMULATED_NOTICE = (
+    "SIMULATED DATA: these results come from the bundled demo panel, simulated on the real "
+    "287-city frame. They are not the study's data and not the study's numbers."
+)
+
+REPLICATION_SECTIONS = ("did", "event_study", "heterogeneity", "mediation", "threshold", "placebo")
+
+#: Diagnostic gates every Bayesian fit must pass (issue: R-hat ≤ 1.01, bulk ESS ≥ 400, no divergence)
+GATES = {"rhat_max": 1.01, "ess_bulk_min": 400, "divergences": 0}
+
+
+def jsonable(obj):
+    """Turn numpy scalars/arrays, NaN and tuples into plain JSON values (NaN → None)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return None if not math.isfinite(f) else f
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def estimate(est, se=None, *, pvalue=None, ci95=None, **extra) -> dict:
+    """A frequentist estimate entry: {estimate, se, ci95, pvalue, ...}; normal CI when not given."""
+    est = float(est)
+    if ci95 is None and se is not None:
+        ci95 = [est - 1.959963984540054 * float(se), est + 1.959963984540054 * float(se)]
+    out = {"estimate": est, "se": None if se is None else float(se),
+           "ci95": None if ci95 is None else [float(ci95[0]), float(ci95[1])]}
+    if pvalue is not None:
+        out["pvalue"] = float(pvalue)
+    out.update(extra)
+    return jsonable(out)
+
+
+def param_entry(draws) -> dict:
+    """A Bayesian parameter entry {mean, sd, hdi95, p_positive} from 1-d posterior draws."""
+    from arviz_stats.base import array_stats  # local: keeps the data layer import-light
+
+    x = np.asarray(draws, dtype=float).ravel()
+    hdi = array_stats.hdi(x, prob=0.95)
+    return jsonable({"mean": x.mean(), "sd": x.std(ddof=1), "hdi95": [hdi[0], hdi[1]],
+                     "p_positive": float((x > 0).mean())})
+
+
+def write_atomic(path: str | Path, text: str | bytes) -> Path:
+    """Write a file so that a reader never sees it half-written (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = "wb" if isinstance(text, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | Path, obj) -> Path:
+    return write_atomic(path, json.dumps(jsonable(obj), indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Save a matplotlib figure atomically as PNG and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return write_atomic(path, buf.getvalue())
+
+
+def save_table(df, stem: str | Path) -> list[Path]:
+    """Save a DataFrame as CSV and Markdown (``stem``.csv, ``stem``.md), atomically."""
+    stem = Path(stem)
+    return [write_atomic(stem.with_suffix(".csv"), df.to_csv(index=False)),
+            write_atomic(stem.with_suffix(".md"), df.to_markdown(index=False) + "\n")]
