@@ -68,7 +68,13 @@ class ValidationReport:
         return "\n".join(lines)
 
 
+def _py(v):
+    """numpy scalars as plain Python values, so messages read 2 rather than np.int64(2)."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def _add(rep: ValidationReport, level, check, message, **kw):
+    kw = {k: _py(v) for k, v in kw.items()}
     rep.problems.append(Problem(level, check, message, **kw))
 
 
@@ -99,8 +105,8 @@ def validate_frame(df: pd.DataFrame, cmap: ColumnMap) -> ValidationReport:
     time = pd.to_numeric(df[cmap.time], errors="coerce")
     bad_time = time.isna() | ~np.isfinite(time.astype(float))
     for i in np.flatnonzero(bad_time.to_numpy()):
-        _add(rep, "error", "non_numeric", f"column '{cmap.time}' (time), unit {unit.iloc[i]!r}, "
-             f"row {i}: value {df[cmap.time].iloc[i]!r} is not a finite number",
+        _add(rep, "error", "non_numeric", f"column '{cmap.time}' (time), unit {_py(unit.iloc[i])!r}, "
+             f"row {i}: value {_py(df[cmap.time].iloc[i])!r} is not a finite number",
              column=cmap.time, unit=unit.iloc[i], row=int(i), value=df[cmap.time].iloc[i])
     rep.n_periods = int(time.nunique())
     if rep.n_periods < 2:
@@ -111,7 +117,7 @@ def validate_frame(df: pd.DataFrame, cmap: ColumnMap) -> ValidationReport:
     dup = df.duplicated([cmap.unit, cmap.time], keep="first")
     for i in np.flatnonzero(dup.to_numpy()):
         _add(rep, "error", "duplicate_row",
-             f"unit {unit.iloc[i]!r}, time {df[cmap.time].iloc[i]!r} appears more than once (row {i})",
+             f"unit {_py(unit.iloc[i])!r}, time {_py(df[cmap.time].iloc[i])!r} appears more than once (row {i})",
              column=cmap.time, unit=unit.iloc[i], row=int(i), value=df[cmap.time].iloc[i])
 
     numeric_roles = {r: c for r, c in roles.items()
@@ -124,7 +130,7 @@ def validate_frame(df: pd.DataFrame, cmap: ColumnMap) -> ValidationReport:
             raw = df[col].iloc[i]
             what = "is missing" if pd.isna(raw) else ("is not finite" if isinstance(raw, (int, float, np.number)) else "is not numeric")
             _add(rep, "error", "non_numeric",
-                 f"column '{col}' ({role}), unit {unit.iloc[i]!r}, row {i}: value {raw!r} {what}",
+                 f"column '{col}' ({role}), unit {_py(unit.iloc[i])!r}, row {i}: value {_py(raw)!r} {what}",
                  column=col, unit=unit.iloc[i], row=int(i), value=None if pd.isna(raw) else raw)
 
     if cmap.cohort and cmap.cohort in df.columns:
@@ -137,7 +143,7 @@ def validate_frame(df: pd.DataFrame, cmap: ColumnMap) -> ValidationReport:
             for level, n in counts.items():
                 if n < 2:
                     _add(rep, "error", "single_unit_group",
-                         f"group '{gname}' (column '{col}'): level {level!r} has only {n} unit; "
+                         f"group '{gname}' (column '{col}'): level {_py(level)!r} has only {n} unit; "
                          "a group effect needs at least 2 units (merge it with a neighbour)",
                          column=col, value=level)
     if cmap.threshold and cmap.threshold in df.columns:
@@ -166,20 +172,20 @@ def _check_cohort(rep, df, cmap, unit, time):
     notnum = raw.notna() & coh.isna() & (raw.astype(str).str.strip() != "")
     for i in np.flatnonzero(notnum.to_numpy()):
         _add(rep, "error", "non_numeric",
-             f"column '{col}' (cohort), unit {unit.iloc[i]!r}, row {i}: value {raw.iloc[i]!r} is not numeric",
+             f"column '{col}' (cohort), unit {_py(unit.iloc[i])!r}, row {i}: value {_py(raw.iloc[i])!r} is not numeric",
              column=col, unit=unit.iloc[i], row=int(i), value=raw.iloc[i])
     coh = coh.where(coh != 0)  # 0 = never treated
     varying = coh.groupby(unit).nunique(dropna=False)
     for u in varying.index[varying > 1]:
         vals = sorted({("never" if pd.isna(v) else v) for v in coh[unit == u]}, key=str)
         _add(rep, "error", "cohort_varies",
-             f"column '{col}' (cohort), unit {u!r}: the first treated period must be the same in "
+             f"column '{col}' (cohort), unit {_py(u)!r}: the first treated period must be the same in "
              f"every row, found {vals}", column=col, unit=u)
     tmin, tmax = time.min(), time.max()
     outside = coh.notna() & ((coh < tmin) | (coh > tmax))
     for u, v in coh[outside].groupby(unit[outside]).first().items():
         _add(rep, "error", "cohort_out_of_range",
-             f"column '{col}' (cohort), unit {u!r}: first treated period {v:g} is outside the "
+             f"column '{col}' (cohort), unit {_py(u)!r}: first treated period {v:g} is outside the "
              f"observed range {tmin:g}–{tmax:g}", column=col, unit=u, value=float(v))
     ever = coh.groupby(unit).apply(lambda s: s.notna().any())
     if len(ever) and ever.all():
@@ -194,7 +200,7 @@ def _check_treated(rep, df, cmap, unit, time):
     notbin = d.notna() & ~d.isin([0, 1])
     for i in np.flatnonzero(notbin.to_numpy()):
         _add(rep, "error", "treated_not_binary",
-             f"column '{col}' (treated), unit {unit.iloc[i]!r}, row {i}: value {df[col].iloc[i]!r} "
+             f"column '{col}' (treated), unit {_py(unit.iloc[i])!r}, row {i}: value {_py(df[col].iloc[i])!r} "
              "is not 0 or 1", column=col, unit=unit.iloc[i], row=int(i), value=df[col].iloc[i])
     order = np.lexsort((time.to_numpy(), unit.astype(str).to_numpy()))
     s = pd.DataFrame({"u": unit.to_numpy()[order], "t": time.to_numpy()[order], "d": d.to_numpy()[order]})
@@ -202,7 +208,7 @@ def _check_treated(rep, df, cmap, unit, time):
     off = s[(s["prev"] == 1) & (s["d"] == 0)]
     for _, r in off.groupby("u").first().reset_index().iterrows():
         _add(rep, "error", "treatment_switches_off",
-             f"column '{col}' (treated), unit {r['u']!r}: treatment switches off at time {r['t']:g}; "
+             f"column '{col}' (treated), unit {_py(r['u'])!r}: treatment switches off at time {r['t']:g}; "
              "the indicator must be absorbing (once 1, always 1)", column=col, unit=r["u"], value=r["t"])
     ever = s.groupby("u")["d"].max()
     if len(ever) and (ever == 1).all():
