@@ -64,14 +64,18 @@ def run(panel, n_thresholds=None, max_thresholds=3, n_boot=300, trim=0.01, seed=
         except ModelError as exc:
             raise SectionSkipped(f"the threshold regression cannot be fitted: {exc}") from exc
 
-    significant = [m for m, p in enumerate(tests.pvalues, start=1) if p < 0.05]
-    n_selected = max(significant, default=0)
+    # Hansen's sequential procedure: test 0 vs 1, and go on to m+1 only while the m-th test rejects
+    n_selected = 0
+    for p in tests.pvalues:
+        if p >= 0.05:
+            break
+        n_selected += 1
     if n_thresholds is not None:
         m_rep = n_thresholds
         why = f"{n_thresholds} threshold(s), as asked"
     elif n_selected:
         m_rep = n_selected
-        why = f"{n_selected} threshold(s): the largest m whose F test (m−1 vs m) has p < 0.05"
+        why = f"{n_selected} threshold(s): sequential F tests (m−1 vs m) reject at 5% up to m"
     else:
         m_rep = 1
         why = "no F test has p < 0.05; the single-threshold model is shown so that an estimate exists"

@@ -1,0 +1,148 @@
+"""The seeded demo panel: determinism, shape, design constraints, the truth, the committed files."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayes_nqp
+from bayes_nqp.data import DATA_DIR, read_column_map
+from bayes_nqp.data.entropy import apply_entropy, entropy_index
+from bayes_nqp.data.simulate import (DEFAULT_SEED, NEGATIVE, PANEL_COLUMNS, POSITIVE, simulate_demo,
+                                     simulate_worlds, write_demo)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return simulate_demo()
+
+
+def test_deterministic_for_a_seed(demo):
+    again, _, truth = simulate_demo(DEFAULT_SEED)
+    pd.testing.assert_frame_equal(demo[0], again)
+    assert truth == demo[2]
+    other, _, _ = simulate_demo(DEFAULT_SEED + 1)
+    assert not np.allclose(other["nqp"], demo[0]["nqp"])
+
+
+def test_shape_and_columns(demo):
+    df = demo[0]
+    assert df.shape == (287 * 12, len(PANEL_COLUMNS)) == (3444, len(PANEL_COLUMNS))
+    assert list(df.columns) == list(PANEL_COLUMNS)
+    assert sorted(df["year"].unique()) == list(range(2011, 2023))
+    assert df.groupby("city").size().eq(12).all()
+    assert len([c for c in df.columns if c.startswith("ind_")]) == 10
+    assert not df.drop(columns="pilot_year").isna().any().any()
+
+
+def test_pilot_batches_and_never_treated(demo):
+    df = demo[0]
+    cities = df.drop_duplicates("city")
+    batches = cities["pilot_year"].value_counts()
+    assert set(batches.index) == {2012, 2013, 2014}
+    for year in (2012, 2013, 2014):
+        assert 75 <= batches[year] <= 105
+    never = cities[cities["pilot_year"].isna()]
+    assert len(never) >= 25
+    for col in ("region", "size"):
+        counts = never[col].value_counts()
+        assert set(counts.index) == set(df[col].unique())
+        assert (counts >= 3).all()
+    # treated is the absorbing indicator of pilot_year
+    expected = (df["year"] >= df["pilot_year"].astype(float)).fillna(False).astype(int)
+    assert (df["treated"] == expected).all()
+
+
+def test_selection_tilts_towards_richer_cities(demo):
+    base = demo[0][demo[0]["year"] == 2011]
+    assert base.loc[base["pilot_year"].notna(), "gdp_pc"].mean() > base.loc[base["pilot_year"].isna(), "gdp_pc"].mean()
+
+
+def test_nqp_is_the_entropy_index_of_the_indicators(demo):
+    df = demo[0]
+    index, weights = entropy_index(df, positive=POSITIVE, negative=NEGATIVE)
+    np.testing.assert_allclose(index, df["nqp"], atol=1e-12)
+    assert weights.sum() == pytest.approx(1.0)
+    assert df["nqp"].between(0, 1).all()
+
+
+def test_truth_keys_and_pattern(demo):
+    truth = demo[2]
+    for key in ("att", "att_by_cohort", "att_by_event_time", "att_by_region", "att_by_size",
+                "mediation", "threshold", "notes", "seed", "simulated", "structural", "definitions"):
+        assert key in truth
+    assert truth["simulated"] is True and truth["seed"] == DEFAULT_SEED
+    assert set(truth["att_by_cohort"]) == {"2012", "2013", "2014"}
+    assert set(truth["att_by_event_time"]) == {str(e) for e in range(11)}
+    assert truth["att"] > 0
+    r = truth["att_by_region"]
+    assert r["central"] < r["east"] < r["west"]
+    s = truth["att_by_size"]
+    assert s["large"] < 0 < s["medium"] and s["large"] < s["small"]
+    th = truth["threshold"]
+    assert th["variable"] == "upgrading" and th["slope_above"] > th["slope_below"]
+    med = truth["mediation"]
+    for k in ("human_capital", "sci_tech"):
+        assert med[k]["a"] > 0 and med[k]["b"] > 0
+        assert med[k]["indirect"] == pytest.approx(med[k]["a"] * med[k]["b"])
+    assert med["total"] == pytest.approx(med["direct"] + med["human_capital"]["indirect"]
+                                         + med["sci_tech"]["indirect"], rel=1e-9)
+    assert med["total"] == pytest.approx(truth["att"])
+    assert 0.2 <= med["indirect_share"] <= 0.4
+
+
+def test_truth_att_is_the_counterfactual_difference():
+    w = simulate_worlds(DEFAULT_SEED)
+    df = w.panel
+    # recompute: index of the simulated world minus the index of the no-pilot world, same weights
+    cell = apply_entropy(df, w.ew) - apply_entropy(w.untreated, w.ew)
+    treated = df["treated"] == 1
+    assert np.abs(cell[~treated]).max() < 1e-12
+    _, _, truth = simulate_demo(DEFAULT_SEED)
+    assert truth["att"] == pytest.approx(cell[treated].mean(), rel=1e-12)
+    east = treated & (df["region"] == "east")
+    assert truth["att_by_region"]["east"] == pytest.approx(cell[east].mean(), rel=1e-12)
+    # and equals ∂nqp/∂Y* × (δ + Σ a·b) on the latent scale
+    p = w.params
+    latent = w.delta + sum(p.a[k] * p.b[k] for k in p.a)
+    assert np.allclose(cell[treated], w.dnqp_dystar * latent[treated], atol=1e-12)
+    # the mediators of the no-pilot world differ by exactly a_k on treated cells
+    for k, a in p.a.items():
+        assert np.allclose(df[k] - w.untreated[k], a * df["treated"], atol=1e-12)
+
+
+def test_committed_files_match_a_fresh_simulation(demo):
+    df, cmap, truth = demo
+    committed = pd.read_csv(DATA_DIR / "demo_panel.csv")
+    assert list(committed.columns) == list(df.columns)
+    for c in df.columns:
+        if df[c].dtype.kind in "iuf" or c == "pilot_year":
+            np.testing.assert_allclose(committed[c].to_numpy(float), df[c].astype(float).to_numpy(),
+                                       rtol=1e-9, atol=1e-9, err_msg=c)
+        else:
+            assert (committed[c].astype(str) == df[c].astype(str)).all(), c
+    saved = json.loads((DATA_DIR / "demo_truth.json").read_text(encoding="utf-8"))
+    assert saved["att"] == pytest.approx(truth["att"], rel=1e-9)
+    assert read_column_map(DATA_DIR / "demo_map.toml").to_dict() == \
+        bayes_nqp.ColumnMap.from_dict(cmap).to_dict()
+
+
+def test_committed_panel_loads_cleanly():
+    panel = bayes_nqp.load_panel(DATA_DIR / "demo_panel.csv", DATA_DIR / "demo_map.toml")
+    assert panel.report.ok and panel.balanced and panel.simulated
+    assert panel.n_units == 287 and panel.n_periods == 12
+    assert panel.cohorts == [2012, 2013, 2014]
+    assert set(panel.groups) == {"region", "size"}
+
+
+def test_write_demo_writes_three_loadable_files(tmp_path):
+    paths = write_demo(tmp_path, seed=7)
+    assert [p.name for p in paths] == ["demo_panel.csv", "demo_map.toml", "demo_truth.json"]
+    cmap = read_column_map(paths[1])
+    assert cmap.simulated and cmap.outcome == "nqp" and cmap.cohort == "pilot_year"
+    assert list(cmap.controls) == ["gdp_pc", "fin", "fdi", "gov", "infra"]
+    assert "not the study" in cmap.description
+    panel = bayes_nqp.load_panel(paths[0], paths[1])
+    assert panel.n_obs == 3444
+    assert json.loads(paths[2].read_text(encoding="utf-8"))["seed"] == 7
