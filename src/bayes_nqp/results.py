@@ -9,9 +9,11 @@ Replication (``DIR/replication/summary.json``)::
     sun_abraham         {overall: {estimate, se, ci95}, event_time: {"<e>": {...}}}
     callaway_santanna   (same as sun_abraham)
     heterogeneity       {"<group var>": {"<level>": {estimate, se, ci95, pvalue, n_units}}}
+    heterogeneity_interaction  {"<group var>": {"<level>": {estimate, se, ci95, pvalue}, "wald_equal_pvalue": p}}
     mediation           {"<mediator>": {total, a, b, direct, indirect, indirect_ci95, sobel_p}}
-    threshold           {thresholds, threshold_ci95, f_stats, pvalues, regime_coefs}
-    placebo             {draws, mean, sd, p_value}
+    threshold           {thresholds, threshold_ci95, f_stats, pvalues, regime_coefs, regime_se,
+                         n_thresholds_selected, lr_curve: {grid, lr}}
+    placebo             {draws, mean, sd, p_value, actual}
     data                {path, sha256, simulated, n_obs, n_units, periods}
     skipped             {"<section>": "<reason>"}
 
