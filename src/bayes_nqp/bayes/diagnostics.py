@@ -20,7 +20,10 @@ def _per_param(ds: xr.Dataset) -> dict[str, tuple[float, float, float, float]]:
     """name[index] -> (rhat, ess_bulk, ess_tail, mcse_mean/sd) for every scalar in a posterior."""
     import arviz_stats as azs
 
-    keep = [n for n, da in ds.data_vars.items() if "chain" in da.dims and "draw" in da.dims]
+    # constants (a fixed reference, a breakdown value stored as a degenerate draw) have no
+    # diagnostics; leaving them out also spares ArviZ a divide-by-zero warning
+    keep = [n for n, da in ds.data_vars.items() if "chain" in da.dims and "draw" in da.dims
+            and float(np.nanmax(np.ptp(np.asarray(da, dtype=float).reshape(-1, *da.shape[2:]), axis=0))) > 0]
     if not keep:
         return {}
     ds = ds[keep].astype(float)
