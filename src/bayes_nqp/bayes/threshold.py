@@ -1,0 +1,770 @@
+r"""Bayesian panel threshold regression: the slope of a regime variable switches at unknown
+thresholds :math:`\gamma` of a threshold variable :math:`q` (the Bayesian side of Hansen 1999).
+
+.. math::
+
+    y_{it} = \alpha_i\ [+\ \lambda_t] + X_{it}\beta
+        + \theta_1 r_{it}\,1(q_{it} \le \gamma_1)
+        + \theta_2 r_{it}\,1(\gamma_1 < q_{it} \le \gamma_2)
+        + \theta_3 r_{it}\,1(q_{it} > \gamma_2) + e_{it},
+    \qquad e_{it} \sim N(0, \sigma^2)
+
+with one threshold (:math:`\theta_1, \theta_2`), two (as written), or none (a common slope). The
+regime variable :math:`r` is ``panel.regime`` (the treatment D unless the column map names
+``regime``; a panel with a regime needs no treatment), :math:`q` is ``panel.threshold``; time
+effects as the map says.
+
+**What to know first: γ is marginalised exactly, never sampled — and so are the slopes.** The
+likelihood is a step function of γ, so NUTS cannot move γ; and given γ the slopes θ sit at
+different places for different γ, so a posterior that samples θ is a mixture with separated modes
+(on Hansen's data a minor one at γ ≈ 0.54) between which NUTS does not travel. So for each cell
+of a grid of γ the model is linear; the unit (and time) effects are flat fixed effects integrated
+out (the within transformation :math:`W`, see :class:`~.mediation.WithinTransform`;
+:math:`n_\text{eff} = n - N [- (T-1)]` degrees of freedom), and with the Normal ``slope`` prior the
+slopes are integrated out in closed form too. With :math:`B_g = W[r\,1(\text{regime } 1), \dots]`,
+:math:`e = W(y - X\beta)`, :math:`\Lambda_g = B_g'B_g/\sigma^2 + I/s_0^2`,
+:math:`\eta_g = B_g'e/\sigma^2 + \mu_0/s_0^2`:
+
+.. math::
+
+    \log p(y \mid \beta, \sigma, \gamma_g) = -\tfrac{n_\text{eff}}{2}\log(2\pi\sigma^2)
+      - \frac{e'e}{2\sigma^2} - \tfrac{k}{2}\log s_0^2 - \frac{k\mu_0^2}{2 s_0^2}
+      - \tfrac12\log|\Lambda_g| + \tfrac12\,\eta_g'\Lambda_g^{-1}\eta_g
+
+(:math:`k` = number of regimes ≤ 3, so :math:`|\Lambda_g|` and :math:`\Lambda_g^{-1}` are written
+out), computed from cross products precomputed once, so the model's cost does not grow with
+:math:`n`. The potential is :math:`\log\sum_g \exp(\cdot + \log p_g)`; NUTS samples only β (in
+whitened coordinates) and σ. After sampling, per posterior draw, γ is drawn from its exact
+conditional and then θ from its Gaussian conditional (``postprocess``); the Rao–Blackwellised
+posterior mass of γ over the grid (the mean of those conditionals) is kept for the figure and the
+posterior mode.
+
+* **Grid** (spec ``grid_size``, ``trim``): the distinct values of :math:`q` between its ``trim`` and
+  ``1 − trim`` quantiles that leave at least :math:`\lfloor \text{trim}\cdot n \rfloor`
+  observations in every regime (Hansen's trimming, as in the replication); all of them when there
+  are no more than ``grid_size`` (or ``grid_size = "all"``), else those at ``grid_size`` quantile
+  points.
+* **Prior on γ**: uniform over the trimmed range, discretised by the midpoint rule
+  (:math:`p_g \propto` the half-distance to the grid neighbours). The posterior *mode* reported is
+  that of the density (mass / :math:`p_g`), i.e. the value of highest marginal likelihood.
+* **Two thresholds**: marginalised over the ordered pairs :math:`\gamma_{g_1} < \gamma_{g_2}` of a
+  coarser grid (spec ``grid_size_pair``; each middle regime keeps the trimming share too), prior
+  uniform over ordered pairs, with the cross products :math:`z_{g_1}'Wz_{g_2}` precomputed.
+* **Smooth transition** (``transition = "logistic"``): the slope is
+  :math:`\theta_1 + \sum_k (\theta_{k+1} - \theta_k)\,\operatorname{logistic}((q - \gamma_k)/s_k)`;
+  now the likelihood is smooth in γ, so γ (uniform over the trimmed range, ordered when two),
+  :math:`s_k = s^\text{rel}_k \cdot (\text{trimmed range of } q)` and the slopes are sampled by
+  NUTS, started at the sharp model's profile-likelihood estimate (the modes caveat above applies),
+  and the within transformation of the regressors is done inside the model. The prior of
+  :math:`s^\text{rel}` is the prior set's ``transition_scale`` if it has one, else the spec's
+  ``transition_scale``.
+
+**Scale.** The outcome and the controls are standardised; a continuous regime variable is divided
+by its sd (not centred: centring would change the model), a 0/1 one is kept. Priors (prior set
+names): ``slope`` (every :math:`\theta`; Normal for the sharp model), ``beta``, ``sigma``, on that
+scale.
+
+**Estimands** (original scales): ``gamma[1]``, ``gamma[2]`` (in units of :math:`q`), ``slope[1]``,
+``slope[2]``, ``slope[3]`` (outcome units per unit of the regime variable; regime 1 is the lowest
+:math:`q`), ``slope_diff[2-1]``, ``slope_diff[3-2]``, and ``n_thresholds``: the number of thresholds
+PSIS-LOO prefers among 0, 1, 2 (:func:`compare_thresholds`, spec ``compare = true``; the fewest
+thresholds whose elpd lies within two standard errors of the difference from the best), or the
+fitted number when the comparison is off; with ``transition = "logistic"`` also
+``transition_scale[k]`` (:math:`s_k`, units of :math:`q`). LOO leaves one unit out: the log-likelihood of a unit's
+within-transformed block given the draw (γ included) has :math:`\sum_t W_{tt}` degrees of freedom.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+from pymc.logprob.transforms import Transform
+from pytensor.tensor.special import logsumexp
+from scipy.special import expit
+
+from ..errors import ModelError, SpecError
+from ..results import SIMULATED_NOTICE, jsonable
+from .base import BayesModel, register
+from .mediation import WithinTransform, complete_panel, within_regressors
+from .priors import hyper_name, prior_rv
+from .spec import ModelSpec, PriorSpec, _prior, load_prior_set, load_spec
+
+log = logging.getLogger(__name__)
+
+#: Hansen's (1999) 95% critical value of the LR statistic, −2 log(1 − √0.95)
+LR_CRIT_95 = -2.0 * math.log(1.0 - math.sqrt(0.95))
+#: grid columns built at once when precomputing (memory: n × this)
+_CHUNK = 256
+#: posterior draws processed at once in postprocess / log-likelihood (memory: draws × grid or × n)
+_DRAW_CHUNK = 256
+#: posterior predictive draws kept per chain (the PPC summary needs a few hundred)
+PPC_DRAWS_PER_CHAIN = 250
+#: LOO preference: the fewest thresholds within this many dse of the best elpd
+LOO_SE_RULE = 2.0
+
+
+_NP, _PT = "numpy", "pytensor"  # the two array backends of ThresholdModel.log_marginal
+
+
+def _det_adj(L):
+    """Determinant and adjugate of a symmetric k×k matrix (k ≤ 3) given as nested lists of arrays
+    (or tensors): elementwise, so one call handles every cell at once."""
+    k = len(L)
+    if k == 1:
+        return L[0][0], [[1.0]]
+    if k == 2:
+        a, b, c = L[0][0], L[0][1], L[1][1]
+        return a * c - b * b, [[c, -b], [-b, a]]
+    a, b, c, e, f, i = L[0][0], L[0][1], L[0][2], L[1][1], L[1][2], L[2][2]
+    A00, A01, A02 = e * i - f * f, c * f - b * i, b * f - c * e
+    A11, A12, A22 = a * i - c * c, b * c - a * f, a * e - b * b
+    return a * A00 + b * A01 + c * A02, [[A00, A01, A02], [A01, A11, A12], [A02, A12, A22]]
+
+
+# ---- the grid ---------------------------------------------------------------------------------
+
+def threshold_grid(q: np.ndarray, trim: float, size) -> np.ndarray:
+    """Candidate γ values: distinct q within the trim quantiles leaving ⌊trim·n⌋ obs per regime;
+    all of them, or those at ``size`` quantile points when there are more."""
+    if not 0.0 < trim < 0.5:
+        raise SpecError(f"threshold: trim must lie in (0, 0.5), got {trim}")
+    n = q.size
+    qs = np.sort(q)
+    lo, hi = np.quantile(q, [trim, 1.0 - trim])
+    vals = np.unique(q)
+    vals = vals[(vals >= lo) & (vals <= hi)]
+    cnt = np.searchsorted(qs, vals, side="right")
+    nmin = max(1, int(math.floor(trim * n)))
+    vals = vals[(cnt >= nmin) & (n - cnt >= nmin)]
+    if vals.size == 0:
+        raise ModelError(f"no candidate threshold: the threshold variable has too few distinct values "
+                         f"inside its {trim:g}–{1 - trim:g} quantiles")
+    if size == "all" or vals.size <= int(size):
+        return vals
+    if not isinstance(size, (int, np.integer)) or size < 2:
+        raise SpecError(f"threshold: grid_size must be 'all' or an integer ≥ 2, got {size!r}")
+    pts = np.quantile(q, np.linspace(trim, 1.0 - trim, int(size)), method="inverted_cdf")
+    return np.intersect1d(vals, pts)
+
+
+def uniform_weights(grid: np.ndarray) -> np.ndarray:
+    """Prior mass of each grid point under a uniform prior on [grid[0], grid[-1]] (midpoint rule)."""
+    if grid.size == 1:
+        return np.ones(1)
+    edges = np.r_[grid[0], (grid[1:] + grid[:-1]) / 2, grid[-1]]
+    w = np.diff(edges)
+    return w / w.sum()
+
+
+class Affine(Transform):
+    """x = loc + L·u for a vector x: the sampler moves u (see ThresholdModel._whitened_prior)."""
+
+    name = "affine"
+    ndim_supp = 1
+
+    def __init__(self, loc: np.ndarray, chol: np.ndarray):
+        self.loc, self.chol = np.asarray(loc, dtype=float), np.asarray(chol, dtype=float)
+        self.chol_inv = np.linalg.inv(self.chol)
+        self.log_det = float(np.log(np.diag(self.chol)).sum())
+
+    def backward(self, value, *inputs):
+        return self.loc + pt.dot(value, self.chol.T)
+
+    def forward(self, value, *inputs):
+        return pt.dot(value - self.loc, self.chol_inv.T)
+
+    def log_jac_det(self, value, *inputs):
+        return pt.zeros(value.shape[:-1]) + self.log_det
+
+
+@register("threshold")
+class ThresholdModel(BayesModel):
+    """Panel threshold model with γ marginalised over a grid; see the module docstring."""
+
+    needs = ("outcome", "threshold", "regime")
+    replication_section = "threshold"
+    key_estimands = ("slope[1]", "slope[2]", "slope_diff[2-1]", "gamma[1]")
+
+    def __init__(self, panel, spec, priors):
+        panel.require(*self.needs, what="the Bayesian threshold model")
+        cols = list(dict.fromkeys(["y", panel.regime, panel.threshold, *panel.controls]))
+        panel = complete_panel(panel, cols, "the Bayesian threshold model")
+        super().__init__(panel, spec, priors)
+        self.n_thr = int(spec.option("n_thresholds", 1))
+        self.transition = spec.option("transition", "sharp")
+        self.trim = float(spec.option("trim", 0.01))
+        if self.n_thr not in (0, 1, 2):
+            raise SpecError(f"threshold: n_thresholds must be 0, 1 or 2, got {self.n_thr}")
+        if self.transition not in ("sharp", "logistic"):
+            raise SpecError(f"threshold: transition must be 'sharp' or 'logistic', got {self.transition!r}")
+        self.replication_options = {"n_thresholds": max(1, self.n_thr), "trim": self.trim}
+        if self.n_thr == 0:
+            self.replication_section = None
+        df = self.df
+        r = df[panel.regime].to_numpy(float)
+        binary = np.isin(np.unique(r), (0.0, 1.0)).all()
+        self.r_sd = 1.0 if binary else float(r.std())
+        if self.r_sd == 0:
+            raise ModelError(f"the regime variable '{panel.regime}' is constant")
+        self.r_s = r / self.r_sd
+        self.q = df[panel.threshold].to_numpy(float)
+        self.fe = WithinTransform(self.unit_idx, self.time_idx, panel.time_effects)
+        self.yw = self.fe(self.y_z)
+        self.Xw = within_regressors(self.fe, self.X_z, self.panel.controls, "threshold")
+        self.rw = within_regressors(self.fe, self.r_s[:, None], [panel.regime], "threshold")[:, 0]
+        self.A = np.column_stack([self.yw, self.Xw, self.rw])
+        self.C = self.A.T @ self.A
+        self.q_lo, self.q_hi = (float(v) for v in np.quantile(self.q, [self.trim, 1.0 - self.trim]))
+        self._U = self.fe._U  # unit membership (N × n), for per-unit sums
+        self.unit_dof = np.asarray(self._U @ self.fe.diag).ravel()
+        self._replication: dict | None = None
+        self._loo: pd.DataFrame | None = None
+        self._gamma_post: dict = {}
+        self._compare_cache: dict = {}
+        # the cells of γ (the logistic model uses them for its starting point only)
+        self._prepare_cells()
+
+    # ---- grid precomputation --------------------------------------------------------------
+    def _split_columns(self, gammas: np.ndarray) -> np.ndarray:
+        """W·z_g, z_g = r·1(q ≤ γ_g), for the given γ values: (n, len(gammas))."""
+        return self.fe(self.r_s[:, None] * (self.q[:, None] <= gammas[None, :]))
+
+    def _grid_stats(self, grid: np.ndarray, cross: bool = False):
+        """F_g = z_g'W[y, X, r], d_g = z_g'Wz_g (and all z_g'Wz_h when ``cross``)."""
+        F = np.empty((grid.size, self.A.shape[1]))
+        d = np.empty(grid.size)
+        Zs = []
+        for s in range(0, grid.size, _CHUNK):
+            Zw = self._split_columns(grid[s: s + _CHUNK])
+            F[s: s + Zw.shape[1]] = Zw.T @ self.A
+            d[s: s + Zw.shape[1]] = (Zw * Zw).sum(axis=0)
+            if cross:
+                Zs.append(Zw)
+        Q = None
+        if cross:
+            Z = np.hstack(Zs)
+            Q = Z.T @ Z
+        return F, d, Q
+
+    def _prepare_cells(self) -> None:
+        """The grid and, per cell (one γ, one ordered pair, or the single cell of no threshold),
+        the cross products of the regime-split regressors B = W[r·1(regime 1) .. r·1(regime m+1)]:
+        M = B'B (cells, k, k), Py = B'Wy (cells, k), Rx = B'WX (cells, k, K), and log p(cell)."""
+        opt = self.spec.option
+        n, K, m = self.q.size, self.Xw.shape[1], self.n_thr
+        zz = np.maximum((self.r_s ** 2).sum(), 1e-300)
+        self.grid = np.zeros(0)
+        if m == 0:
+            E = self.C[None, 1:, 1:]          # Gram of the basis [X, r], and its products with y
+            Ey = self.C[None, 1:, 0]
+            self.logw = np.zeros(1)
+            self.cell_gamma = np.zeros((1, 0))
+        elif m == 1:
+            grid = threshold_grid(self.q, self.trim, opt("grid_size", 400))
+            F, d, _ = self._grid_stats(grid)
+            ok = d > 1e-9 * zz  # a split the fixed effects absorb identifies nothing
+            if not ok.any():
+                raise ModelError("every candidate split of the regime variable is absorbed by the fixed "
+                                 "effects; the threshold variable must vary within units")
+            grid, F, d = grid[ok], F[ok], d[ok]
+            E, Ey = self._basis_gram([F], [d], None)
+            self.grid, self.grid_weights = grid, uniform_weights(grid)
+            self.logw = np.log(self.grid_weights)
+            self.cell_gamma = grid[:, None]
+        else:
+            grid = threshold_grid(self.q, self.trim, opt("grid_size_pair", 60))
+            F, d, Q = self._grid_stats(grid, cross=True)
+            nmin = max(1, int(math.floor(self.trim * n)))
+            cnt = np.searchsorted(np.sort(self.q), grid, side="right")
+            i, j = np.triu_indices(grid.size, k=1)
+            det = d[i] * d[j] - Q[i, j] ** 2
+            ok = (cnt[j] - cnt[i] >= nmin) & (det > 1e-9 * zz ** 2)
+            if not ok.any():
+                raise ModelError(f"no admissible pair of thresholds: the trimming (trim={self.trim:g}) "
+                                 "leaves no middle regime large enough")
+            i, j = i[ok], j[ok]
+            E, Ey = self._basis_gram([F[i], F[j]], [d[i], d[j]], Q[i, j])
+            w = uniform_weights(grid)
+            lw = np.log(w[i]) + np.log(w[j])
+            self.grid, self.grid_weights, self.pair_i, self.pair_j = grid, w, i, j
+            self.logw = lw - np.logaddexp.reduce(lw)
+            self.cell_gamma = np.column_stack([grid[i], grid[j]])
+        # regime-split regressors as columns of T over the basis [X, r, z_1 .. z_m]:
+        # regime 1 = z_1, regime j = z_j − z_{j−1}, regime m+1 = r − z_m (no threshold: r)
+        T = np.zeros((K + 1 + m, m + 1))
+        for j in range(m):
+            T[K + 1 + j, j] = 1.0
+            if j:
+                T[K + j, j] = -1.0
+        T[K, m] = 1.0
+        if m:
+            T[K + m, m] = -1.0
+        self.M = np.einsum("ai,gab,bj->gij", T, E, T)
+        self.Py = np.einsum("ai,ga->gi", T, Ey)
+        self.Rx = np.einsum("ai,gab->gib", T, E[:, :, :K])
+
+    def _basis_gram(self, Fs, ds, Q):
+        """Gram of [X, r, z_1 .. z_m] per cell (and its products with y) from C, F_g, d_g, z_i'Wz_j."""
+        K, m, G = self.Xw.shape[1], len(Fs), Fs[0].shape[0]
+        E = np.zeros((G, K + 1 + m, K + 1 + m))
+        Ey = np.zeros((G, K + 1 + m))
+        E[:, : K + 1, : K + 1] = self.C[1:, 1:]
+        Ey[:, : K + 1] = self.C[1:, 0]
+        for t, (F, d) in enumerate(zip(Fs, ds)):
+            col = K + 1 + t
+            E[:, : K + 1, col] = E[:, col, : K + 1] = F[:, 1:]
+            E[:, col, col] = d
+            Ey[:, col] = F[:, 0]
+        if m == 2:
+            E[:, K + 1, K + 2] = E[:, K + 2, K + 1] = Q
+        return E, Ey
+
+    # ---- model ----------------------------------------------------------------------------
+    def coords(self) -> dict:
+        c = super().coords()
+        c["regime"] = [str(j) for j in range(1, self.n_thr + 2)]
+        if self.n_thr:
+            c["threshold"] = [str(k) for k in range(1, self.n_thr + 1)]
+        return c
+
+    def build(self) -> pm.Model:
+        init = self.profile()
+        K = self.Xw.shape[1]
+        with pm.Model(coords=self.coords()) as m:
+            beta = self._whitened_prior("beta", "beta", init, slice(0, K), dims="control") if K else None
+            sigma = self._prior_rv("sigma", "sigma", initval=init["sigma"])
+            if self.n_thr and self.transition == "logistic":
+                slope = self._whitened_prior("slope_z", "slope", init, slice(K, None), dims="regime")
+                self._logistic_likelihood(slope, beta, sigma, init["gamma"])
+            else:
+                mu0, s0 = self._slope_prior_data()
+                lm = self.log_marginal(beta, sigma, mu0, s0, xp=_PT)
+                pm.Potential("loglik", logsumexp(lm + self.logw) if self.n_thr else lm)
+        return m
+
+    def _prior_rv(self, rv: str, prior_name: str, **kw):
+        """Like BayesModel.prior (hyperparameters as pm.Data, recorded in used_priors), with
+        ``transform`` / ``initval`` passed through."""
+        spec = self.priors[prior_name]
+        self.used_priors[rv] = prior_name
+        hyper = {p: pm.Data(hyper_name(rv, p), np.asarray(v, dtype=float)) for p, v in spec.params.items()}
+        return getattr(pm, spec.dist)(rv, **hyper, **kw)
+
+    def _slope_prior_data(self):
+        """The ``slope`` prior's μ0, s0 as pm.Data (registered as the prior of ``slope_z``, so
+        prior-set refits swap them); it must be Normal: the slopes are integrated out exactly."""
+        spec = self.priors["slope"]
+        if spec.dist != "Normal":
+            raise SpecError(f"the sharp threshold model integrates the slopes out analytically and needs "
+                            f"a Normal 'slope' prior; prior set '{self.priors.name}' has {spec.describe()}")
+        self.used_priors["slope_z"] = "slope"
+        return (pm.Data(hyper_name("slope_z", "mu"), np.asarray(spec.params["mu"])),
+                pm.Data(hyper_name("slope_z", "sigma"), np.asarray(spec.params["sigma"])))
+
+    def _whitened_prior(self, rv, prior_name, init, block: slice, dims: str):
+        """The coefficients ``block`` of (β, θ), with their prior, sampled in whitened coordinates
+        u (x = x̂ + L·u, x̂ and LL' the estimate and covariance at the profile-likelihood γ̂), and
+        started at x̂. The γ-marginal posterior is a mixture over the grid and can have minor modes
+        at other γ (Hansen's data: γ ≈ 0.54); started inside the dominant one, with the ±1 jitter
+        in u one posterior sd, every chain samples the same mode. Whitening also undoes
+        near-collinear controls (Hansen's q, q², q³), along which a diagonal mass matrix mixes
+        badly."""
+        loc = init["coef"][block]
+        cov = init["cov"][block, block]
+        chol = np.linalg.cholesky(cov + 1e-12 * np.trace(cov) * np.eye(len(loc)))
+        return self._prior_rv(rv, prior_name, dims=dims, transform=Affine(loc, chol), initval=loc)
+
+    def profile(self) -> dict:
+        """The profile-likelihood fit over the cells: γ̂ = the cell of least SSR, the OLS
+        coefficients (β, θ_1..θ_m+1) there, their covariance and σ̂."""
+        K, k = self.Xw.shape[1], self.n_thr + 1
+        Gc = self.M.shape[0]
+        BB = np.zeros((Gc, K + k, K + k))
+        BB[:, :K, :K] = self.C[1:K + 1, 1:K + 1]
+        BB[:, K:, :K] = self.Rx
+        BB[:, :K, K:] = self.Rx.transpose(0, 2, 1)
+        BB[:, K:, K:] = self.M
+        By = np.concatenate([np.broadcast_to(self.C[1:K + 1, 0], (Gc, K)), self.Py], axis=1)
+        coef = np.linalg.solve(BB, By[..., None])[..., 0]
+        ssr = self.C[0, 0] - np.einsum("gi,gi->g", coef, By)
+        best = int(np.argmin(ssr))
+        sigma2 = max(float(ssr[best]) / self.fe.n_eff, 1e-12)
+        return {"coef": coef[best], "cov": sigma2 * np.linalg.inv(BB[best]), "sigma": math.sqrt(sigma2),
+                "gamma": self.cell_gamma[best]}
+
+    def log_marginal(self, beta, sigma, mu0, s0, xp=None):
+        """log p(y | β, σ, cell) with the slopes θ ~ N(μ0, s0²) integrated out, per cell: symbolic
+        (``xp=_PT``, β (K,), σ scalar) or numpy (β (S, K), σ (S,): result (S, cells)). Also returns,
+        for numpy, the conditional N(mean, cov) of θ per draw and cell (for postprocess).
+
+        With e = W(y − Xβ), h = B'e = Py − Rx·β, Λ = M/σ² + I/s0², η = h/σ² + μ0/s0²:
+        log p = −n_eff/2·log(2πσ²) − e'e/(2σ²) − k/2·log s0² − k μ0²/(2s0²) − ½ log|Λ| + ½ η'Λ⁻¹η.
+        k ≤ 3, so |Λ| and Λ⁻¹ are written out (adjugate): elementwise over the cells.
+        """
+        xp = xp or _NP
+        k = self.n_thr + 1
+        K = self.Xw.shape[1]
+        symbolic = xp is _PT
+        C = self.C
+        if symbolic:
+            XX, Xy = C[1:K + 1, 1:K + 1], C[1:K + 1, 0]
+            ee = C[0, 0] - (2 * pt.dot(Xy, beta) - pt.dot(beta, pt.dot(XX, beta)) if K else 0.0)
+            # a single cell (no threshold) as scalars: pytensor's numba backend fails to compile
+            # some fused length-1 graphs
+            cells = 0 if self.M.shape[0] == 1 else slice(None)
+            h = [self.Py[cells, a] - (pt.dot(self.Rx[cells, a, :], beta) if K else 0.0) for a in range(k)]
+            s2 = sigma ** 2
+            M = [[self.M[cells, a, b] for b in range(k)] for a in range(k)]
+        else:
+            XX, Xy = C[1:K + 1, 1:K + 1], C[1:K + 1, 0]
+            ee = (C[0, 0] - 2 * beta @ Xy + np.einsum("si,ij,sj->s", beta, XX, beta))[:, None]
+            h = [self.Py[None, :, a] - beta @ self.Rx[:, a, :].T for a in range(k)]
+            s2 = (sigma ** 2)[:, None]
+            M = [[self.M[None, :, a, b] for b in range(k)] for a in range(k)]
+        p0 = 1.0 / s0 ** 2
+        Lam = [[M[a][b] / s2 + (p0 if a == b else 0.0) for b in range(k)] for a in range(k)]
+        eta = [h[a] / s2 + mu0 * p0 for a in range(k)]
+        det, adj = _det_adj(Lam)
+        quad = sum(eta[a] * adj[a][b] * eta[b] for a in range(k) for b in range(k)) / det
+        log = pt.log if symbolic else np.log
+        lm = (-0.5 * self.fe.n_eff * log(2 * np.pi * s2) - ee / (2 * s2) - 0.5 * k * log(s0 ** 2)
+              - 0.5 * k * mu0 ** 2 * p0 - 0.5 * log(det) + 0.5 * quad)
+        if symbolic:
+            return lm
+        mean = [sum(adj[a][b] * eta[b] for b in range(k)) / det for a in range(k)]
+        cov = [[adj[a][b] / det for b in range(k)] for a in range(k)]
+        return lm, mean, cov
+
+    def _transition_scale_prior(self) -> PriorSpec:
+        if "transition_scale" in self.priors.priors:
+            return self.priors["transition_scale"]
+        raw = self.spec.option("transition_scale", {"dist": "Gamma", "alpha": 2.0, "beta": 20.0})
+        return _prior("transition_scale", raw, self.spec.source or "models/threshold.toml")
+
+    def _logistic_likelihood(self, slope, beta, sigma, gamma0) -> None:
+        k = self.n_thr
+        width = self.q_hi - self.q_lo
+        # start at the sharp model's γ̂ (kept inside the open prior support)
+        init = np.clip(gamma0, self.q_lo + 1e-6 * width, self.q_hi - 1e-6 * width)
+        kw = {"transform": pm.distributions.transforms.ordered} if k > 1 else {}
+        gamma = pm.Uniform("gamma", lower=self.q_lo, upper=self.q_hi, dims="threshold", initval=init, **kw)
+        spec = self._transition_scale_prior()
+        if "transition_scale" in self.priors.priors:
+            s_rel = self.prior("s_rel", "transition_scale", dims="threshold")
+        else:
+            s_rel = prior_rv("transition_scale", spec, rv_name="s_rel", dims="threshold")
+        s = s_rel * width
+        mu = slope[0] * self.rw
+        if beta is not None:
+            mu = mu + pt.dot(self.Xw, beta)
+        for j in range(k):
+            share = pm.math.sigmoid((self.q - gamma[j]) / s[j])
+            mu = mu + (slope[j + 1] - slope[j]) * self.fe.tensor(self.r_s * share)
+        pm.Potential("fixed_effects_dof", (self.fe.n - self.fe.n_eff) * pt.log(sigma))
+        pm.Normal("y", mu=mu, sigma=sigma, observed=self.yw, dims="obs")
+
+    # ---- after sampling -------------------------------------------------------------------
+    def _flat(self, post, var):
+        a = post[var].to_numpy()
+        return a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:])
+
+    def _params(self, post):
+        sigma = self._flat(post, "sigma")
+        beta = self._flat(post, "beta") if self.Xw.shape[1] else np.zeros((len(sigma), 0))
+        return self._flat(post, "slope_z"), beta, sigma
+
+    def postprocess(self, idata, pm_model):
+        """Draw the cell (γ) from its exact conditional p(cell | β, σ, y) and then the slopes from
+        their Gaussian conditional, per posterior draw; keep the Rao–Blackwellised posterior mass
+        of γ over the grid."""
+        if self.n_thr and self.transition != "sharp":
+            return idata
+        post = idata["posterior"].to_dataset()
+        ch, dr = post.sizes["chain"], post.sizes["draw"]
+        sigma = self._flat(post, "sigma")
+        S = sigma.size
+        beta = self._flat(post, "beta") if self.Xw.shape[1] else np.zeros((S, 0))
+        prior = self.priors["slope"].params
+        mu0, s0 = float(prior["mu"]), float(prior["sigma"])
+        # postprocess gets no seed: derive one from the draws, so a posterior always gives the same γ
+        rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(sigma).tobytes()))
+        k = self.n_thr + 1
+        idx = np.empty(S, dtype=np.int64)
+        slope = np.empty((S, k))
+        mass = np.zeros(self.logw.size)
+        for s in range(0, S, _DRAW_CHUNK):
+            sl = slice(s, min(S, s + _DRAW_CHUNK))
+            lm, mean, cov = self.log_marginal(beta[sl], sigma[sl], mu0, s0)
+            lp = lm + self.logw[None, :]
+            p = np.exp(lp - lp.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+            mass += p.sum(axis=0)
+            u = rng.random((p.shape[0], 1))
+            j = np.minimum((np.cumsum(p, axis=1) < u).sum(axis=1), p.shape[1] - 1)
+            rows = np.arange(j.size)
+            m_j = np.stack([mean[a][rows, j] for a in range(k)], axis=1)
+            c_j = np.stack([np.stack([cov[a][b][rows, j] for b in range(k)], axis=1)
+                            for a in range(k)], axis=1)
+            L = np.linalg.cholesky(c_j)
+            slope[sl] = m_j + np.einsum("sab,sb->sa", L, rng.standard_normal((j.size, k)))
+            idx[sl] = j
+        mass /= S
+        cd = {"chain": post["chain"], "draw": post["draw"]}
+        idata["posterior"]["slope_z"] = xr.DataArray(
+            slope.reshape(ch, dr, k), dims=("chain", "draw", "regime"),
+            coords={**cd, "regime": self.coords()["regime"]})
+        if self.n_thr == 0:
+            return idata
+        if self.n_thr == 1:
+            self._gamma_post = {"grid": self.grid, "mass": [mass], "weight": self.grid_weights}
+        else:
+            m1 = np.bincount(self.pair_i, weights=mass, minlength=self.grid.size)
+            m2 = np.bincount(self.pair_j, weights=mass, minlength=self.grid.size)
+            self._gamma_post = {"grid": self.grid, "mass": [m1, m2], "weight": self.grid_weights}
+        idata["posterior"]["gamma"] = xr.DataArray(
+            self.cell_gamma[idx].reshape(ch, dr, -1), dims=("chain", "draw", "threshold"),
+            coords={**cd, "threshold": self.coords()["threshold"]})
+        return idata
+
+    def gamma_mode(self) -> list[float]:
+        """Posterior mode of each γ: the grid point of highest density (mass / prior weight)."""
+        gp = self._gamma_post
+        if not gp:
+            return []
+        return [float(gp["grid"][np.argmax(m / gp["weight"])]) for m in gp["mass"]]
+
+    def _fitted(self, post, sl: slice) -> tuple[np.ndarray, np.ndarray]:
+        """Within-scale means (draws, n) and σ of the draws ``sl`` (γ included)."""
+        slope, beta, sigma = (x[sl] for x in self._params(post))
+        mu = beta @ self.Xw.T
+        if self.n_thr == 0:
+            return mu + slope[:, :1] * self.rw[None, :], sigma
+        gamma = self._flat(post, "gamma")[sl]
+        if self.transition == "logistic":
+            s = self._flat(post, "s_rel")[sl] * (self.q_hi - self.q_lo)
+            mu = mu + slope[:, :1] * self.rw[None, :]
+            for j in range(self.n_thr):
+                share = expit((self.q[:, None] - gamma[None, :, j]) / s[None, :, j])
+                mu = mu + (slope[:, j + 1] - slope[:, j])[:, None] * self.fe(self.r_s[:, None] * share).T
+            return mu, sigma
+        mu = mu + slope[:, -1:] * self.rw[None, :]
+        for j in range(self.n_thr):
+            dl = slope[:, j] - slope[:, j + 1]
+            uniq, inv = np.unique(gamma[:, j], return_inverse=True)
+            Zw = self._split_columns(uniq)
+            mu = mu + dl[:, None] * Zw.T[inv.ravel()]
+        return mu, sigma
+
+    def log_likelihood(self, idata, pm_model):
+        """Per-unit log-likelihood (dims ``city``) of the within-transformed data given each draw:
+        PSIS-LOO then leaves one unit out."""
+        post = idata["posterior"].to_dataset()
+        ch, dr = post.sizes["chain"], post.sizes["draw"]
+        S = ch * dr
+        out = np.empty((S, self.fe.n_units))
+        for s in range(0, S, _DRAW_CHUNK):
+            sl = slice(s, min(S, s + _DRAW_CHUNK))
+            mu, sigma = self._fitted(post, sl)
+            ssr = np.asarray(self._U @ ((self.yw[None, :] - mu) ** 2).T).T
+            s2 = (sigma ** 2)[:, None]
+            out[sl] = -0.5 * self.unit_dof[None, :] * np.log(2 * np.pi * s2) - ssr / (2 * s2)
+        return xr.Dataset({self.observed: (("chain", "draw", "city"), out.reshape(ch, dr, -1))},
+                          coords={"chain": post["chain"].to_numpy(), "draw": post["draw"].to_numpy(),
+                                  "city": self.coords()["city"]})
+
+    def observed_values(self) -> np.ndarray:
+        return self.y_z
+
+    def posterior_predictive(self, idata, pm_model, seed: int):
+        """Replicated outcomes (standardised scale) with the fixed effects drawn from their
+        posterior (:meth:`WithinTransform.replicate`), thinned to PPC_DRAWS_PER_CHAIN per chain."""
+        post = idata["posterior"].to_dataset()
+        keep = np.unique(np.linspace(0, post.sizes["draw"] - 1,
+                                     min(PPC_DRAWS_PER_CHAIN, post.sizes["draw"])).astype(int))
+        post = post.isel(draw=keep)
+        S = post.sizes["chain"] * post.sizes["draw"]
+        mu, sigma = self._fitted(post, slice(0, S))
+        rep = self.fe.replicate(self.y_z, mu, sigma, np.random.default_rng(seed))
+        return xr.Dataset({self.observed: (("chain", "draw", "obs"),
+                                           rep.reshape(post.sizes["chain"], post.sizes["draw"], -1))})
+
+    # ---- estimands ------------------------------------------------------------------------
+    def estimands(self, idata) -> dict[str, np.ndarray]:
+        post = idata["posterior"]
+        slope = post["slope_z"].to_numpy() * self.y_sd / self.r_sd
+        out = {}
+        for k in range(self.n_thr):
+            out[f"gamma[{k + 1}]"] = post["gamma"].to_numpy()[..., k]
+        for j in range(self.n_thr + 1):
+            out[f"slope[{j + 1}]"] = slope[..., j]
+        for j in range(1, self.n_thr + 1):
+            out[f"slope_diff[{j + 1}-{j}]"] = slope[..., j] - slope[..., j - 1]
+        if self.transition == "logistic" and self.n_thr:
+            s = post["s_rel"].to_numpy() * (self.q_hi - self.q_lo)
+            for k in range(self.n_thr):
+                out[f"transition_scale[{k + 1}]"] = s[..., k]
+        n_pref = self.n_thr
+        if self.spec.option("compare", False):
+            ch, dr = slope.shape[:2]
+            # prior-sensitivity refits call this again: the cache spares them the compilations
+            self._loo = compare_thresholds(
+                self.panel, priors=self.priors, spec=self.spec, draws=dr, tune=dr, chains=ch,
+                seed=self.spec.sampler.seed, fitted={self.n_thr: (self, idata)}, cache=self._compare_cache)
+            n_pref = int(self._loo.attrs["n_thresholds"])
+        out["n_thresholds"] = np.full(slope.shape[:2], float(n_pref))
+        return out
+
+    # ---- comparison, extras, figures ------------------------------------------------------
+    def comparison(self, replication: dict) -> dict:
+        """γ with Hansen's LR-inversion interval and the regime slopes with their cluster-robust
+        95% intervals, when the replication fitted as many thresholds."""
+        sec = (replication or {}).get("threshold") or {}
+        self._replication = sec
+        thr = sec.get("thresholds") or []
+        if len(thr) != self.n_thr:
+            if thr:
+                log.info("threshold comparison skipped: the replication reports %d threshold(s), "
+                         "this model has %d", len(thr), self.n_thr)
+            return {}
+        out = {}
+        for k, (g, ci) in enumerate(zip(thr, sec.get("threshold_ci95") or [])):
+            out[f"gamma[{k + 1}]"] = {"estimate": g, "ci95": ci,
+                                      "source": "Hansen (1999) search; LR-inversion 95% interval"}
+        for j, (b, se) in enumerate(zip(sec.get("regime_coefs") or [], sec.get("regime_se") or [])):
+            out[f"slope[{j + 1}]"] = {"estimate": b, "ci95": [b - 1.959963984540054 * se,
+                                                                b + 1.959963984540054 * se],
+                                      "source": "Hansen FE regression at γ̂ (cluster-robust SE)"}
+        return out
+
+    def extras(self, idata, draws) -> dict:
+        out = {"transition": self.transition, "n_thresholds_fitted": self.n_thr,
+               "regime_variable": self.panel.regime, "threshold_variable": self.panel.threshold,
+               "regime_scale": self.r_sd, "trim": self.trim, "trimmed_range": [self.q_lo, self.q_hi]}
+        if self._gamma_post:
+            gp = self._gamma_post
+            out["gamma_mode"] = self.gamma_mode()
+            out["gamma_posterior"] = {"grid": gp["grid"], "mass": gp["mass"], "prior_weight": gp["weight"]}
+            out["grid_size"] = int(gp["grid"].size)
+        if self._loo is not None:
+            tbl = self._loo.reset_index(names="model")
+            out["loo_compare"] = tbl.to_dict(orient="records")
+            out["n_thresholds"] = {"preferred": int(self._loo.attrs["n_thresholds"]),
+                                   "rule": self._loo.attrs["rule"]}
+        else:
+            out["n_thresholds"] = {"preferred": None, "rule": "not compared (spec compare = false); "
+                                   "the n_thresholds estimand is the fitted number"}
+        return jsonable(out)
+
+    def figures(self, fit) -> dict:
+        if not self.n_thr:
+            return {}
+        return {"threshold_gamma": self._gamma_figure(fit)}
+
+    def _gamma_figure(self, fit):
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(7.5, 4))
+        ax = fig.subplots()
+        q = self.panel.threshold
+        gp = self._gamma_post
+        if gp:
+            grid = np.asarray(gp["grid"])
+            edges = (np.r_[grid[0], (grid[1:] + grid[:-1]) / 2, grid[-1]] if grid.size > 1
+                     else np.r_[grid, grid + 1])
+            width = np.diff(edges)
+            for k, m in enumerate(gp["mass"]):
+                # bars as wide as the prior cells, as high as the density: the area is the mass
+                ax.bar(edges[:-1], np.asarray(m) / width, width=width, align="edge", color=f"C{k}",
+                       alpha=0.6, label=f"posterior of γ{k + 1}")
+        else:
+            g = fit.draws
+            for k in range(self.n_thr):
+                ax.hist(np.asarray(g[f"gamma[{k + 1}]"]).ravel(), bins=60, density=True, color=f"C{k}",
+                        alpha=0.6, label=f"posterior of γ{k + 1}")
+        ax.set_xlabel(f"γ ({q})")
+        ax.set_ylabel("posterior density")
+        rep = self._replication or {}
+        lr = rep.get("lr_curve")
+        handles, labels = ax.get_legend_handles_labels()
+        if lr and len(lr.get("grid") if lr.get("grid") is not None else []):
+            ax2 = ax.twinx()
+            ax2.plot(lr["grid"], lr["lr"], color="0.25", lw=1, label="Hansen LR(γ)")
+            crit = rep.get("lr_critical", LR_CRIT_95)
+            ax2.axhline(crit, color="C3", ls="--", lw=1, label=f"LR 95% critical value {crit:.2f}")
+            ax2.set_ylabel("LR statistic (replication)")
+            h2, l2 = ax2.get_legend_handles_labels()
+            handles, labels = handles + h2, labels + l2
+        ax.legend(handles, labels, fontsize=8, loc="upper right")
+        title = f"Threshold in {q}: posterior of γ vs the Hansen LR curve"
+        if self.panel.simulated:
+            title = "SIMULATED DATA — " + title
+            fig.text(0.5, -0.02, SIMULATED_NOTICE, ha="center", va="top", fontsize=7, color="C3", wrap=True)
+        fig.suptitle(title, fontsize=11)
+        fig.tight_layout()
+        return fig
+
+
+# ---- LOO comparison of 0, 1 and 2 thresholds -----------------------------------------------------
+
+def compare_thresholds(panel, *, priors="default", spec: ModelSpec | str | None = None,
+                       n_thresholds=(0, 1, 2), quick: bool = False, draws=None, tune=None, chains=None,
+                       seed=None, fitted: dict | None = None, cache: dict | None = None) -> pd.DataFrame:
+    """Fit the threshold model with 0, 1 and 2 thresholds and compare them by PSIS-LOO (leave one
+    unit out) with ``arviz_stats.compare``.
+
+    Returns compare's table (index: number of thresholds as a string) with a ``passed`` column (the
+    fit's diagnostic gates); ``table.attrs["n_thresholds"]`` is the preferred number: the fewest
+    thresholds whose elpd lies within LOO_SE_RULE standard errors (dse) of the best. ``fitted``:
+    {n: (ThresholdModel, postprocessed idata)} already sampled, reused instead of refitted.
+    ``cache``: a dict this function fills with the compiled models and reuses on a later call with
+    prior families alike (only the hyperparameters are swapped, as in prior-sensitivity refits).
+    """
+    from arviz_stats import compare
+
+    from .diagnostics import diagnose
+    from .fit import compile_model, sample
+    from .priors import hyper_values
+
+    spec = spec if isinstance(spec, ModelSpec) else load_spec("threshold", spec)
+    prior_set = load_prior_set(priors)
+    settings = (spec.quick if quick else spec.sampler).override(draws=draws, tune=tune, chains=chains,
+                                                                seed=seed)
+    trees, passed = {}, {}
+    for n in n_thresholds:
+        if fitted and n in fitted:
+            model, idata = fitted[n]
+        else:
+            hit = (cache or {}).get(n)
+            if hit is not None and hit[3] == prior_set.structure():
+                model, pm_model, compiled, _ = hit
+                values = hyper_values(prior_set, model.used_priors)
+                compiled = compiled.with_data(**values)
+                pm.set_data(values, model=pm_model)
+                model.priors = prior_set
+            else:
+                sub = replace(spec, options={**spec.options, "n_thresholds": n, "compare": False})
+                model = ThresholdModel(panel, sub, prior_set)
+                pm_model, compiled = compile_model(model)
+                if cache is not None:
+                    cache[n] = (model, pm_model, compiled, prior_set.structure())
+            idata = model.postprocess(sample(compiled, settings), pm_model)
+        ll = model.log_likelihood(idata, None)
+        post = idata["posterior"].to_dataset()
+        trees[str(n)] = xr.DataTree.from_dict({"posterior": post, "log_likelihood": ll})
+        passed[str(n)] = bool(diagnose(idata)["passed"])  # every posterior variable, γ included
+    table = compare(trees, round_to="none")
+    table["passed"] = [passed[k] for k in table.index]
+    table["n_thresholds"] = [int(k) for k in table.index]
+    ok = table[(-table["elpd_diff"]) <= LOO_SE_RULE * table["dse"].fillna(0.0)]
+    table.attrs["n_thresholds"] = int(ok["n_thresholds"].min())
+    table.attrs["rule"] = (f"the fewest thresholds whose elpd is within {LOO_SE_RULE:g} dse of the "
+                           "best (PSIS-LOO, one unit left out)")
+    return table
