@@ -10,6 +10,7 @@
     chains = 4
     target_accept = 0.9
     seed = 20250601
+    adaptation = "diag"  # nutpie mass-matrix adaptation ("low_rank" for correlated posteriors)
     [quick]            # `--quick` overrides of [sampler]
     draws = 300
 
@@ -94,6 +95,9 @@ class SamplerSettings:
     target_accept: float = 0.9
     seed: int = 20250601
     cores: int | None = None
+    #: nutpie's mass-matrix adaptation: "diag", or "low_rank" for posteriors with strong linear
+    #: correlations (diagonal plus the leading eigenvectors of the posterior covariance)
+    adaptation: str = "diag"
 
     def override(self, **kw) -> "SamplerSettings":
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
