@@ -53,8 +53,23 @@ def sensitivity(model, panel, prior_sets=("default", "weak", "skeptical"), **kwa
     return _sensitivity(model, panel, prior_sets=prior_sets, **kwargs)
 
 
+def run(panel=None, out="reports", **kwargs):
+    """The whole reanalysis (replication, every model, sensitivity, report) into ``out``;
+    returns a RunResult. ``panel`` defaults to the bundled demo panel."""
+    from .pipeline import run as _run
+
+    return _run(demo_panel() if panel is None else panel, out, **kwargs)
+
+
+def report(out="reports"):
+    """Rebuild DIR/report.html and DIR/report.md from saved results (no refitting)."""
+    from .report import build_report
+
+    return build_report(out)
+
+
 __all__ = [
     "ColumnMap", "Panel", "demo_panel", "load_panel", "panel_from_frame", "read_column_map",
-    "replicate", "entropy_index", "fit", "load_fit", "sensitivity",
+    "replicate", "entropy_index", "fit", "load_fit", "sensitivity", "run", "report",
     "BayesNQPError", "ColumnMapError", "DataError", "ModelError", "SectionSkipped", "SpecError",
 ]

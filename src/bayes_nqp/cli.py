@@ -232,5 +232,163 @@ def fit_cmd(model: ModelName = typer.Argument(..., help="which Bayesian model"),
         raise typer.Exit(EXIT_GATES)
 
 
+EXIT_INTERRUPTED = 130
+
+
+def _quiet_libraries() -> None:
+    """During a long run, library warnings (Pareto k, psense hints, RuntimeWarnings of ArviZ) go
+    to the log and, without --verbose, only errors show: the diagnostics tables report them."""
+    logging.captureWarnings(True)
+    if logging.getLogger().level > logging.INFO:
+        for name in ("py.warnings", "arviz_stats", "arviz_base", "pymc", "pytensor"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+class _RunDisplay:
+    """The terminal side of pipeline progress events: a spinner per stage, a draws bar while
+    sampling (nutpie's progress arrives through the callback, from its own thread), and a line
+    per finished stage with its time."""
+
+    def __init__(self):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
+                                   TextColumn, TimeElapsedColumn)
+
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+        self.tasks: dict = {}
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+        return False
+
+    def __call__(self, e) -> None:
+        p = self.progress
+        if e.kind == "start":
+            self.tasks[e.stage] = p.add_task(e.label, total=None)
+        elif e.kind == "draws" and e.stage in self.tasks:
+            after = e.total and e.done >= e.total
+            p.update(self.tasks[e.stage], total=e.total, completed=e.done,
+                     description=f"{e.stage}: " + ("estimands and diagnostics" if after else "sampling"))
+        elif e.kind == "section":
+            style = "green" if e.status == "done" else "yellow"
+            p.console.print(f"    [{style}]{e.status}[/] replication {e.label} ({e.seconds:.1f}s)"
+                            + (f": {e.message}" if e.message else ""))
+        elif e.kind == "end":
+            task = self.tasks.pop(e.stage, None)
+            if task is not None:
+                p.remove_task(task)
+            style = {"done": "green", "skipped": "yellow"}.get(e.status, "bold red")
+            flag = " [bold red]FAILED its diagnostic gates[/]" if e.passed is False else ""
+            p.console.print(f"[{style}]{e.status:>11}[/] {e.stage} ({e.seconds or 0:.1f}s){flag}"
+                            + (f": {e.message}" if e.message else ""))
+
+
+@app.command("run")
+def run_cmd(data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt, out: Path = OutOpt,
+            quick: bool = typer.Option(False, "--quick", help="quick sampler settings, fewer bootstrap/placebo draws"),
+            seed: Optional[int] = typer.Option(None, "--seed", help="one seed for every sampler and seeded section"),
+            models: Optional[str] = typer.Option(None, "--models", help="comma-separated subset of the models")):
+    """The whole reanalysis: data check, replication, every model, diagnostics, comparison, prior
+    sensitivity and the report (DIR/report.html). Exit 3 if a fit failed its gates, 130 if interrupted."""
+    from .pipeline import read_manifest, run as _run
+
+    try:
+        panel = _panel(data, cmap)
+    except BayesNQPError as exc:
+        _fail(exc)
+    _notice(panel)
+    chosen = [m.strip().replace("-", "_") for m in models.split(",")] if models else None
+    _quiet_libraries()
+    t0 = time.perf_counter()
+    try:
+        with _RunDisplay() as display:
+            result = _run(panel, out, quick=quick, seed=seed, progress=display, models=chosen)
+    except KeyboardInterrupt:
+        m = read_manifest(out) or {}
+        err.print(f"[bold red]interrupted[/] during stage {m.get('stopped_at') or '(before the first stage)'}; "
+                  f"earlier stages' results are complete in {out}; see {out / 'manifest.json'}")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    except BayesNQPError as exc:
+        _fail(exc)
+    t = Table(title=f"bayes-nqp run into {out}/ ({time.perf_counter() - t0:.0f}s)")
+    for c in ("stage", "status", "seconds", "written to", "note"):
+        t.add_column(c, overflow="fold")
+    for row in result.written():
+        style = {"done": "", "skipped": "yellow", "not started": "dim"}.get(row["status"], "red")
+        if row["note"] and row["status"] == "done":
+            style = "red"
+        where = Path(row["where"]) if row["where"] else None
+        if where is not None and where.is_relative_to(out):
+            where = where.relative_to(out)
+        t.add_row(row["stage"], row["status"], f"{row['seconds']:.1f}" if row["seconds"] is not None else "",
+                  str(where or ""), row["note"] or "", style=style)
+    console.print(t)
+    _notice(panel)
+    if (out / "report.html").exists():
+        console.print(f"report: {out / 'report.html'} and {out / 'report.md'}")
+    if result.exit_code:
+        err.print("[bold red]a fit failed its diagnostic gates or errored: "
+                  f"{', '.join(result.gates_failed + result.failed)}; results are written but flagged[/]")
+        raise typer.Exit(result.exit_code)
+
+
+@app.command("sensitivity")
+def sensitivity_cmd(model: ModelName = typer.Argument(..., help="which Bayesian model"),
+                    prior_sets: str = typer.Option("default,weak,skeptical", "--prior-sets",
+                                                   help="comma-separated prior set names or .toml files"),
+                    data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt, out: Path = OutOpt,
+                    draws: Optional[int] = typer.Option(None, "--draws"), tune: Optional[int] = typer.Option(None, "--tune"),
+                    chains: Optional[int] = typer.Option(None, "--chains"), seed: Optional[int] = typer.Option(None, "--seed"),
+                    quick: bool = typer.Option(False, "--quick", help="the spec's [quick] sampler settings")):
+    """Refit a model under several prior sets (one compilation); writes DIR/sensitivity/<model>/."""
+    from .bayes.sensitivity import sensitivity
+
+    try:
+        panel = _panel(data, cmap)
+    except BayesNQPError as exc:
+        _fail(exc)
+    _notice(panel)
+    name = model.value.replace("-", "_")
+    sets = [s.strip() for s in prior_sets.split(",") if s.strip()]
+    _quiet_libraries()
+    try:
+        with console.status(f"{name}: compiling ...") as status:
+            res = sensitivity(name, panel, prior_sets=sets, quick=quick, draws=draws, tune=tune,
+                              chains=chains, seed=seed, progress=status.update)
+    except BayesNQPError as exc:
+        _fail(exc)
+    dest = res.save(out / "sensitivity" / name)
+    t = Table(title=f"{name}: key estimands under each prior set (original scale)")
+    for c in ("estimand", "prior set", "mean", "95% HDI", "P(>0)", "gates"):
+        t.add_column(c)
+    for r in res.table().itertuples(index=False):
+        t.add_row(r.estimand, r.prior_set, f"{r.mean:.4g}", f"[{r.hdi95_lo:.4g}, {r.hdi95_hi:.4g}]",
+                  f"{r.p_positive:.3f}", "passed" if r.passed else "[bold red]FAILED[/]")
+    console.print(t)
+    console.print(f"{res.compilations} compilation(s), {len(res.reused)} refit(s) reusing it; "
+                  f"wrote {dest} ({res.seconds:.0f}s)")
+    if not all(f.passed for f in res.fits.values()):
+        err.print("[bold red]a refit failed its diagnostic gates; results are written but flagged[/]")
+        raise typer.Exit(EXIT_GATES)
+
+
+@app.command("report")
+def report_cmd(out: Path = typer.Argument(Path("reports"), help="a results folder (from `bayes-nqp run`)")):
+    """Rebuild DIR/report.html and DIR/report.md from saved results, without refitting."""
+    from .report import build_report
+
+    try:
+        with console.status("building the report ..."):
+            paths = build_report(out)
+    except BayesNQPError as exc:
+        _fail(exc)
+    for p in paths.values():
+        console.print(f"wrote {p}")
+
+
 def main():  # pragma: no cover
     app()

@@ -43,6 +43,8 @@ class Fit:
     extras: dict = field(default_factory=dict)
     seconds: float = 0.0
     figures_: dict = field(default_factory=dict)
+    #: (model, pm_model, compiled) when fit(keep_compiled=True): lets sensitivity refits reuse it
+    compiled_: tuple | None = field(default=None, repr=False)
 
     # ---- public API --------------------------------------------------------------------
     def summary(self) -> pd.DataFrame:
@@ -178,19 +180,26 @@ def compile_model(model: BayesModel):
     return pm_model, compiled
 
 
-def sample(compiled, settings: SamplerSettings, progress: bool = False):
+def sample(compiled, settings: SamplerSettings, progress=False):
+    """Sample with nutpie. ``progress``: True for nutpie's own bar, or a callable that nutpie
+    calls (from a background thread) with a list of ``nutpie.ChainProgress``, e.g. a CLI's bar."""
     import nutpie
 
     kw = dict(draws=settings.draws, tune=settings.tune, chains=settings.chains, seed=settings.seed,
-              target_accept=settings.target_accept, progress_bar=progress, save_warmup=False)
+              target_accept=settings.target_accept, progress_bar=progress is True, save_warmup=False,
+              adaptation=settings.adaptation)
+    if callable(progress):
+        kw["progress_callback"] = progress
     if settings.cores:
         kw["cores"] = settings.cores
     return nutpie.sample(compiled, **kw)
 
 
 def finish(model: BayesModel, pm_model, idata, settings: SamplerSettings, *, replication=None,
-           seconds0: float, loo: bool = True, ppc: bool = True) -> Fit:
-    """Everything after sampling: postprocess, estimands, diagnostics, LOO, PPC, comparison."""
+           seconds0: float, loo: bool = True, ppc: bool = True, psense: bool = True,
+           figures: bool = True) -> Fit:
+    """Everything after sampling: postprocess, estimands, diagnostics, LOO, PPC, power-scaling
+    sensitivity (``diagnostics["psense"]``), comparison."""
     idata = model.postprocess(idata, pm_model)
     draws = {k: np.asarray(v, dtype=float) for k, v in model.estimands(idata).items()}
     free = [v.name for v in pm_model.free_RVs]
@@ -210,6 +219,7 @@ def finish(model: BayesModel, pm_model, idata, settings: SamplerSettings, *, rep
             pp = model.posterior_predictive(idata, pm_model, settings.seed)
             if pp is not None:
                 idata["posterior_predictive"] = xr.DataTree(pp)
+                _add_observed(idata, pp, model, pm_model)
                 arr = np.asarray(pp[model.observed].to_numpy(), dtype=float)
                 arr = arr.reshape(-1, arr.shape[-1]) if arr.ndim > 2 else arr
                 diag["ppc"] = ppc_summary(arr, model.observed_values())
@@ -220,6 +230,13 @@ def finish(model: BayesModel, pm_model, idata, settings: SamplerSettings, *, rep
         diag["warnings"].append(f"{diag['loo']['n_pareto_k_bad']} Pareto k > 0.7 in LOO")
     if diag.get("ppc") and isinstance(diag["ppc"], dict) and diag["ppc"].get("warning"):
         diag["warnings"].append(f"posterior predictive p-value extreme for {diag['ppc']['extreme']}")
+    if psense:
+        from .sensitivity import power_scaling
+
+        diag["psense"] = power_scaling(model, pm_model, idata, draws)
+        flagged = [k for k, v in diag["psense"].items() if isinstance(v, dict) and v.get("flagged")]
+        if flagged:
+            diag["warnings"].append(f"power-scaling sensitivity flags {', '.join(flagged)}")
     params = {k: param_entry(v) for k, v in draws.items()}
     comparison = {}
     if replication is not None:
@@ -232,11 +249,32 @@ def finish(model: BayesModel, pm_model, idata, settings: SamplerSettings, *, rep
               data={k: v for k, v in model.panel.data_block().items() if k in ("path", "sha256", "simulated", "n_obs", "n_units")},
               draws=draws, params=params, diag=diag, comparison_=comparison, extras=extras,
               seconds=time.perf_counter() - seconds0)
-    try:
-        fit.figures_ = model.figures(fit)
-    except Exception as exc:
-        log.warning("figures failed for %s: %s", model.name, exc)
+    if figures:
+        try:
+            fit.figures_ = model.figures(fit)
+        except Exception as exc:
+            log.warning("figures failed for %s: %s", model.name, exc)
     return fit
+
+
+def _add_observed(idata, pp, model: BayesModel, pm_model) -> None:
+    """Store the observed values next to the predictive draws, so that a PPC plot can be made
+    from the saved posterior.nc alone (the report does)."""
+    try:
+        da = pp[model.observed]
+        dims = [d for d in da.dims if d not in ("chain", "draw")]
+        shape = [da.sizes[d] for d in dims]
+        obs = np.asarray(model.observed_values(), dtype=float)
+        if obs.size != int(np.prod(shape)):
+            # a model may predict a subset (say, the treated cells); PyMC knows what it observed
+            from pymc.backends.arviz import find_observations
+
+            obs = np.asarray(find_observations(pm_model)[model.observed], dtype=float)
+        obs = obs.reshape(shape)
+        idata["observed_data"] = xr.DataTree(xr.Dataset(
+            {model.observed: (dims, obs)}, coords={d: da.coords[d] for d in dims if d in da.coords}))
+    except Exception as exc:  # the PPC summary does not need it; only the report's plot does
+        log.warning("observed data not stored for %s: %s", model.name, exc)
 
 
 def replication_for(model: BayesModel) -> dict | None:
@@ -255,9 +293,11 @@ def replication_for(model: BayesModel) -> dict | None:
 
 def fit(model: str, panel, *, priors="default", spec=None, draws=None, tune=None, chains=None,
         seed=None, target_accept=None, cores=None, quick=False, replication: dict | None | bool = None,
-        progress=False, loo=True, ppc=True) -> Fit:
+        progress=False, loo=True, ppc=True, psense=True, keep_compiled=False) -> Fit:
     """Fit a Bayesian model by name. ``replication``: a replication summary dict to compare with,
-    None to run the counterpart section, False for no comparison."""
+    None to run the counterpart section, False for no comparison. ``progress``: True for nutpie's
+    bar or a callable (see :func:`sample`). ``keep_compiled``: keep the compiled model on the Fit
+    (``fit.compiled_``) so that prior-sensitivity refits need not compile again."""
     t0 = time.perf_counter()
     m = make_model(model, panel, priors, spec)
     base = m.spec.quick if quick else m.spec.sampler
@@ -270,4 +310,8 @@ def fit(model: str, panel, *, priors="default", spec=None, draws=None, tune=None
         replication = replication_for(m)
     elif replication is False:
         replication = None
-    return finish(m, pm_model, idata, settings, replication=replication, seconds0=t0, loo=loo, ppc=ppc)
+    out = finish(m, pm_model, idata, settings, replication=replication, seconds0=t0, loo=loo, ppc=ppc,
+                 psense=psense)
+    if keep_compiled:
+        out.compiled_ = (m, pm_model, compiled)
+    return out

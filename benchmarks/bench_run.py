@@ -1,0 +1,79 @@
+"""Benchmark: `bayes-nqp run --quick` and `bayes-nqp run` (full) on the bundled demo panel.
+
+    python benchmarks/bench_run.py [--only quick|full] [--out DIR]
+
+Runs the CLI as a user would (a fresh process: imports and compilation included), reads the
+per-stage seconds from DIR/manifest.json, and writes benchmarks/results/run.json
+{date, machine, quick: {seconds, exit_code, stages}, full: {...}}; with --only, the other mode's
+earlier entry is kept. Targets: quick under 2 minutes, full under 15 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bayes_nqp.results import write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "run.json"
+TARGET = {"quick": 120, "full": 900}
+
+
+def machine() -> str:
+    m = f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs, " \
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    return " ".join(m.split())
+
+
+def run_once(mode: str, out: Path) -> dict:
+    exe = Path(sys.executable).with_name("bayes-nqp")
+    cmd = [str(exe), "run", "--out", str(out)] + (["--quick"] if mode == "quick" else [])
+    t0 = time.perf_counter()
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds do not depend on how busy the machine is; wall seconds do
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    stages = {k: {"status": v["status"], "seconds": round(v["seconds"] or 0.0, 2),
+                  **({"passed": v["passed"]} if "passed" in v else {})}
+              for k, v in manifest["stages"].items()}
+    return {"seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+            "load_average_after": [round(x, 2) for x in os.getloadavg()], "target_seconds": TARGET[mode],
+            "within_target": seconds <= TARGET[mode], "exit_code": proc.returncode,
+            "command": " ".join(["bayes-nqp"] + cmd[1:]), "stages": stages}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=("quick", "full"))
+    ap.add_argument("--out", type=Path, help="results folder (default: a temporary one per mode)")
+    args = ap.parse_args()
+    modes = [args.only] if args.only else ["quick", "full"]
+    result = json.loads(OUT.read_text(encoding="utf-8")) if OUT.exists() else {}
+    for mode in modes:
+        out = (args.out / mode) if args.out else Path(tempfile.mkdtemp(prefix=f"bench_run_{mode}_"))
+        r = run_once(mode, out)
+        result[mode] = r
+        result.update(date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                      machine=machine(), load_average=[round(x, 2) for x in os.getloadavg()])
+        write_json(OUT, result)
+        slow = sorted(r["stages"].items(), key=lambda kv: -kv[1]["seconds"])[:4]
+        print(f"{mode}: {r['seconds']:.0f} s (target {TARGET[mode]} s), exit {r['exit_code']}; "
+              f"slowest: {', '.join(f'{k} {v['seconds']:.0f}s' for k, v in slow)}; results in {out}")
+    print(f"wrote {OUT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,474 @@
+"""The one-command reanalysis (``bayes-nqp run``): every stage, in order, into one folder.
+
+    data check → frequentist replication → each Bayesian model (bayes.ORDER) → diagnostics →
+    Bayesian-vs-frequentist comparison → prior sensitivity of the key estimands → report
+
+What to know first: ``DIR/manifest.json`` is rewritten (atomically) whenever a stage starts or
+ends, so at any moment it says which stages are done, skipped (with the reason: a role the column
+map lacks), failed (with the message), interrupted or not started, with their seconds and the
+paths they wrote. A stage that cannot run on this data is skipped, one that errors is recorded as
+failed, and the run goes on; only a KeyboardInterrupt stops it — the stage in progress is marked
+``interrupted``, stray temporary files are removed, the manifest is written and the interrupt is
+re-raised. Every result file is written by temp-file-and-rename, and each result folder's
+``summary.json`` is written last, so an interrupted run leaves complete earlier results only.
+
+The library does not print: ``progress`` (a callable taking an :class:`Event`) is how a caller
+(the CLI) hears of stages starting and ending and of sampling progress (nutpie's per-chain
+progress, summed into draws done / draws total; it arrives from a background thread).
+
+Which fits count: the exit status (:attr:`RunResult.exit_code`) is 3 when a main fit failed its
+diagnostic gates or a model failed with an error; the refits of the prior-sensitivity stage are
+shown with their own gates in the report but do not set the exit status.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import platform
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from .errors import DataError, ModelError, SectionSkipped
+from .results import SIMULATED_NOTICE, read_json, save_table, write_json
+
+log = logging.getLogger(__name__)
+
+#: models whose key estimands (τ, group effects, indirect effects, γ) get prior-sensitivity refits
+SENSITIVITY_MODELS = ("did", "heterogeneity", "mediation", "threshold")
+PRIOR_SETS = ("default", "weak", "skeptical")
+#: replication options of ``--quick``: fewer bootstrap and placebo replications
+QUICK_REPLICATION = {"mediation": {"reps": 49}, "placebo": {"draws": 99}, "threshold": {"n_boot": 49}}
+#: replication sections that take a seed (the run's ``seed`` is passed to them)
+SEEDED_SECTIONS = ("mediation", "placebo", "threshold")
+#: packages whose versions the manifest records
+PACKAGES = ("bayes-nqp", "pymc", "pytensor", "nutpie", "arviz", "arviz-base", "arviz-stats",
+            "arviz-plots", "pyfixest", "diff-diff", "numpy", "pandas", "xarray", "matplotlib")
+STATUSES = ("not started", "running", "done", "skipped", "failed", "interrupted")
+EXIT_GATES = 3
+
+
+@dataclass(frozen=True)
+class Event:
+    """A progress report. ``kind``: "start", "end", "draws" (sampling) or "section" (a
+    replication section finished)."""
+
+    kind: str
+    stage: str
+    label: str = ""
+    status: str | None = None
+    seconds: float | None = None
+    message: str | None = None
+    done: int | None = None
+    total: int | None = None
+    passed: bool | None = None
+
+
+@dataclass
+class RunResult:
+    out: Path
+    manifest: dict
+
+    @property
+    def stages(self) -> dict:
+        return self.manifest["stages"]
+
+    @property
+    def gates_failed(self) -> list[str]:
+        """Models whose main fit failed its diagnostic gates."""
+        return [k.split(":", 1)[1] for k, s in self.stages.items()
+                if k.startswith("fit:") and s.get("passed") is False]
+
+    @property
+    def failed(self) -> list[str]:
+        return [k for k, s in self.stages.items() if s["status"] == "failed"]
+
+    @property
+    def exit_code(self) -> int:
+        fits_failed = [k for k in self.failed if k.startswith("fit:")]
+        return EXIT_GATES if (self.gates_failed or fits_failed) else 0
+
+    def written(self) -> list[dict]:
+        """One row per stage: status, seconds, where it wrote (its main path), the reason."""
+        return [{"stage": k, "status": s["status"], "seconds": s.get("seconds"),
+                 "where": s.get("dest"), "note": s.get("reason") or s.get("error")
+                 or ("failed its diagnostic gates" if s.get("passed") is False else None)}
+                for k, s in self.stages.items()]
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = None
+    return out
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class _Run:
+    """The manifest and the stage bookkeeping of one run."""
+
+    def __init__(self, out: Path, progress: Callable[[Event], None] | None):
+        self.out = out
+        self.progress = progress or (lambda e: None)
+        self.path = out / "manifest.json"
+        self.manifest: dict = {}
+        self.t0 = time.perf_counter()
+
+    def emit(self, event: Event) -> None:
+        try:
+            self.progress(event)
+        except Exception as exc:  # a broken display must not stop the analysis
+            log.warning("progress callback failed: %s", exc)
+
+    def save(self) -> None:
+        self.manifest["seconds"] = time.perf_counter() - self.t0
+        write_json(self.path, self.manifest)
+
+    def plan(self, stages: list[str]) -> None:
+        self.manifest["stages"] = {s: {"status": "not started", "seconds": None, "paths": []}
+                                   for s in stages}
+
+    @contextmanager
+    def stage(self, name: str, label: str):
+        st = self.manifest["stages"][name]
+        st.update(status="running", started=_now())
+        self.save()
+        self.emit(Event("start", name, label))
+        rec = _Record()
+        t0 = time.perf_counter()
+        try:
+            yield rec
+        except SectionSkipped as exc:
+            st.update(status="skipped", reason=str(exc))
+        except KeyboardInterrupt:
+            st.update(status="interrupted", seconds=time.perf_counter() - t0, paths=rec.existing())
+            self.manifest.update(status="interrupted", stopped_at=name, finished=_now())
+            _remove_temporaries(self.out)
+            self.save()
+            self.emit(Event("end", name, label, "interrupted", st["seconds"]))
+            raise
+        except Exception as exc:  # recorded, and the run goes on with the next stage
+            log.exception("stage %s failed", name)
+            st.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        else:
+            st["status"] = "done"
+        st["seconds"] = time.perf_counter() - t0
+        st["paths"] = rec.existing()
+        if rec.dest is not None:
+            st["dest"] = str(rec.dest)
+        st.update(rec.extra)
+        self.save()
+        self.emit(Event("end", name, label, st["status"], st["seconds"],
+                        message=st.get("reason") or st.get("error"), passed=st.get("passed")))
+
+
+@dataclass
+class _Record:
+    """What a stage reports back: where it wrote and anything else for the manifest."""
+
+    paths: list = field(default_factory=list)
+    dest: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    def add(self, *paths) -> None:
+        for p in paths:
+            p = Path(p)
+            if p.is_dir():
+                self.paths.extend(sorted(x for x in p.rglob("*") if x.is_file() and not x.name.startswith(".")))
+            else:
+                self.paths.append(p)
+
+    def existing(self) -> list[str]:
+        return [str(p) for p in dict.fromkeys(self.paths) if Path(p).exists()]
+
+
+def _remove_temporaries(out: Path) -> None:
+    """Delete the hidden ``.<name>*.tmp`` files an interrupted atomic write may leave."""
+    if out.exists():
+        for p in out.rglob(".*.tmp"):
+            p.unlink(missing_ok=True)
+
+
+def _section_options(options: dict) -> dict:
+    """Keep only the options each replication section accepts (by its signature)."""
+    from .frequentist import SECTIONS
+
+    out = {}
+    for name, opts in options.items():
+        fn = SECTIONS.get(name)
+        if fn is None:
+            continue
+        params = inspect.signature(fn).parameters
+        keep = {k: v for k, v in opts.items() if k in params}
+        dropped = sorted(set(opts) - set(keep))
+        if dropped:
+            log.warning("replication section %s takes no option(s) %s; ignored", name, dropped)
+        out[name] = keep
+    return out
+
+
+def replication_options(quick: bool, seed: int | None, extra: dict | None = None) -> dict:
+    opts: dict = {k: dict(v) for k, v in QUICK_REPLICATION.items()} if quick else {}
+    if seed is not None:
+        for s in SEEDED_SECTIONS:
+            opts.setdefault(s, {})["seed"] = int(seed)
+    for s, o in (extra or {}).items():
+        opts.setdefault(s, {}).update(o)
+    return _section_options(opts)
+
+
+def describe(panel) -> dict[str, pd.DataFrame]:
+    """The data summary tables: the variables by role, and the adoption cohorts."""
+    df = panel.df
+    roles = [("y", "outcome")] + [(c, "control") for c in panel.controls] + \
+        [(c, "mediator") for c in panel.mediators]
+    if panel.threshold:
+        roles.append((panel.threshold, "threshold"))
+    rows = []
+    name = panel.cmap.outcome or "y"
+    for col, role in roles:
+        if col not in df:
+            continue
+        x = df[col].astype(float)
+        rows.append({"variable": name if col == "y" else col, "role": role, "n": int(x.notna().sum()),
+                     "mean": x.mean(), "sd": x.std(), "min": x.min(), "max": x.max()})
+    tables = {"variables": pd.DataFrame(rows)}
+    if "cohort" in df:
+        units = df.groupby("unit_idx")["cohort"].first()
+        coh = units.fillna(-1).value_counts().sort_index()
+        tables["cohorts"] = pd.DataFrame(
+            {"first treated": ["never" if k == -1 else (int(k) if float(k).is_integer() else k) for k in coh.index],
+             "units": coh.to_numpy()})
+    for g, col in panel.groups.items():
+        if col in df:
+            n = df.groupby(col)["unit_idx"].nunique()
+            tables[f"group_{g}"] = pd.DataFrame({g: n.index.astype(str), "units": n.to_numpy()})
+    return tables
+
+
+def run(panel, out: str | Path = "reports", *, quick: bool = False, seed: int | None = None,
+        progress: Callable[[Event], None] | None = None, models=None, prior_sets=PRIOR_SETS,
+        sensitivity_models=SENSITIVITY_MODELS, sampler: dict | None = None,
+        replication: dict | None = None, report: bool = True) -> RunResult:
+    """Run the whole reanalysis of ``panel`` into ``out``; returns a :class:`RunResult`.
+
+    ``quick``: the specs' [quick] sampler settings and fewer bootstrap/placebo replications.
+    ``seed``: one seed for every sampler and every seeded replication section (default: the
+    specs' and sections' own). ``models``: a subset of ``bayes.ORDER``; ``sensitivity_models``
+    and ``prior_sets``: what the sensitivity stage refits. ``sampler``: overrides of the sampler
+    settings (draws, tune, chains, cores, target_accept) for every fit; ``replication``: options
+    per replication section (``{"placebo": {"draws": 50}}``). Raises DataError for a panel that
+    cannot be analysed at all and ModelError for an unknown model name; everything else is
+    recorded in the manifest.
+    """
+    from .bayes import ORDER
+
+    out = Path(out)
+    if panel.df.empty or not panel.report.ok:
+        raise DataError("the panel did not pass validation; run `bayes-nqp check-data` for the list",
+                        report=panel.report)
+    try:
+        panel.require("outcome", "treatment", what="the reanalysis")
+    except SectionSkipped as exc:
+        raise DataError(str(exc)) from exc
+    models = list(ORDER if models is None else models)
+    unknown = [m for m in models if m not in ORDER]
+    if unknown:
+        raise ModelError(f"unknown model(s) {unknown}; choose from {', '.join(ORDER)}")
+    sens = [m for m in sensitivity_models if m in models] if prior_sets else []
+    sampler = {k: v for k, v in (sampler or {}).items() if v is not None}
+
+    r = _Run(out, progress)
+    r.manifest = {
+        "status": "running", "started": _now(), "finished": None, "stopped_at": None,
+        "out": str(out),
+        "options": {"quick": quick, "seed": seed, "models": models, "prior_sets": list(prior_sets),
+                    "sensitivity_models": sens, "sampler": sampler, "replication": replication or {}},
+        "data": panel.data_block(),
+        "map": panel.cmap.to_dict(),
+        "versions": versions(),
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or None},
+        "seeds": {"run": seed},
+        "specs": {},
+        "prior_sets": {},
+    }
+    if panel.simulated:
+        r.manifest["notice"] = SIMULATED_NOTICE
+    r.plan(["data", "replication", *[f"fit:{m}" for m in models], "diagnostics", "comparison",
+            *[f"sensitivity:{m}" for m in sens], *(["report"] if report else [])])
+    r.save()
+
+    try:
+        _stages(r, panel, out, quick=quick, seed=seed, models=models, prior_sets=prior_sets,
+                sens=sens, sampler=sampler, replication=replication, report=report)
+    except KeyboardInterrupt:
+        if r.manifest.get("status") != "interrupted":  # between two stages
+            started = [k for k, v in r.manifest["stages"].items() if v["status"] != "not started"]
+            r.manifest.update(status="interrupted", finished=_now(),
+                              stopped_at=f"after {started[-1]}" if started else "before the first stage")
+            _remove_temporaries(out)
+            r.save()
+        raise
+    r.manifest["finished"] = _now()
+    r.manifest["exit_code"] = RunResult(out, r.manifest).exit_code
+    r.save()
+    return RunResult(out, r.manifest)
+
+
+def _stages(r: _Run, panel, out: Path, *, quick, seed, models, prior_sets, sens, sampler,
+            replication, report) -> None:
+    """The stages of :func:`run`, in order; each records itself in the manifest."""
+    # ---- data ---------------------------------------------------------------------------
+    with r.stage("data", "checking the data") as rec:
+        tables = describe(panel)
+        for name, tbl in tables.items():
+            rec.add(*save_table(tbl, out / "data" / name))
+        rep = panel.report
+        summary = {**panel.data_block(), "map": panel.cmap.to_dict(),
+                   "balanced": panel.balanced, "n_periods": panel.n_periods,
+                   "warnings": [p.message for p in rep.warnings][:50],
+                   "n_warnings": len(rep.warnings), "tables": sorted(tables)}
+        if panel.simulated:
+            summary["notice"] = SIMULATED_NOTICE
+        rec.add(write_json(out / "data" / "summary.json", summary))
+        rec.dest = out / "data"
+
+    # ---- frequentist replication ------------------------------------------------------
+    rep_summary = None
+    with r.stage("replication", "frequentist replication") as rec:
+        from .frequentist import replicate_to_dir
+
+        opts = replication_options(quick, seed, replication)
+        r.manifest["seeds"]["replication"] = {k: v["seed"] for k, v in opts.items() if "seed" in v}
+        sections: dict = {}
+        rec.extra["sections"] = sections
+        rec.extra["options"] = opts
+
+        def section_done(name, secs, res):
+            skipped = isinstance(res, str)
+            sections[name] = {"status": "skipped" if skipped else "done", "seconds": secs,
+                              **({"reason": res} if skipped else {})}
+            r.emit(Event("section", "replication", name, sections[name]["status"], secs,
+                         message=res if skipped else None))
+
+        rep_summary = replicate_to_dir("all", panel, out, progress=section_done, **opts)
+        rec.add(out / "replication")
+        rec.dest = out / "replication" / "summary.json"
+
+    # ---- Bayesian models ----------------------------------------------------------------
+    from .bayes import MODELS, _load_models
+    from .bayes.spec import load_prior_set
+
+    _load_models()
+    fits: dict = {}
+    for name in models:
+        stage = f"fit:{name}"
+        with r.stage(stage, f"fitting {name}") as rec:
+            if name not in MODELS:
+                raise SectionSkipped(f"the Bayesian {name} model is not available in this version")
+            f = fit_model(name, panel, quick=quick, seed=seed,
+                          replication=rep_summary if rep_summary is not None else False,
+                          progress=_draws(r, stage), keep_compiled=name in sens, **sampler)
+            rec.add(f.save(out / name))
+            rec.dest = out / name
+            rec.extra.update(passed=f.passed, failures=f.diag.get("failures", []),
+                             warnings=f.diag.get("warnings", []),
+                             sampler=dict(f.sampler.__dict__), fit_seconds=f.seconds)
+            r.manifest["specs"][name] = f.spec.to_dict()
+            r.manifest["seeds"][name] = f.sampler.seed
+            fits[name] = f
+    ps_default = load_prior_set("default")
+    r.manifest["prior_sets"]["default"] = ps_default.to_dict()["contents"]
+
+    # ---- diagnostics and comparison, collated over the models --------------------------
+    from .report.tables import comparison_table, diagnostics_table
+
+    with r.stage("diagnostics", "collating diagnostics") as rec:
+        tbl = diagnostics_table(out, models=list(fits))
+        if tbl.empty:
+            raise SectionSkipped("no Bayesian fit completed")
+        rec.add(*save_table(tbl, out / "diagnostics"))
+        rec.extra["flagged"] = tbl.loc[~tbl["passed"].astype(bool), "model"].tolist()
+        rec.dest = out / "diagnostics.md"
+
+    with r.stage("comparison", "Bayesian vs frequentist") as rec:
+        tbl = comparison_table(out, models=list(fits))
+        if tbl.empty:
+            raise SectionSkipped("no fit has a frequentist counterpart to compare with "
+                                 "(replication missing or no model completed)")
+        rec.add(*save_table(tbl, out / "comparison"))
+        rec.dest = out / "comparison.md"
+
+    # ---- prior sensitivity ---------------------------------------------------------------
+    for ps in prior_sets:
+        try:
+            p = load_prior_set(ps)
+            r.manifest["prior_sets"][p.name] = p.to_dict()["contents"]
+        except Exception as exc:  # a bad set is reported by the stages that use it
+            r.manifest["prior_sets"][str(ps)] = {"error": str(exc)}
+    for name in sens:
+        stage = f"sensitivity:{name}"
+        with r.stage(stage, f"prior sensitivity of {name}") as rec:
+            base = fits.get(name)
+            if base is None:
+                st = r.manifest["stages"][f"fit:{name}"]
+                why = st.get("reason") or st.get("error")
+                raise SectionSkipped(f"the {name} fit did not complete ({st['status']}"
+                                     + (f": {why})" if why else ")"))
+            res = sensitivity_model(name, panel, prior_sets, quick=quick, seed=seed, base=base,
+                                    sampler_progress=_draws(r, stage), **sampler)
+            rec.add(res.save(out / "sensitivity" / name))
+            rec.dest = out / "sensitivity" / name
+            rec.extra.update(compilations=res.compilations, reused_compiled=res.reused,
+                             passed={k: f.passed for k, f in res.fits.items()},
+                             stability=res.stability())
+            base.compiled_ = None  # free the compiled model once its refits are done
+
+    # ---- report --------------------------------------------------------------------------
+    r.manifest.update(status="done", finished=_now())
+    if report:
+        with r.stage("report", "writing the report") as rec:
+            from .report import build_report
+
+            rec.add(*build_report(out).values())
+            rec.dest = out / "report.html"
+
+
+def _draws(r: _Run, stage: str):
+    """nutpie's per-chain progress → an Event with draws done / total over all chains."""
+    def cb(chains):
+        done = sum(int(c.finished_draws) for c in chains)
+        total = sum(int(c.total_draws) for c in chains)
+        r.emit(Event("draws", stage, done=done, total=total))
+    return cb
+
+
+def fit_model(name, panel, **kwargs):
+    """The Bayesian fit of one model (bayes.fit); a name of its own so tests can stand in for it."""
+    from .bayes.fit import fit
+
+    return fit(name, panel, **kwargs)
+
+
+def sensitivity_model(name, panel, prior_sets, **kwargs):
+    from .bayes.sensitivity import sensitivity
+
+    return sensitivity(name, panel, prior_sets=prior_sets, **kwargs)
+
+
+def read_manifest(out: str | Path) -> dict | None:
+    p = Path(out) / "manifest.json"
+    return read_json(p) if p.exists() else None

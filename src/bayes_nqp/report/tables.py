@@ -1,0 +1,161 @@
+"""Tables built from saved results only (the summary.json files of a run folder).
+
+Used by the report and by the pipeline's diagnostics and comparison stages, so that the collated
+``DIR/diagnostics.md`` / ``DIR/comparison.md`` and the report read the same numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..results import GATES, read_json
+
+#: the Bayesian models, in report order (bayes.ORDER without importing PyMC)
+MODEL_ORDER = ("did", "heterogeneity", "event_study", "staggered", "mediation", "threshold")
+NOT_MODEL_DIRS = {"replication", "sensitivity", "data", "report_assets"}
+
+
+def load_fits(out: str | Path) -> dict[str, dict]:
+    """model name -> its summary.json, for every complete fit folder under ``out``."""
+    out = Path(out)
+    found = {}
+    names = list(MODEL_ORDER) + sorted(p.name for p in out.iterdir()
+                                       if p.is_dir() and p.name not in MODEL_ORDER
+                                       and p.name not in NOT_MODEL_DIRS) if out.exists() else []
+    for name in names:
+        p = out / name / "summary.json"
+        if p.exists():
+            s = read_json(p)
+            if isinstance(s, dict) and "params" in s and "diagnostics" in s:
+                found[name] = s
+    return found
+
+
+def load_sensitivity(out: str | Path) -> dict[str, dict]:
+    base = Path(out) / "sensitivity"
+    found = {}
+    if base.exists():
+        for p in sorted(base.iterdir()):
+            if (p / "summary.json").exists():
+                found[p.name] = read_json(p / "summary.json")
+    order = {m: i for i, m in enumerate(MODEL_ORDER)}
+    return dict(sorted(found.items(), key=lambda kv: order.get(kv[0], 99)))
+
+
+def diagnostics_row(model: str, s: dict) -> dict:
+    d = s.get("diagnostics", {})
+    loo = d.get("loo") if isinstance(d.get("loo"), dict) else {}
+    ps = d.get("psense") if isinstance(d.get("psense"), dict) else {}
+    flagged = [k for k, v in ps.items() if isinstance(v, dict) and v.get("flagged")]
+    return {
+        "model": model,
+        "passed": bool(d.get("passed")),
+        "rhat_max": d.get("rhat_max"),
+        "ess_bulk_min": d.get("ess_bulk_min"),
+        "ess_tail_min": d.get("ess_tail_min"),
+        "divergences": d.get("divergences"),
+        "bfmi_min": d.get("bfmi_min"),
+        "treedepth_saturation": d.get("treedepth_saturation"),
+        "chains": d.get("n_chains"),
+        "draws": d.get("n_draws"),
+        "loo_elpd": loo.get("elpd"),
+        "pareto_k_bad": loo.get("n_pareto_k_bad"),
+        "psense_flags": ", ".join(flagged) if flagged else ("error" if "error" in ps else ""),
+        "failures": "; ".join(d.get("failures", [])),
+        "warnings": "; ".join(d.get("warnings", [])),
+    }
+
+
+def diagnostics_table(out: str | Path, models: list[str] | None = None) -> pd.DataFrame:
+    """One row per saved fit (of ``models``, default all): the gates (R-hat ≤ 1.01, bulk ESS ≥
+    400, no divergence) and the warnings (E-BFMI, tree depth, LOO Pareto k, power-scaling flags)."""
+    rows = [diagnostics_row(m, s) for m, s in load_fits(out).items() if models is None or m in models]
+    return pd.DataFrame(rows, columns=list(diagnostics_row("", {}).keys()))
+
+
+def params_table(s: dict) -> pd.DataFrame:
+    per = s.get("diagnostics", {}).get("per_param", {})
+    rows = []
+    for name, e in s.get("params", {}).items():
+        d = per.get(name, {})
+        hdi = e.get("hdi95") or [None, None]
+        rows.append({"param": name, "mean": e.get("mean"), "sd": e.get("sd"), "hdi95_lo": hdi[0],
+                     "hdi95_hi": hdi[1], "p_positive": e.get("p_positive"), "rhat": d.get("rhat"),
+                     "ess_bulk": d.get("ess_bulk")})
+    return pd.DataFrame(rows, columns=["param", "mean", "sd", "hdi95_lo", "hdi95_hi", "p_positive",
+                                       "rhat", "ess_bulk"])
+
+
+def comparison_rows(model: str, s: dict) -> list[dict]:
+    rows = []
+    for name, c in s.get("comparison", {}).items():
+        f, b = c.get("frequentist") or {}, c.get("bayesian") or {}
+        fci, hdi = f.get("ci95") or [None, None], b.get("hdi95") or [None, None]
+        rows.append({"model": model, "param": name, "bayes_mean": b.get("mean"), "hdi95_lo": hdi[0],
+                     "hdi95_hi": hdi[1],
+                     "p_positive": s.get("params", {}).get(name, {}).get("p_positive"),
+                     "frequentist": f.get("estimate"), "ci95_lo": fci[0], "ci95_hi": fci[1],
+                     "source": f.get("source")})
+    return rows
+
+
+COMPARISON_COLUMNS = ["model", "param", "bayes_mean", "hdi95_lo", "hdi95_hi", "p_positive",
+                      "frequentist", "ci95_lo", "ci95_hi", "source"]
+
+
+def comparison_table(out: str | Path, models: list[str] | None = None) -> pd.DataFrame:
+    """Every Bayesian estimand (of ``models``, default all) that has a frequentist counterpart."""
+    rows = [r for m, s in load_fits(out).items() if models is None or m in models
+            for r in comparison_rows(m, s)]
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def psense_table(fits: dict[str, dict]) -> pd.DataFrame:
+    rows = []
+    for m, s in fits.items():
+        ps = s.get("diagnostics", {}).get("psense")
+        if not isinstance(ps, dict):
+            continue
+        if "error" in ps and not isinstance(ps["error"], dict):
+            rows.append({"model": m, "param": "", "prior": None, "likelihood": None,
+                         "diagnosis": f"not computed: {ps['error']}"})
+            continue
+        for k, v in ps.items():
+            rows.append({"model": m, "param": k, "prior": v.get("prior"),
+                         "likelihood": v.get("likelihood"), "diagnosis": v.get("diagnosis")})
+    return pd.DataFrame(rows, columns=["model", "param", "prior", "likelihood", "diagnosis"])
+
+
+def loo_table(fits: dict[str, dict]) -> pd.DataFrame:
+    rows = []
+    for m, s in fits.items():
+        loo = s.get("diagnostics", {}).get("loo")
+        if not isinstance(loo, dict):
+            continue
+        rows.append({"model": m, "elpd": loo.get("elpd"), "se": loo.get("se"), "p_loo": loo.get("p_loo"),
+                     "n_points": loo.get("n_points"), "pareto_k_max": loo.get("pareto_k_max"),
+                     "pareto_k_bad": loo.get("n_pareto_k_bad"), "error": loo.get("error")})
+    return pd.DataFrame(rows, columns=["model", "elpd", "se", "p_loo", "n_points", "pareto_k_max",
+                                       "pareto_k_bad", "error"])
+
+
+def sensitivity_table(s: dict) -> pd.DataFrame:
+    rows = []
+    diag = s.get("diagnostics", {})
+    for est, sets in s.get("table", {}).items():
+        for name, e in sets.items():
+            hdi = e.get("hdi95") or [None, None]
+            rows.append({"estimand": est, "prior_set": name, "mean": e.get("mean"), "sd": e.get("sd"),
+                         "hdi95_lo": hdi[0], "hdi95_hi": hdi[1],
+                         "hdi95_width": None if None in hdi else hdi[1] - hdi[0],
+                         "p_positive": e.get("p_positive"),
+                         "passed": diag.get(name, {}).get("passed")})
+    return pd.DataFrame(rows, columns=["estimand", "prior_set", "mean", "sd", "hdi95_lo", "hdi95_hi",
+                                       "hdi95_width", "p_positive", "passed"])
+
+
+def gates_text() -> str:
+    return (f"R-hat ≤ {GATES['rhat_max']}, bulk ESS ≥ {GATES['ess_bulk_min']}, "
+            f"divergences ≤ {GATES['divergences']}")

@@ -1,0 +1,119 @@
+"""Prior sensitivity: refits under several prior sets reuse one compilation, and the skeptical set
+shrinks the effect towards zero; power-scaling diagnostics per estimand."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import bayes_nqp.bayes.sensitivity as sens_mod
+from bayes_nqp.bayes.sensitivity import power_scaling, sensitivity
+from bayes_nqp.errors import SpecError
+
+SAMPLER = dict(draws=300, tune=300, chains=2, seed=5)
+#: a prior set that changes tau's family (Normal → StudentT): it cannot reuse the compiled graph
+STUDENT_T_SET = """
+tau = { dist = "StudentT", nu = 3.0, mu = 0.0, sigma = 1.0 }
+intercept = { dist = "Normal", mu = 0.0, sigma = 1.0 }
+beta = { dist = "Normal", mu = 0.0, sigma = 1.0 }
+sigma = { dist = "HalfNormal", sigma = 1.0 }
+sigma_unit = { dist = "HalfNormal", sigma = 1.0 }
+sigma_time = { dist = "HalfNormal", sigma = 1.0 }
+nu = { dist = "Gamma", alpha = 2.0, beta = 0.1 }
+"""
+
+
+@pytest.fixture(scope="module")
+def run(make_panel, tmp_path_factory):
+    """did refitted under default, weak, skeptical and a Student-t set, counting compilations."""
+    panel = make_panel(n_units=40, n_periods=8, cohorts={2013: 12, 2014: 12}, effect=0.3, seed=2,
+                       mediators=False, groups=False)
+    student = tmp_path_factory.mktemp("priors") / "student.toml"
+    student.write_text(STUDENT_T_SET, encoding="utf-8")
+    calls = []
+    real = sens_mod.compile_model
+
+    def counting(model):
+        calls.append(model.priors.name)
+        return real(model)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(sens_mod, "compile_model", counting)
+    try:
+        res = sensitivity("did", panel, prior_sets=("default", "weak", "skeptical", str(student)),
+                          psense=True, **SAMPLER)
+    finally:
+        mp.undo()
+    return res, calls
+
+
+def test_sets_of_the_same_families_reuse_one_compilation(run):
+    res, calls = run
+    assert calls[0] == "default"
+    assert res.reused == ["weak", "skeptical"]
+
+
+def test_a_set_that_changes_a_family_is_compiled_once_more(run):
+    res, calls = run
+    assert calls == ["default", "student"]
+    assert res.compilations == 2
+
+
+def test_each_set_is_fitted_under_its_own_priors(run):
+    res, _ = run
+    assert list(res.fits) == ["default", "weak", "skeptical", "student"]
+    assert {k: f.priors.name for k, f in res.fits.items()} == {k: k for k in res.fits}
+
+
+def test_skeptical_set_shrinks_tau_towards_zero_with_a_tighter_interval(run):
+    res, _ = run
+    t = res.table().set_index("prior_set")
+    assert t.loc["default", "mean"] > 0.15  # the simulated effect is 0.3
+    assert 0 < t.loc["skeptical", "mean"] < t.loc["default", "mean"]
+    assert t.loc["skeptical", "hdi95_width"] < t.loc["default", "hdi95_width"]
+
+
+def test_weak_set_stays_close_to_the_default(run):
+    res, _ = run
+    t = res.table().set_index("prior_set")
+    assert abs(t.loc["weak", "mean"] - t.loc["default", "mean"]) < t.loc["default", "sd"]
+
+
+def test_power_scaling_gives_prior_and_likelihood_sensitivity_for_tau(run):
+    res, _ = run
+    ps = res.fits["default"].diag["psense"]
+    assert set(ps["tau"]) == {"prior", "likelihood", "diagnosis", "flagged"}
+    assert ps["tau"]["likelihood"] > ps["tau"]["prior"] >= 0  # the data dominate a N(0, 1) prior
+
+
+def test_power_scaling_flags_the_skeptical_prior_on_tau(run):
+    res, _ = run
+    ps = res.fits["skeptical"].diag["psense"]["tau"]
+    assert ps["flagged"] and ps["diagnosis"] == "potential prior-data conflict"
+
+
+def test_power_scaling_failure_is_reported_not_raised():
+    out = power_scaling(_Broken(), None, None, {})
+    assert set(out) == {"error"}
+
+
+class _Broken:
+    name = "broken"
+    used_priors = {"tau_z": "tau"}
+
+
+def test_saved_result_has_summary_table_and_figure(run, tmp_path):
+    res, _ = run
+    dest = res.save(tmp_path / "sensitivity" / "did")
+    for name in ("summary.json", "table.csv", "table.md", "figure.png"):
+        assert (dest / name).exists()
+    s = json.loads((dest / "summary.json").read_text(encoding="utf-8"))
+    assert set(s["table"]["tau"]) == {"default", "weak", "skeptical", "student"}
+    assert s["compilations"] == 2 and s["estimands"] == ["tau"]
+
+
+def test_an_unknown_prior_set_is_an_error_naming_it(make_panel):
+    panel = make_panel(n_units=12, n_periods=5, cohorts={2013: 4}, mediators=False, groups=False)
+    with pytest.raises(SpecError, match="no_such_set"):
+        sensitivity("did", panel, prior_sets=("default", "no_such_set"))

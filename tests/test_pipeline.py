@@ -1,0 +1,351 @@
+"""The one-command run: every stage into one folder with a manifest, the report from saved results,
+skips with reasons, interrupts that leave complete results, and the same seed giving the same
+summaries. Sampling is tiny (the gates are expected to fail here; what is tested is the plumbing)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import bayes_nqp as bn
+import bayes_nqp.frequentist as freq
+from bayes_nqp import pipeline
+from bayes_nqp.cli import app
+from bayes_nqp.errors import DataError
+
+TINY = dict(draws=150, tune=150, chains=2)
+FAST_REPLICATION = {"placebo": {"draws": 20}, "mediation": {"reps": 9}, "threshold": {"n_boot": 9}}
+MODELS = ("did", "heterogeneity")
+SECTION_TITLES = [
+    "Summary of findings", "Data", "Frequentist replication", "Difference-in-differences (did)",
+    "Heterogeneity by group (heterogeneity)", "Event study (event_study)",
+    "Staggered adoption (staggered)", "Mediation (mediation)", "Threshold (threshold)",
+    "Diagnostics", "Model comparison (LOO)", "Prior sensitivity", "Run manifest",
+]
+
+
+def with_threshold(panel) -> "bn.Panel":
+    """The synthetic panel plus a threshold variable, as a user's file would have it."""
+    df = panel.df
+    rng = np.random.default_rng(7)
+    raw = pd.DataFrame({"city": df["unit"], "year": df["time"], "nqp": df["y"],
+                        "pilot_year": df["cohort"].fillna(0), "x1": df["x1"], "x2": df["x2"],
+                        "hc": df["hc"], "region": df["region"], "size": df["size"],
+                        "upg": rng.uniform(0, 2, len(df))})
+    cmap = {"unit": "city", "time": "year", "outcome": "nqp", "cohort": "pilot_year",
+            "controls": ["x1", "x2"], "mediators": ["hc"], "threshold": "upg",
+            "groups": {"region": "region", "size": "size"}, "simulated": True}
+    return bn.panel_from_frame(raw, cmap)
+
+
+@pytest.fixture(scope="module")
+def small(make_panel):
+    return with_threshold(make_panel(n_units=36, n_periods=7, cohorts={2013: 12, 2014: 12},
+                                     effect=0.4, a=0.3, b=0.5, seed=3))
+
+
+@pytest.fixture(scope="module")
+def quick_run(small, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    events = []
+    result = pipeline.run(small, out, quick=True, seed=11, models=MODELS, sampler=TINY,
+                          replication=FAST_REPLICATION, progress=events.append)
+    return result, out, events
+
+
+def _headings(html: str) -> list[str]:
+    class P(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.h2, self._in = [], False
+
+        def handle_starttag(self, tag, attrs):
+            self._in = tag == "h2"
+
+        def handle_data(self, data):
+            if self._in:
+                self.h2.append(data.strip())
+                self._in = False
+
+    p = P()
+    p.feed(html)
+    return p.h2
+
+
+def _strip_timings(obj):
+    """A summary without wall-clock fields (the only things a seed cannot fix)."""
+    if isinstance(obj, dict):
+        return {k: _strip_timings(v) for k, v in obj.items()
+                if k not in ("seconds", "fit_seconds", "created_at")}
+    if isinstance(obj, list):
+        return [_strip_timings(v) for v in obj]
+    return obj
+
+
+# ---- the end-to-end quick run --------------------------------------------------------------
+
+def test_run_completes_every_stage_and_says_so_in_the_manifest(quick_run):
+    result, out, _ = quick_run
+    m = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert m["status"] == "done" and m["stopped_at"] is None
+    assert list(m["stages"]) == ["data", "replication", "fit:did", "fit:heterogeneity", "diagnostics",
+                                 "comparison", "sensitivity:did", "sensitivity:heterogeneity", "report"]
+    assert {s["status"] for s in m["stages"].values()} == {"done"}
+    for s in m["stages"].values():
+        assert s["seconds"] >= 0 and all(Path(p).exists() for p in s["paths"])
+
+
+def test_manifest_records_data_hash_versions_seeds_and_specs(quick_run):
+    result, out, _ = quick_run
+    m = result.manifest
+    assert m["data"]["n_units"] == 36 and m["map"]["threshold"] == "upg"
+    assert {"pymc", "nutpie", "arviz", "pyfixest", "diff-diff", "numpy", "pandas"} <= set(m["versions"])
+    assert m["seeds"]["did"] == 11 and m["seeds"]["replication"]["placebo"] == 11
+    assert set(m["specs"]) == set(MODELS)
+    assert set(m["prior_sets"]) == {"default", "weak", "skeptical"}
+
+
+def test_each_model_is_saved_under_its_name(quick_run):
+    _, out, _ = quick_run
+    for name in MODELS:
+        s = json.loads((out / name / "summary.json").read_text(encoding="utf-8"))
+        assert s["model"] == name and s["sampler"]["draws"] == TINY["draws"]
+        assert (out / name / "posterior.nc").exists()
+
+
+def test_fits_are_compared_with_the_replication(quick_run):
+    _, out, _ = quick_run
+    cmp = pd.read_csv(out / "comparison.csv")
+    assert "tau" in set(cmp.loc[cmp["model"] == "did", "param"])
+    rep = json.loads((out / "replication" / "summary.json").read_text(encoding="utf-8"))
+    tau = cmp[(cmp["model"] == "did") & (cmp["param"] == "tau")].iloc[0]
+    assert tau["frequentist"] == pytest.approx(rep["did_controls"]["estimate"])
+
+
+def test_sensitivity_reuses_the_main_fits_compilation(quick_run):
+    result, out, _ = quick_run
+    st = result.stages["sensitivity:did"]
+    assert st["compilations"] == 0 and st["reused_compiled"] == ["weak", "skeptical"]
+    s = json.loads((out / "sensitivity" / "did" / "summary.json").read_text(encoding="utf-8"))
+    assert set(s["table"]["tau"]) == {"default", "weak", "skeptical"}
+
+
+def test_failed_gates_give_exit_status_3(quick_run):
+    result, _, _ = quick_run
+    assert result.gates_failed  # 150 draws cannot reach a bulk ESS of 400
+    assert result.exit_code == 3
+
+
+def test_progress_reports_each_stage_and_the_sampling(quick_run):
+    result, _, events = quick_run
+    starts = [e.stage for e in events if e.kind == "start"]
+    ends = [e.stage for e in events if e.kind == "end"]
+    assert starts == ends == list(result.stages)
+    draws = [e for e in events if e.kind == "draws" and e.stage == "fit:did"]
+    assert draws and draws[-1].done == draws[-1].total == 2 * (TINY["draws"] + TINY["tune"])
+
+
+# ---- the report ---------------------------------------------------------------------------------
+
+def test_report_has_every_section(quick_run):
+    _, out, _ = quick_run
+    html = (out / "report.html").read_text(encoding="utf-8")
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert _headings(html) == SECTION_TITLES
+    assert [line[3:] for line in md.splitlines() if line.startswith("## ")] == SECTION_TITLES
+
+
+def test_report_html_is_self_contained(quick_run):
+    _, out, _ = quick_run
+    html = (out / "report.html").read_text(encoding="utf-8")
+
+    class P(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.srcs, self.hrefs = [], [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            a = dict(attrs)
+            if "src" in a:
+                self.srcs.append(a["src"])
+            if "href" in a:
+                self.hrefs.append(a["href"])
+
+    p = P()
+    p.feed(html)
+    assert "script" not in p.tags and "link" not in p.tags and "iframe" not in p.tags
+    assert p.srcs and all(s.startswith("data:image/png;base64,") for s in p.srcs)
+    assert all(h.startswith("#") for h in p.hrefs)
+    text = re.sub(r'data:image/png;base64,[A-Za-z0-9+/=]+', "", html)
+    assert "http" not in text and "://" not in text and "@import" not in text
+
+
+def test_report_md_links_figures_by_relative_path(quick_run):
+    _, out, _ = quick_run
+    md = (out / "report.md").read_text(encoding="utf-8")
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert links and all(not Path(p).is_absolute() and (out / p).exists() for p in links)
+
+
+def test_simulated_notice_comes_before_the_first_section(quick_run):
+    _, out, _ = quick_run
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert 0 <= html.find("SIMULATED DATA") < html.find("<h2")
+
+
+def test_claims_table_gives_a_verdict_for_each_claim(quick_run):
+    _, out, _ = quick_run
+    md = (out / "report.md").read_text(encoding="utf-8")
+    summary = md.split("## Summary of findings")[1].split("## Data")[0]
+    rows = [r for r in summary.splitlines() if r.startswith("| ") and "claim (study)" not in r]
+    verdicts = [r.split(" | ")[1] for r in rows]
+    assert len(rows) >= 6
+    assert set(verdicts) <= {"supported", "weaker", "not supported", "not assessed"}
+    assert any("contrast[region:" in r for r in rows)  # heterogeneity judged by contrasts
+
+
+def test_a_fit_that_failed_its_gates_is_shown_in_red(quick_run):
+    result, out, _ = quick_run
+    html = (out / "report.html").read_text(encoding="utf-8")
+    model = result.gates_failed[0]
+    assert re.search(rf'<tr class="bad"><td>{model}</td><td>no</td>', html)
+    assert "Diagnostics FAILED" in html
+
+
+def test_report_rebuilt_from_saved_results_reproduces_the_same_tables(quick_run):
+    _, out, _ = quick_run
+    before = (out / "report.md").read_text(encoding="utf-8")
+    paths = bn.report(out)
+    after = paths["md"].read_text(encoding="utf-8")
+    drop = lambda s: re.sub(r"Report built \S+", "", s)
+    assert drop(after) == drop(before)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_report_opens_in_headless_chromium_without_console_errors(quick_run):
+    _, out, _ = quick_run
+    res = subprocess.run(["chromium", "--headless", "--disable-gpu", "--no-sandbox",
+                          "--enable-logging=stderr", "--v=0", "--dump-dom",
+                          (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0
+    assert "Summary of findings" in res.stdout
+    assert "CONSOLE" not in res.stderr and "Uncaught" not in res.stderr
+
+
+# ---- reproducibility ------------------------------------------------------------------------
+
+def test_the_same_seed_gives_the_same_summaries(quick_run, small, tmp_path):
+    _, out, _ = quick_run
+    pipeline.run(small, tmp_path, quick=True, seed=11, models=("did",), sampler=TINY,
+                 replication=FAST_REPLICATION, sensitivity_models=(), report=False)
+    for rel in ("did/summary.json", "replication/summary.json"):
+        a = json.loads((out / rel).read_text(encoding="utf-8"))
+        b = json.loads((tmp_path / rel).read_text(encoding="utf-8"))
+        assert _strip_timings(a) == _strip_timings(b), rel
+
+
+# ---- skips, failures, interrupts (no sampling) ----------------------------------------------------
+
+def test_a_missing_role_skips_its_sections_with_the_reason(make_panel, tmp_path):
+    panel = make_panel(n_units=24, n_periods=6, cohorts={2013: 8}, mediators=False, seed=4)
+    res = pipeline.run(panel, tmp_path, models=("mediation", "threshold"), replication=FAST_REPLICATION)
+    st = res.stages
+    assert st["fit:mediation"]["status"] == "skipped" and "mediators" in st["fit:mediation"]["reason"]
+    assert st["fit:threshold"]["status"] == "skipped" and "threshold" in st["fit:threshold"]["reason"]
+    assert st["sensitivity:mediation"]["status"] == "skipped"
+    assert "mediators" in st["sensitivity:mediation"]["reason"]
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    mediation = md.split("## Mediation (mediation)")[1].split("\n## ")[0]
+    assert "Not available:** skipped:" in mediation and "mediators" in mediation
+    assert res.exit_code == 0  # a skipped section is not a failure
+
+
+def test_a_model_that_errors_is_recorded_as_failed_and_the_run_goes_on(small, tmp_path, monkeypatch):
+    def broken(name, panel, **kw):
+        raise RuntimeError(f"{name} exploded")
+
+    monkeypatch.setattr(pipeline, "fit_model", broken)
+    res = pipeline.run(small, tmp_path, models=("did", "heterogeneity"), replication=FAST_REPLICATION)
+    st = res.stages
+    assert st["fit:did"]["status"] == "failed" and "did exploded" in st["fit:did"]["error"]
+    assert st["fit:heterogeneity"]["status"] == "failed"
+    assert st["report"]["status"] == "done" and res.exit_code == 3
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "failed: RuntimeError: did exploded" in md
+
+
+def test_an_interrupted_run_keeps_earlier_results_and_says_where_it_stopped(small, tmp_path, monkeypatch):
+    real = freq.save_table
+    calls = []
+
+    def interrupted(df, stem):
+        calls.append(stem)
+        if len(calls) == 2:  # mid-way through the replication's tables, mid-write
+            Path(stem).parent.mkdir(parents=True, exist_ok=True)
+            (Path(stem).parent / f".{Path(stem).name}.csv.x1y2.tmp").write_text("half")
+            raise KeyboardInterrupt
+        return real(df, stem)
+
+    monkeypatch.setattr(freq, "save_table", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run(small, tmp_path, models=("did",), replication=FAST_REPLICATION)
+    m = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
+    assert m["status"] == "interrupted" and m["stopped_at"] == "replication"
+    assert [m["stages"][k]["status"] for k in ("data", "replication", "fit:did", "report")] == \
+        ["done", "interrupted", "not started", "not started"]
+    assert json.loads((tmp_path / "data" / "summary.json").read_text(encoding="utf-8"))["n_units"] == 36
+    assert not (tmp_path / "replication" / "summary.json").exists()
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_panel_without_treatment_is_bad_input(tmp_path):
+    raw = pd.DataFrame({"u": np.repeat(np.arange(5), 4), "t": np.tile(np.arange(4), 5),
+                        "y": np.arange(20.0)})
+    panel = bn.panel_from_frame(raw, {"unit": "u", "time": "t", "outcome": "y"})
+    with pytest.raises(DataError, match="treatment"):
+        pipeline.run(panel, tmp_path)
+
+
+# ---- the CLI ----------------------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+def test_cli_run_on_a_missing_file_exits_2(tmp_path):
+    res = runner.invoke(app, ["run", "--data", str(tmp_path / "none.csv"), "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+def test_cli_run_interrupted_exits_130_and_names_the_stage(tmp_path, monkeypatch):
+    def interrupted(panel, out, **kw):
+        (Path(out)).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "manifest.json").write_text(json.dumps({"stopped_at": "fit:did"}))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run", interrupted)
+    res = runner.invoke(app, ["run", "--out", str(tmp_path)])
+    assert res.exit_code == 130
+    assert "fit:did" in res.output
+
+
+def test_cli_report_rebuilds_without_refitting(quick_run, monkeypatch):
+    _, out, _ = quick_run
+    monkeypatch.setattr(pipeline, "fit_model", lambda *a, **k: pytest.fail("report must not fit"))
+    res = runner.invoke(app, ["report", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "report.html" in res.output
+
+
+def test_cli_report_on_an_empty_folder_exits_2(tmp_path):
+    res = runner.invoke(app, ["report", str(tmp_path)])
+    assert res.exit_code == 2 and "no saved results" in " ".join(res.output.split())

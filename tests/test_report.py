@@ -1,0 +1,198 @@
+"""The report, built from hand-written saved results (no sampling): the verdict rules, contrasts
+in either orientation, missing sections with their reason, failed gates in red, escaping."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+import bayes_nqp as bn
+from bayes_nqp.errors import BayesNQPError
+from bayes_nqp.report.build import build_report
+from bayes_nqp.report.claims import claims, lookup, verdict
+
+
+def entry(mean, lo, hi, p):
+    return {"mean": mean, "sd": (hi - lo) / 4, "hdi95": [lo, hi], "p_positive": p}
+
+
+def diagnostics(passed=True):
+    return {"passed": passed, "rhat_max": 1.002 if passed else 1.08, "ess_bulk_min": 900 if passed else 80,
+            "ess_tail_min": 700, "divergences": 0, "failures": [] if passed else ["R-hat 1.080 > 1.01 (tau_z)"],
+            "warnings": [], "per_param": {}}
+
+
+def fit_summary(model, params, passed=True, comparison=None, simulated=True):
+    return {"model": model, "data": {"simulated": simulated, "n_obs": 100, "n_units": 10},
+            "priors": {"name": "default", "contents": {}}, "sampler": {"draws": 1000, "tune": 1000,
+                                                                      "chains": 4, "seed": 1},
+            "params": params, "diagnostics": diagnostics(passed), "comparison": comparison or {},
+            "seconds": 1.0}
+
+
+def write(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj), encoding="utf-8")
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A results folder as `bayes-nqp run` leaves it, minus posteriors and the manifest."""
+    write(tmp_path / "did" / "summary.json", fit_summary(
+        "did", {"tau": entry(0.025, 0.017, 0.033, 0.999)},
+        comparison={"tau": {"frequentist": {"estimate": 0.024, "ci95": [0.013, 0.034], "source": "TWFE"},
+                            "bayesian": {"mean": 0.025, "hdi95": [0.017, 0.033]}}}))
+    write(tmp_path / "heterogeneity" / "summary.json", fit_summary("heterogeneity", {
+        "tau[region=east]": entry(0.03, 0.02, 0.04, 1.0),
+        "tau[region=central]": entry(0.01, -0.005, 0.025, 0.9),
+        "tau[region=west]": entry(0.03, 0.02, 0.04, 1.0),
+        # stored the other way round: the claim needs east − central
+        "contrast[region:central-east]": entry(-0.02, -0.035, -0.005, 0.01),
+        "contrast[region:west-central]": entry(0.02, 0.004, 0.036, 0.985),
+    }))
+    write(tmp_path / "mediation" / "summary.json", fit_summary(
+        "mediation", {"indirect[hc]": entry(0.004, 0.002, 0.006, 1.0)}, passed=False))
+    write(tmp_path / "sensitivity" / "did" / "summary.json", {
+        "model": "did", "prior_sets": {"default": {}, "skeptical": {}}, "estimands": ["tau"],
+        "table": {"tau": {"default": entry(0.025, 0.017, 0.033, 0.999),
+                          "skeptical": entry(0.012, -0.004, 0.028, 0.91)}},
+        "diagnostics": {"default": {"passed": True}, "skeptical": {"passed": True}},
+        "stability": {"tau": {"stable": False}}, "compilations": 1, "reused_compiled": ["skeptical"]})
+    write(tmp_path / "replication" / "summary.json", {
+        "data": {"simulated": True, "n_obs": 100, "n_units": 10},
+        "did": {"estimate": 0.024, "se": 0.005, "ci95": [0.013, 0.034], "pvalue": 0.001},
+        "skipped": {"threshold": "the threshold regression needs the role 'threshold', which the "
+                                 "column map does not give"}})
+    return tmp_path
+
+
+def by_id(cl):
+    return {c["id"]: c for c in cl}
+
+
+# ---- the verdict rules -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("p, passed, p_sets, expected", [
+    (0.99, True, None, "supported"),
+    (0.99, True, 0.97, "supported"),
+    (0.90, True, None, "weaker"),
+    (0.99, False, None, "weaker"),        # failed gates never support a claim
+    (0.99, True, 0.90, "weaker"),         # only under some prior sets
+    (0.60, True, None, "not supported"),
+    (None, True, None, "not assessed"),
+])
+def test_verdict_follows_the_documented_rules(p, passed, p_sets, expected):
+    assert verdict(p, passed, p_sets)[0] == expected
+
+
+def test_a_contrast_stored_the_other_way_round_is_flipped():
+    s = {"params": {"contrast[g:b-a]": entry(-0.02, -0.035, -0.005, 0.01)}}
+    e = lookup(s, "contrast[g:a-b]")
+    assert e["mean"] == 0.02 and e["hdi95"] == [0.005, 0.035]
+    assert e["p_positive"] == pytest.approx(0.99) and e["flipped_from"] == "contrast[g:b-a]"
+
+
+def test_heterogeneity_claims_rest_on_the_contrasts(saved):
+    fits = {m: json.loads((saved / m / "summary.json").read_text()) for m in ("did", "heterogeneity", "mediation")}
+    c = by_id(claims(fits, {}, {}, ["hc"]))
+    central = c["region_central"]
+    assert [e["name"] for e in central["evidence"] if e["used"]] == \
+        ["contrast[region:east-central]", "contrast[region:west-central]"]
+    assert central["verdict"] == "supported"  # min P = 0.985 ≥ 0.95
+
+
+def test_a_claim_that_holds_only_under_some_prior_sets_is_weaker(saved):
+    fits = {"did": json.loads((saved / "did" / "summary.json").read_text())}
+    sens = {"did": json.loads((saved / "sensitivity" / "did" / "summary.json").read_text())}
+    assert by_id(claims(fits, {}, {}, []))["effect"]["verdict"] == "supported"
+    assert by_id(claims(fits, sens, {}, []))["effect"]["verdict"] == "weaker"
+
+
+def test_a_model_that_is_missing_leaves_its_claims_not_assessed_with_the_reason():
+    c = by_id(claims({}, {}, {"threshold": "skipped: no threshold role"}, []))
+    assert c["threshold"]["verdict"] == "not assessed"
+    assert c["threshold"]["why"] == "skipped: no threshold role"
+
+
+# ---- the report built from saved results ------------------------------------------------------
+
+def test_report_builds_from_saved_results_without_a_manifest(saved):
+    paths = build_report(saved)
+    md = paths["md"].read_text(encoding="utf-8")
+    manifest = md.split("## Run manifest")[1]
+    assert "No manifest.json" in manifest and "pymc" in manifest
+
+
+def test_missing_models_say_why(saved):
+    md = build_report(saved)["md"].read_text(encoding="utf-8")
+    staggered = md.split("## Staggered adoption (staggered)")[1].split("\n## ")[0]
+    assert "Not available:** no saved results for the staggered model" in staggered
+
+
+def test_replication_sections_skipped_show_their_reason(saved):
+    md = build_report(saved)["md"].read_text(encoding="utf-8")
+    assert "Section threshold skipped: the threshold regression needs the role 'threshold'" in md
+
+
+def test_a_failed_gate_is_red_and_named_at_the_top(saved):
+    html = build_report(saved)["html"].read_text(encoding="utf-8")
+    top = html[:html.find("<nav>")]
+    assert "FAILED the diagnostic gates: mediation" in top
+    assert '<tr class="bad"><td>mediation</td><td>no</td>' in html
+
+
+def test_the_simulated_notice_is_at_the_top_and_in_the_data_section(saved):
+    html = build_report(saved)["html"].read_text(encoding="utf-8")
+    assert html.count("SIMULATED DATA") >= 2
+    assert html.find("SIMULATED DATA") < html.find("<h2")
+
+
+def test_real_data_carry_no_simulated_notice(saved):
+    for p in saved.rglob("summary.json"):
+        s = json.loads(p.read_text())
+        if "data" in s:
+            s["data"]["simulated"] = False
+            p.write_text(json.dumps(s))
+    html = build_report(saved)["html"].read_text(encoding="utf-8")
+    assert "SIMULATED DATA" not in html
+
+
+def test_user_text_is_escaped_in_the_html(saved):
+    s = json.loads((saved / "did" / "summary.json").read_text())
+    s["diagnostics"]["warnings"] = ["<script>alert(1)</script>"]
+    (saved / "did" / "summary.json").write_text(json.dumps(s))
+    html = build_report(saved)["html"].read_text(encoding="utf-8")
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_a_fit_this_run_skipped_is_not_shown_from_an_older_run(saved):
+    write(saved / "manifest.json", {"status": "done", "options": {"models": ["did", "mediation"]},
+                                    "stages": {"fit:did": {"status": "done"},
+                                               "fit:mediation": {"status": "skipped",
+                                                                 "reason": "needs the role 'mediators'"}}})
+    md = build_report(saved)["md"].read_text(encoding="utf-8")
+    mediation = md.split("## Mediation (mediation)")[1].split("\n## ")[0]
+    assert "skipped: needs the role 'mediators'" in mediation
+    assert "indirect[hc]" not in mediation
+
+
+def test_the_html_has_every_figure_inline(saved):
+    html = build_report(saved)["html"].read_text(encoding="utf-8")
+
+    class P(HTMLParser):
+        srcs: list = []
+
+        def handle_starttag(self, tag, attrs):
+            self.srcs += [v for k, v in attrs if k == "src"]
+
+    p = P()
+    p.feed(html)
+    assert p.srcs and all(s.startswith("data:image/png;base64,") for s in p.srcs)
+
+
+def test_an_empty_folder_is_an_error_that_says_what_to_run(tmp_path):
+    with pytest.raises(BayesNQPError, match="bayes-nqp run"):
+        bn.report(tmp_path)
