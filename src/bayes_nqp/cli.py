@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import BayesNQPError, DataError
+from .errors import BayesNQPError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Bayesian causal reanalysis of staggered policy pilots on city panels.")

@@ -118,6 +118,17 @@ def read_json(path: str | Path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def title_figure(fig, title: str, simulated: bool) -> None:
+    """Give a figure its title; a figure made from simulated data says so in the title and in a
+    caption (the notice), whoever draws it."""
+    if simulated:
+        fig.suptitle(f"SIMULATED DATA — {title}", fontsize=11)
+        fig.text(0.5, 0.005, SIMULATED_NOTICE, ha="center", va="bottom", fontsize=6.5,
+                 wrap=True, color="0.35")
+    else:
+        fig.suptitle(title, fontsize=11)
+
+
 def save_figure(fig, path: str | Path) -> Path:
     """Save a matplotlib figure atomically as PNG and close it."""
     import io

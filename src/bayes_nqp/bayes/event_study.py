@@ -89,7 +89,7 @@ from scipy.optimize import brentq
 from scipy.sparse.linalg import spsolve
 
 from ..errors import ModelError, SpecError
-from ..results import SIMULATED_NOTICE
+from ..results import title_figure
 from .base import BayesModel, register
 from .priors import hyper_name
 
@@ -201,16 +201,6 @@ def prior_with_transform(model: BayesModel, rv: str, prior_name: str, transform,
     if spec.dist not in REAL_LINE:
         transform = None  # a bounded family keeps its own default transform
     return getattr(pm, spec.dist)(rv, **hyper, transform=transform, **kw)
-
-
-def figure_title(fig, panel, title: str) -> None:
-    """Suptitle, prefixed 'SIMULATED DATA' with the notice as a caption on a simulated panel."""
-    if panel.simulated:
-        fig.suptitle(f"SIMULATED DATA — {title}", fontsize=11)
-        fig.text(0.5, 0.005, SIMULATED_NOTICE, ha="center", va="bottom", fontsize=6.5,
-                 wrap=True, color="0.35")
-    else:
-        fig.suptitle(title, fontsize=11)
 
 
 def label(value) -> str:
@@ -471,7 +461,7 @@ class EventStudyModel(BayesModel):
         ax.set_xlabel("event time (periods since first treatment; reference −1, end points binned)")
         ax.set_ylabel("effect on outcome")
         ax.legend(fontsize=8, loc="upper left")
-        figure_title(fig, self.panel, "Bayesian event study")
+        title_figure(fig, "Bayesian event study", self.panel.simulated)
         fig.tight_layout(rect=(0, 0.03, 1, 1))
         figs["event_study"] = fig
 
@@ -491,7 +481,7 @@ class EventStudyModel(BayesModel):
             ax.set_xlabel("M: post-period deviation ≤ M × largest pre-period deviation")
             ax.set_ylabel("att_post")
             ax.legend(fontsize=8)
-            figure_title(fig, self.panel, "Sensitivity to parallel-trend violations (relative magnitudes)")
+            title_figure(fig, "Sensitivity to parallel-trend violations (relative magnitudes)", self.panel.simulated)
             fig.tight_layout(rect=(0, 0.03, 1, 1))
             figs["sensitivity"] = fig
         return figs

@@ -58,7 +58,7 @@ import numpy as np
 import pymc as pm
 
 from ..errors import SpecError
-from ..results import SIMULATED_NOTICE, param_entry
+from ..results import param_entry, title_figure
 from .base import register
 from .did import Block, TwoWayModel
 
@@ -238,9 +238,7 @@ class HeterogeneityModel(TwoWayModel):
                    Line2D([], [], color="C1", marker="s", mfc="white", lw=1.2, label="split-sample TWFE: estimate, 95% CI"),
                    Line2D([], [], color="C2", marker="o", lw=2.5, label="contrast: mean, 95% HDI")]
         title = "Heterogeneous effects: partial pooling vs split-sample TWFE"
-        if self.panel.simulated:
-            title += "\n" + SIMULATED_NOTICE.split(":")[0]
-        fig.suptitle(title, fontsize=11)
+        title_figure(fig, title, self.panel.simulated)
         fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
         fig.tight_layout(rect=(0, 0.06, 1, 1))
         return {"heterogeneity_forest": fig}

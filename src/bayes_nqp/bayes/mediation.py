@@ -73,7 +73,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 from ..errors import ModelError, SpecError
-from ..results import SIMULATED_NOTICE, jsonable, param_entry
+from ..results import jsonable, param_entry, title_figure
 from .base import BayesModel, register
 
 log = logging.getLogger(__name__)
@@ -414,12 +414,6 @@ class MediationModel(BayesModel):
         return {"mediation_decomposition": self._decomposition_figure(fit),
                 "mediation_rho_sensitivity": self._sensitivity_figure(fit)}
 
-    def _title(self, fig, title: str) -> None:
-        if self.panel.simulated:
-            title = "SIMULATED DATA — " + title
-            fig.text(0.5, -0.02, SIMULATED_NOTICE, ha="center", va="top", fontsize=7, color="C3", wrap=True)
-        fig.suptitle(title, fontsize=11)
-
     def _decomposition_figure(self, fit):
         from matplotlib.figure import Figure
 
@@ -443,7 +437,7 @@ class MediationModel(BayesModel):
         handles, labels = ax.get_legend_handles_labels()
         uniq = dict(zip(labels, handles))  # one legend entry per series, not per row
         ax.legend(list(uniq.values()), list(uniq.keys()), fontsize=8, loc="best")
-        self._title(fig, "Mediation decomposition: Bayesian joint model vs stepwise")
+        title_figure(fig, "Mediation decomposition: Bayesian joint model vs stepwise", self.panel.simulated)
         fig.tight_layout()
         return fig
 
@@ -468,7 +462,7 @@ class MediationModel(BayesModel):
             ax.set_title(f"indirect effect via {med}", fontsize=10)
             ax.legend(fontsize=8)
         axes[0].set_ylabel("indirect effect (outcome units)")
-        self._title(fig, "Sensitivity of the indirect effect to mediator–outcome confounding")
+        title_figure(fig, "Sensitivity of the indirect effect to mediator–outcome confounding", self.panel.simulated)
         fig.tight_layout()
         return fig
 

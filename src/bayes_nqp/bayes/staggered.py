@@ -81,9 +81,10 @@ import pytensor.tensor as pt
 import scipy.sparse as sp
 import xarray as xr
 
+from ..results import title_figure
 from ..errors import ModelError, SpecError
 from .base import BayesModel, register
-from .event_study import FixedEffects, figure_title, frequentist_entry, label
+from .event_study import FixedEffects, frequentist_entry, label
 
 log = logging.getLogger(__name__)
 
@@ -415,6 +416,6 @@ class StaggeredModel(BayesModel):
         ax2.set_title("by cohort", fontsize=10)
         for ax in (ax1, ax2):
             ax.legend(fontsize=7.5)
-        figure_title(fig, self.panel, "Staggered ATT by Bayesian imputation")
+        title_figure(fig, "Staggered ATT by Bayesian imputation", self.panel.simulated)
         fig.tight_layout(rect=(0, 0.03, 1, 1))
         return {"staggered_att": fig}

@@ -91,7 +91,7 @@ from pytensor.tensor.special import logsumexp
 from scipy.special import expit
 
 from ..errors import ModelError, SpecError
-from ..results import SIMULATED_NOTICE, jsonable
+from ..results import jsonable, title_figure
 from .base import BayesModel, register
 from .mediation import WithinTransform, complete_panel, within_regressors
 from .priors import hyper_name, prior_rv
@@ -704,10 +704,7 @@ class ThresholdModel(BayesModel):
             handles, labels = handles + h2, labels + l2
         ax.legend(handles, labels, fontsize=8, loc="upper right")
         title = f"Threshold in {q}: posterior of γ vs the Hansen LR curve"
-        if self.panel.simulated:
-            title = "SIMULATED DATA — " + title
-            fig.text(0.5, -0.02, SIMULATED_NOTICE, ha="center", va="top", fontsize=7, color="C3", wrap=True)
-        fig.suptitle(title, fontsize=11)
+        title_figure(fig, title, self.panel.simulated)
         fig.tight_layout()
         return fig
 

@@ -10,19 +10,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..results import SIMULATED_NOTICE
+from ..results import title_figure
 
 COLORS = {"TWFE": "#1f77b4", "Sun-Abraham": "#d62728", "Callaway-Sant'Anna": "#2ca02c"}
-
-
-def _notice(fig: Figure, panel, title: str) -> None:
-    """Title the figure; a simulated panel gets the notice as a caption under the title."""
-    if panel.simulated:
-        fig.suptitle(f"SIMULATED DATA — {title}", fontsize=11)
-        fig.text(0.5, 0.005, SIMULATED_NOTICE, ha="center", va="bottom", fontsize=6.5,
-                 wrap=True, color="0.35")
-    else:
-        fig.suptitle(title, fontsize=11)
 
 
 def event_study_figure(curves: dict[str, pd.DataFrame], panel, pretrend_p=None) -> Figure:
@@ -49,7 +39,7 @@ def event_study_figure(curves: dict[str, pd.DataFrame], panel, pretrend_p=None) 
         ax.text(0.01, 0.98, f"TWFE pre-trend F-test p = {pretrend_p:.3f}", transform=ax.transAxes,
                 va="top", fontsize=8)
     ax.legend(fontsize=8, loc="lower right")
-    _notice(fig, panel, "Event study: TWFE, Sun–Abraham, Callaway–Sant'Anna")
+    title_figure(fig, "Event study: TWFE, Sun–Abraham, Callaway–Sant'Anna", panel.simulated)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
 
@@ -65,7 +55,7 @@ def placebo_figure(draws: np.ndarray, actual: float, p_value: float, panel) -> F
     ax.set_ylabel("placebo draws")
     ax.legend(fontsize=8, title=f"{len(draws)} draws, permutation p = {p_value:.3f}",
               title_fontsize=8)
-    _notice(fig, panel, "Placebo test")
+    title_figure(fig, "Placebo test", panel.simulated)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
 
@@ -82,6 +72,6 @@ def heterogeneity_figure(table: pd.DataFrame, panel) -> Figure:
     ax.set_yticks(y, [f"{g}: {lv}" for g, lv in zip(table["group"], table["level"])])
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel("split-sample TWFE effect (95% CI)")
-    _notice(fig, panel, "Heterogeneity")
+    title_figure(fig, "Heterogeneity", panel.simulated)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig

@@ -15,14 +15,13 @@ and third.
 
 from __future__ import annotations
 
-import textwrap
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from ..errors import ModelError, SectionSkipped
-from ..results import SIMULATED_NOTICE, estimate, jsonable
+from ..results import estimate, jsonable, title_figure
 from .base import SectionResult, section
 from .hansen import LR_CRIT_95, MAX_THRESHOLDS, NoSplitError, threshold_regression
 
@@ -162,10 +161,6 @@ def _figure(fit, q: str, simulated: bool):
         ax.set_title(f"threshold {k + 1} of {m}", fontsize=10)
         ax.legend(fontsize=8, loc="upper right")
     title = "Hansen threshold regression: likelihood-ratio statistic"
-    if simulated:
-        title = "SIMULATED DATA — " + title
-        fig.text(0.5, -0.04, "\n".join(textwrap.wrap(SIMULATED_NOTICE, 110)), ha="center",
-                 va="top", fontsize=8, color="C3")
-    fig.suptitle(title, fontsize=11)
+    title_figure(fig, title, simulated)
     fig.tight_layout()
     return fig
