@@ -124,7 +124,7 @@ def test_each_model_is_saved_under_its_name(quick_run):
 
 def test_fits_are_compared_with_the_replication(quick_run):
     _, out, _ = quick_run
-    cmp = pd.read_csv(out / "comparison.csv")
+    cmp = pd.read_csv(out / "comparison.csv", comment="#")
     assert "tau" in set(cmp.loc[cmp["model"] == "did", "param"])
     rep = json.loads((out / "replication" / "summary.json").read_text(encoding="utf-8"))
     tau = cmp[(cmp["model"] == "did") & (cmp["param"] == "tau")].iloc[0]
@@ -288,13 +288,13 @@ def test_an_interrupted_run_keeps_earlier_results_and_says_where_it_stopped(smal
     real = freq.save_table
     calls = []
 
-    def interrupted(df, stem):
+    def interrupted(df, stem, **kw):
         calls.append(stem)
         if len(calls) == 2:  # mid-way through the replication's tables, mid-write
             Path(stem).parent.mkdir(parents=True, exist_ok=True)
             (Path(stem).parent / f".{Path(stem).name}.csv.x1y2.tmp").write_text("half")
             raise KeyboardInterrupt
-        return real(df, stem)
+        return real(df, stem, **kw)
 
     monkeypatch.setattr(freq, "save_table", interrupted)
     with pytest.raises(KeyboardInterrupt):

@@ -335,7 +335,7 @@ def _stages(r: _Run, panel, out: Path, *, quick, seed, models, prior_sets, sens,
     with r.stage("data", "checking the data") as rec:
         tables = describe(panel)
         for name, tbl in tables.items():
-            rec.add(*save_table(tbl, out / "data" / name))
+            rec.add(*save_table(tbl, out / "data" / name, simulated=panel.simulated))
         rep = panel.report
         summary = {**panel.data_block(), "map": panel.cmap.to_dict(),
                    "balanced": panel.balanced, "n_periods": panel.n_periods,
@@ -400,7 +400,7 @@ def _stages(r: _Run, panel, out: Path, *, quick, seed, models, prior_sets, sens,
         tbl = diagnostics_table(out, models=list(fits))
         if tbl.empty:
             raise SectionSkipped("no Bayesian fit completed")
-        rec.add(*save_table(tbl, out / "diagnostics"))
+        rec.add(*save_table(tbl, out / "diagnostics", simulated=panel.simulated))
         rec.extra["flagged"] = tbl.loc[~tbl["passed"].astype(bool), "model"].tolist()
         rec.dest = out / "diagnostics.md"
 
@@ -409,7 +409,7 @@ def _stages(r: _Run, panel, out: Path, *, quick, seed, models, prior_sets, sens,
         if tbl.empty:
             raise SectionSkipped("no fit has a frequentist counterpart to compare with "
                                  "(replication missing or no model completed)")
-        rec.add(*save_table(tbl, out / "comparison"))
+        rec.add(*save_table(tbl, out / "comparison", simulated=panel.simulated))
         rec.dest = out / "comparison.md"
 
     # ---- prior sensitivity ---------------------------------------------------------------

@@ -141,8 +141,21 @@ def save_figure(fig, path: str | Path) -> Path:
     return write_atomic(path, buf.getvalue())
 
 
-def save_table(df, stem: str | Path) -> list[Path]:
-    """Save a DataFrame as CSV and Markdown (``stem``.csv, ``stem``.md), atomically."""
+def table_markdown(df, simulated: bool = False, **kw) -> str:
+    """A DataFrame as Markdown; a table made from simulated data opens with the notice."""
+    body = df.to_markdown(index=False, **kw) + "\n"
+    return f"> {SIMULATED_NOTICE}\n\n{body}" if simulated else body
+
+
+def save_table(df, stem: str | Path, simulated: bool = False) -> list[Path]:
+    """Save a DataFrame as CSV and Markdown (``stem``.csv, ``stem``.md), atomically.
+
+    A table made from simulated data says so: the Markdown opens with the notice and the CSV with
+    a ``# `` comment line (read it back with ``pd.read_csv(path, comment="#")``).
+    """
     stem = Path(stem)
-    return [write_atomic(stem.with_suffix(".csv"), df.to_csv(index=False)),
-            write_atomic(stem.with_suffix(".md"), df.to_markdown(index=False) + "\n")]
+    csv = df.to_csv(index=False)
+    if simulated:
+        csv = f"# {SIMULATED_NOTICE}\n{csv}"
+    return [write_atomic(stem.with_suffix(".csv"), csv),
+            write_atomic(stem.with_suffix(".md"), table_markdown(df, simulated))]

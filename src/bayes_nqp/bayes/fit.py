@@ -17,7 +17,8 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import BayesNQPError, ModelError, SectionSkipped
-from ..results import SIMULATED_NOTICE, jsonable, param_entry, read_json, save_figure, write_atomic, write_json
+from ..results import (SIMULATED_NOTICE, jsonable, param_entry, read_json, save_figure, table_markdown,
+                       write_atomic, write_json)
 from .base import MODELS, BayesModel
 from .diagnostics import diagnose, loo_summary, ppc_summary
 from .spec import ModelSpec, PriorSet, SamplerSettings, load_prior_set, load_spec
@@ -109,10 +110,10 @@ class Fit:
             save_figure(fig, out / "figures" / f"{name}.png")
         self.figures_ = {}
         tbl = self.summary()
-        write_atomic(out / "params.md", tbl.to_markdown(index=False, floatfmt=".4g") + "\n")
+        write_atomic(out / "params.md", table_markdown(tbl, self.data.get("simulated", False), floatfmt=".4g"))
         cmp_tbl = self.compare()
         if len(cmp_tbl):
-            write_atomic(out / "comparison.md", cmp_tbl.to_markdown(index=False, floatfmt=".4g") + "\n")
+            write_atomic(out / "comparison.md", table_markdown(cmp_tbl, self.data.get("simulated", False), floatfmt=".4g"))
         write_json(out / "summary.json", self.summary_json())
         return out
 

@@ -32,7 +32,7 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import SpecError
-from ..results import SIMULATED_NOTICE, jsonable, save_figure, write_atomic, write_json
+from ..results import SIMULATED_NOTICE, jsonable, save_figure, save_table, title_figure, write_json
 from .fit import Fit, compile_model, finish, get_model_class, sample
 from .priors import hyper_values
 from .spec import ModelSpec, PriorSet, load_prior_set, load_spec
@@ -207,20 +207,19 @@ class SensitivityResult:
             ax.set_yticks(range(len(names)), names[::-1])
             ax.set_title(est, fontsize=10, loc="left")
         axes[-1, 0].set_xlabel("posterior mean and 95% HDI (outcome scale)")
-        title = f"{self.model}: key estimands under each prior set"
-        first = next(iter(self.fits.values()), None)
-        if first is not None and first.data.get("simulated"):
-            title += "\nSIMULATED DATA (demo panel)"
-        fig.suptitle(title, fontsize=11)
+        title_figure(fig, f"{self.model}: key estimands under each prior set", self.simulated)
         fig.tight_layout()
         return fig
+
+    @property
+    def simulated(self) -> bool:
+        first = next(iter(self.fits.values()), None)
+        return bool(first is not None and first.data.get("simulated"))
 
     def save(self, out: str | Path) -> Path:
         """Write table.csv, table.md, figure.png and summary.json (last: its presence = complete)."""
         out = Path(out)
-        tbl = self.table()
-        write_atomic(out / "table.csv", tbl.to_csv(index=False))
-        write_atomic(out / "table.md", tbl.to_markdown(index=False, floatfmt=".4g") + "\n")
+        save_table(self.table(), out / "table", simulated=self.simulated)
         save_figure(self.figure(), out / "figure.png")
         write_json(out / "summary.json", self.summary_json())
         return out

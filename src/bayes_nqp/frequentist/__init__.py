@@ -84,7 +84,7 @@ def replicate_to_dir(which, panel, out: str | Path, progress=None, **options) ->
     for name, res in results.items():
         if isinstance(res, SectionResult):
             for tname, df in res.tables.items():
-                save_table(df, out / "tables" / tname)
+                save_table(df, out / "tables" / tname, simulated=panel.simulated)
             for fname, fig in res.figures.items():
                 save_figure(fig, out / "figures" / f"{fname}.png")
     summary = collect_summary(panel, results)

@@ -253,10 +253,10 @@ def data_section(out: Path, data_info: dict, assets: _Assets) -> dict:
     for name in ("variables", "cohorts"):
         p = out / "data" / f"{name}.csv"
         if p.exists():
-            blocks.append(table(pd.read_csv(p), {"variables": "Variables by role",
+            blocks.append(table(pd.read_csv(p, comment="#"), {"variables": "Variables by role",
                                                  "cohorts": "Adoption cohorts (units first treated)"}[name]))
     for p in sorted((out / "data").glob("group_*.csv")) if (out / "data").exists() else []:
-        blocks.append(table(pd.read_csv(p), f"Units by {p.stem[len('group_'):]}"))
+        blocks.append(table(pd.read_csv(p, comment="#"), f"Units by {p.stem[len('group_'):]}"))
     if d.get("n_warnings"):
         blocks.append(text(f"{d['n_warnings']} validation warning(s): " + "; ".join(d.get("warnings", [])[:10]), "warn"))
     if len(blocks) <= 2 and not (out / "data").exists():
@@ -302,7 +302,7 @@ def replication_section(out: Path, rep: dict | None, manifest: dict | None, asse
     csvs = sorted(tdir.glob("*.csv")) if tdir.exists() else []
     order = {n: i for i, n in enumerate(REPLICATION_TABLE_ORDER)}
     for p in sorted(csvs, key=lambda x: (order.get(x.stem, 99), x.stem)):
-        df = pd.read_csv(p)
+        df = pd.read_csv(p, comment="#")
         if len(df) > MAX_ROWS:
             blocks.append(text(f"Table {p.stem}: {len(df)} rows, not printed; see "
                                f"{p.relative_to(out).as_posix()}.", "muted"))
