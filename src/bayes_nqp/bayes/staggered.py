@@ -84,27 +84,16 @@ import xarray as xr
 from ..results import title_figure
 from ..errors import ModelError, SpecError
 from .base import BayesModel, register
+from .did import unit_conditional, unit_marginal_logp
 from .event_study import FixedEffects, frequentist_entry, label
 
 log = logging.getLogger(__name__)
 
-LOG_2PI = float(np.log(2 * np.pi))
 #: posterior draws processed at once after sampling (draws × rows arrays stay small)
 CHUNK = 250
 #: posterior predictive draws kept per chain: enough for p-values, keeps posterior.nc small
 PPC_DRAWS_PER_CHAIN = 250
 IMPUTATIONS = ("mean", "predictive")
-
-
-def unit_marginal_logp(s1, s2, n, sigma, sigma_unit, log=np.log):
-    """Per-unit log density of residuals with a N(0, σ_α²) unit intercept integrated out.
-
-    ``s1``/``s2``: per-unit sums of residuals and of squared residuals; ``n``: per-unit counts.
-    Operators and ``log`` only, so one formula serves the PyMC graph (``log=pt.log``) and NumPy.
-    """
-    s2e, s2a = sigma**2, sigma_unit**2
-    denom = s2e + n * s2a
-    return -0.5 * ((n - 1) * log(s2e) + log(denom) + (s2 - s2a * s1**2 / denom) / s2e + n * LOG_2PI)
 
 
 def _onehot(idx: np.ndarray, n: int):
@@ -255,10 +244,8 @@ class StaggeredModel(BayesModel):
         for start in range(0, S, CHUNK):
             sl = slice(start, min(start + CHUNK, S))
             s1, _ = self._unit_sums(d, sl)
-            prec = 1.0 / d["sigma_unit"][sl] ** 2 + self.n_per_unit / d["sigma"][sl] ** 2
-            mean = (s1 / d["sigma"][sl] ** 2) / prec
-            alpha[sl] = (d["mu"][sl][:, self.unit_cohort] + mean
-                         + rng.standard_normal(mean.shape) / np.sqrt(prec))
+            mean, sd = unit_conditional(s1, self.n_per_unit, d["sigma"][sl], d["sigma_unit"][sl])
+            alpha[sl] = d["mu"][sl][:, self.unit_cohort] + mean + rng.standard_normal(mean.shape) * sd
         idata["posterior"]["alpha"] = xr.DataArray(
             alpha.reshape(n_chain, n_draw, -1), dims=("chain", "draw", "city"),
             coords={"chain": post["chain"], "draw": post["draw"], "city": self.coords()["city"]})
