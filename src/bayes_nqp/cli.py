@@ -217,6 +217,7 @@ def fit_cmd(model: ModelName = typer.Argument(..., help="which Bayesian model"),
     _notice(panel)
     name = model.value.replace("-", "_")
     rep = _saved_replication(out, panel)
+    _quiet_libraries()
     t0 = time.perf_counter()
     try:
         with console.status(f"fitting {name} (compiling, then sampling) ..."):
