@@ -205,7 +205,7 @@ def fit_cmd(model: ModelName = typer.Argument(..., help="which Bayesian model"),
             priors: str = typer.Option("default", "--priors", help="prior set name (default, weak, skeptical) or a .toml file"),
             draws: Optional[int] = typer.Option(None, "--draws"), tune: Optional[int] = typer.Option(None, "--tune"),
             chains: Optional[int] = typer.Option(None, "--chains"), seed: Optional[int] = typer.Option(None, "--seed"),
-            quick: bool = typer.Option(False, "--quick", help="the spec's [quick] sampler settings"),
+            quick: bool = typer.Option(False, "--quick", help="the spec's \\[quick] sampler settings"),
             out: Path = OutOpt):
     """Fit a Bayesian model; writes DIR/<model>/{posterior.nc, summary.json}. Exit 3 if gates fail."""
     from .bayes import fit as _fit
@@ -344,7 +344,7 @@ def sensitivity_cmd(model: ModelName = typer.Argument(..., help="which Bayesian 
                     data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt, out: Path = OutOpt,
                     draws: Optional[int] = typer.Option(None, "--draws"), tune: Optional[int] = typer.Option(None, "--tune"),
                     chains: Optional[int] = typer.Option(None, "--chains"), seed: Optional[int] = typer.Option(None, "--seed"),
-                    quick: bool = typer.Option(False, "--quick", help="the spec's [quick] sampler settings")):
+                    quick: bool = typer.Option(False, "--quick", help="the spec's \\[quick] sampler settings")):
     """Refit a model under several prior sets (one compilation); writes DIR/sensitivity/<model>/."""
     from .bayes.sensitivity import sensitivity
 
