@@ -123,6 +123,16 @@ class BayesModel:
         ll = ll["log_likelihood"] if "log_likelihood" in getattr(ll, "children", {}) else ll
         return ll.to_dataset() if hasattr(ll, "to_dataset") else ll
 
+    def unit_log_likelihood(self, post, ll: np.ndarray):
+        """Per-city log-likelihood draws ``ll`` (chain·draw stacked, city) as the Dataset that
+        LOO reads: the models that integrate unit effects out leave one city out, not one row."""
+        import xarray as xr
+
+        return xr.Dataset({self.observed: (("chain", "draw", "city"),
+                                           ll.reshape(post.sizes["chain"], post.sizes["draw"], -1))},
+                          coords={"chain": post["chain"].to_numpy(), "draw": post["draw"].to_numpy(),
+                                  "city": self.coords()["city"]})
+
     def posterior_predictive(self, idata, pm_model, seed: int):
         """Posterior predictive draws of the observed variable (original scale not required)."""
         pp = pm.sample_posterior_predictive(idata, model=pm_model, var_names=[self.observed],

@@ -325,9 +325,7 @@ class TwoWayModel(BayesModel):
         for sl in self._chunks(len(theta)):
             s1, s2 = self._unit_sums(theta[sl])
             ll[sl] = unit_marginal_logp(s1, s2, self.n_per_unit, sigma[sl], sigma_unit[sl])
-        return xr.Dataset({self.observed: (("chain", "draw", "city"),
-                                           ll.reshape(post.sizes["chain"], post.sizes["draw"], -1))},
-                          coords={"city": self.coords()["city"]})
+        return self.unit_log_likelihood(post, ll)
 
     def posterior_predictive(self, idata, pm_model, seed: int):
         """y (standardised) simulated from the draws including α, thinned to

@@ -91,15 +91,12 @@ from scipy.sparse.linalg import spsolve
 from ..errors import ModelError, SpecError
 from ..results import title_figure
 from .base import BayesModel, register
-from .priors import hyper_name
 
 log = logging.getLogger(__name__)
 
 PRIORS = ("independent", "random_walk")
 DEFAULT_M_GRID = tuple(np.round(np.arange(0.0, 3.0001, 0.25), 2))
 DEFAULT_PRETREND_DELTA = 0.1  # outcome standard deviations
-#: families whose support is the real line: only these may take the whitening transform
-REAL_LINE = ("Normal", "StudentT")
 
 
 # ---- shared machinery (also used by the staggered model) ---------------------------------------
@@ -190,17 +187,6 @@ def whitening(Z: np.ndarray, y: np.ndarray, n_absorbed: int, block: slice):
     V = s2 * np.linalg.pinv(Z.T @ Z)
     Vb = V[block, block]
     return coef[block], 0.5 * (Vb + Vb.T)
-
-
-def prior_with_transform(model: BayesModel, rv: str, prior_name: str, transform, **kw):
-    """``model.prior`` with a sampling transform; the hyperparameters stay ``pm.Data`` under the
-    names of ``priors.hyper_name`` so that prior-sensitivity refits still find them."""
-    spec = model.priors[prior_name]
-    model.used_priors[rv] = prior_name
-    hyper = {p: pm.Data(hyper_name(rv, p), np.asarray(v, dtype=float)) for p, v in spec.params.items()}
-    if spec.dist not in REAL_LINE:
-        transform = None  # a bounded family keeps its own default transform
-    return getattr(pm, spec.dist)(rv, **hyper, transform=transform, **kw)
 
 
 def label(value) -> str:
@@ -356,8 +342,7 @@ class EventStudyModel(BayesModel):
                 sigma_time = self.prior("sigma_time")
                 eta = eta + pm.ZeroSumNormal("gamma", sigma=sigma_time, dims="year")[self.time_idx]
             if self.prior_kind == "independent":
-                beta_event = prior_with_transform(self, "beta_event", "beta_event", self.transform,
-                                                  dims="event_time")
+                beta_event = self.prior("beta_event", transform=self.transform, dims="event_time")
             else:
                 sigma_event = self.prior("sigma_event")
                 step = pm.Normal("event_step", 0.0, sigma_event, dims="event_time",

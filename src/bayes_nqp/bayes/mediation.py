@@ -496,9 +496,7 @@ class MediationModel(BayesModel):
                 e = (self.Mw[None, :, k] - a[sl, k:k + 1] * self.Dw[None, :]
                      - beta_m[sl, :, k] @ self.Xw.T)
                 out[sl] += add(e, sigma_m[sl, k])
-        return xr.Dataset({self.observed: (("chain", "draw", "city"), out.reshape(ch, dr, -1))},
-                          coords={"chain": post["chain"].to_numpy(), "draw": post["draw"].to_numpy(),
-                                  "city": self.coords()["city"]})
+        return self.unit_log_likelihood(post, out)
 
     def observed_values(self) -> np.ndarray:
         return self.y_z

@@ -16,16 +16,21 @@ def hyper_name(var: str, param: str) -> str:
     return f"prior__{var}__{param}"
 
 
-def prior_rv(name: str, spec: PriorSpec, *, dims=None, shape=None, rv_name: str | None = None):
-    """Create ``rv_name`` (default ``name``) ~ spec inside the current model context."""
+#: families on the whole real line: only these take a model's own sampling ``transform``
+REAL_LINE = ("Normal", "StudentT")
+
+
+def prior_rv(name: str, spec: PriorSpec, *, rv_name: str | None = None, **kw):
+    """Create ``rv_name`` (default ``name``) ~ spec inside the current model context.
+
+    Other keywords (``dims``, ``shape``, ``initval``, ``transform``) go to the distribution; a
+    ``transform`` is dropped for a bounded family, which keeps its own default transform.
+    """
     dist = getattr(pm, spec.dist)
     hyper = {p: pm.Data(hyper_name(rv_name or name, p), np.asarray(v, dtype=float))
              for p, v in spec.params.items()}
-    kw = {}
-    if dims is not None:
-        kw["dims"] = dims
-    if shape is not None:
-        kw["shape"] = shape
+    if spec.dist not in REAL_LINE:
+        kw.pop("transform", None)
     return dist(rv_name or name, **hyper, **kw)
 
 

@@ -260,9 +260,7 @@ class StaggeredModel(BayesModel):
             sl = slice(start, min(start + CHUNK, S))
             s1, s2 = self._unit_sums(d, sl)
             ll[sl] = unit_marginal_logp(s1, s2, self.n_per_unit, d["sigma"][sl], d["sigma_unit"][sl])
-        return xr.Dataset({self.observed: (("chain", "draw", "city"),
-                                           ll.reshape(post.sizes["chain"], post.sizes["draw"], -1))},
-                          coords={"city": self.coords()["city"]})
+        return self.unit_log_likelihood(post, ll)
 
     def posterior_predictive(self, idata, pm_model, seed: int):
         post = idata["posterior"]

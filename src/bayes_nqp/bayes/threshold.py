@@ -340,7 +340,7 @@ class ThresholdModel(BayesModel):
         K = self.Xw.shape[1]
         with pm.Model(coords=self.coords()) as m:
             beta = self._whitened_prior("beta", "beta", init, slice(0, K), dims="control") if K else None
-            sigma = self._prior_rv("sigma", "sigma", initval=init["sigma"])
+            sigma = self.prior("sigma", "sigma", initval=init["sigma"])
             if self.n_thr and self.transition == "logistic":
                 slope = self._whitened_prior("slope_z", "slope", init, slice(K, None), dims="regime")
                 self._logistic_likelihood(slope, beta, sigma, init["gamma"])
@@ -349,14 +349,6 @@ class ThresholdModel(BayesModel):
                 lm = self.log_marginal(beta, sigma, mu0, s0, xp=_PT)
                 pm.Potential("loglik", logsumexp(lm + self.logw) if self.n_thr else lm)
         return m
-
-    def _prior_rv(self, rv: str, prior_name: str, **kw):
-        """Like BayesModel.prior (hyperparameters as pm.Data, recorded in used_priors), with
-        ``transform`` / ``initval`` passed through."""
-        spec = self.priors[prior_name]
-        self.used_priors[rv] = prior_name
-        hyper = {p: pm.Data(hyper_name(rv, p), np.asarray(v, dtype=float)) for p, v in spec.params.items()}
-        return getattr(pm, spec.dist)(rv, **hyper, **kw)
 
     def _slope_prior_data(self):
         """The ``slope`` prior's μ0, s0 as pm.Data (registered as the prior of ``slope_z``, so
@@ -380,7 +372,7 @@ class ThresholdModel(BayesModel):
         loc = init["coef"][block]
         cov = init["cov"][block, block]
         chol = np.linalg.cholesky(cov + 1e-12 * np.trace(cov) * np.eye(len(loc)))
-        return self._prior_rv(rv, prior_name, dims=dims, transform=Affine(loc, chol), initval=loc)
+        return self.prior(rv, prior_name, dims=dims, transform=Affine(loc, chol), initval=loc)
 
     def profile(self) -> dict:
         """The profile-likelihood fit over the cells: γ̂ = the cell of least SSR, the OLS
@@ -576,9 +568,7 @@ class ThresholdModel(BayesModel):
             ssr = np.asarray(self._U @ ((self.yw[None, :] - mu) ** 2).T).T
             s2 = (sigma ** 2)[:, None]
             out[sl] = -0.5 * self.unit_dof[None, :] * np.log(2 * np.pi * s2) - ssr / (2 * s2)
-        return xr.Dataset({self.observed: (("chain", "draw", "city"), out.reshape(ch, dr, -1))},
-                          coords={"chain": post["chain"].to_numpy(), "draw": post["draw"].to_numpy(),
-                                  "city": self.coords()["city"]})
+        return self.unit_log_likelihood(post, out)
 
     def observed_values(self) -> np.ndarray:
         return self.y_z
