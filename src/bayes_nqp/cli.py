@@ -37,13 +37,21 @@ def _fail(exc: Exception) -> None:
 
 
 def _panel(data: Optional[Path], cmap: Optional[Path], strict: bool = True):
+    """Load the panel for a command; bad input ends the command with its message (exit 2), and
+    a simulated panel is announced as such."""
     from .data import load_panel
 
     if data is not None and cmap is None:
         # a user's own data with the demo map almost never fits; say so instead of 20 errors
         from .data import DEMO_MAP
         err.print(f"[yellow]note:[/] no --map given; using {DEMO_MAP}")
-    return load_panel(data, cmap, strict=strict)
+    try:
+        panel = load_panel(data, cmap, strict=strict)
+    except BayesNQPError as exc:
+        _fail(exc)
+    if strict:
+        _notice(panel)
+    return panel
 
 
 def _notice(panel) -> None:
@@ -62,10 +70,7 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="log progr
 def check_data(data: Optional[Path] = typer.Argument(None, help="panel file; default the demo panel"),
                cmap: Optional[Path] = MapOpt):
     """Validate a panel against its column map; exit 2 when there are errors."""
-    try:
-        panel_or_report = _panel(data, cmap, strict=False)
-    except BayesNQPError as exc:
-        _fail(exc)
+    panel_or_report = _panel(data, cmap, strict=False)
     rep = panel_or_report.report
     table = Table(title=f"check-data: {data or 'demo panel'}")
     for col in ("level", "check", "message"):
@@ -114,11 +119,7 @@ def replicate(section: Section = typer.Argument(Section.all, help="which section
     """Frequentist replication: TWFE DID, event studies, heterogeneity, mediation, threshold, placebo."""
     from .frequentist import replicate_to_dir
 
-    try:
-        panel = _panel(data, cmap)
-    except BayesNQPError as exc:
-        _fail(exc)
-    _notice(panel)
+    panel = _panel(data, cmap)
 
     def progress(name, secs, res):
         if isinstance(res, str):
@@ -210,11 +211,7 @@ def fit_cmd(model: ModelName = typer.Argument(..., help="which Bayesian model"),
     """Fit a Bayesian model; writes DIR/<model>/{posterior.nc, summary.json}. Exit 3 if gates fail."""
     from .bayes import fit as _fit
 
-    try:
-        panel = _panel(data, cmap)
-    except BayesNQPError as exc:
-        _fail(exc)
-    _notice(panel)
+    panel = _panel(data, cmap)
     name = model.value.replace("-", "_")
     rep = _saved_replication(out, panel)
     _quiet_libraries()
@@ -297,11 +294,7 @@ def run_cmd(data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt, out: 
     sensitivity and the report (DIR/report.html). Exit 3 if a fit failed its gates, 130 if interrupted."""
     from .pipeline import read_manifest, run as _run
 
-    try:
-        panel = _panel(data, cmap)
-    except BayesNQPError as exc:
-        _fail(exc)
-    _notice(panel)
+    panel = _panel(data, cmap)
     chosen = [m.strip().replace("-", "_") for m in models.split(",")] if models else None
     _quiet_libraries()
     t0 = time.perf_counter()
@@ -348,11 +341,7 @@ def sensitivity_cmd(model: ModelName = typer.Argument(..., help="which Bayesian 
     """Refit a model under several prior sets (one compilation); writes DIR/sensitivity/<model>/."""
     from .bayes.sensitivity import sensitivity
 
-    try:
-        panel = _panel(data, cmap)
-    except BayesNQPError as exc:
-        _fail(exc)
-    _notice(panel)
+    panel = _panel(data, cmap)
     name = model.value.replace("-", "_")
     sets = [s.strip() for s in prior_sets.split(",") if s.strip()]
     _quiet_libraries()
