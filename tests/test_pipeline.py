@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 import bayes_nqp as bn
 import bayes_nqp.frequentist as freq
-from bayes_nqp import pipeline
+from bayes_nqp import pipeline, registry
 from bayes_nqp.cli import app
 from bayes_nqp.errors import DataError
 
@@ -26,9 +26,8 @@ TINY = dict(draws=150, tune=150, chains=2)
 FAST_REPLICATION = {"placebo": {"draws": 20}, "mediation": {"reps": 9}, "threshold": {"n_boot": 9}}
 MODELS = ("did", "heterogeneity")
 SECTION_TITLES = [
-    "Summary of findings", "Data", "Frequentist replication", "Difference-in-differences (did)",
-    "Heterogeneity by group (heterogeneity)", "Event study (event_study)",
-    "Staggered adoption (staggered)", "Mediation (mediation)", "Threshold (threshold)",
+    "Summary of findings", "Data", "Frequentist replication",
+    *(about.title for about in registry.infos().values()),
     "Diagnostics", "Model comparison (LOO)", "Prior sensitivity", "Run manifest",
 ]
 

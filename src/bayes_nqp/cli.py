@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from . import registry
 from .errors import BayesNQPError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -158,13 +159,8 @@ def _print_replication(summary: dict) -> None:
     console.print(t)
 
 
-class ModelName(str, Enum):
-    did = "did"
-    heterogeneity = "heterogeneity"
-    event_study = "event-study"
-    staggered = "staggered"
-    mediation = "mediation"
-    threshold = "threshold"
+#: the CLI's model choices: the registry's models, typed with dashes (event-study)
+ModelName = Enum("ModelName", {n: n.replace("_", "-") for n in registry.names()}, type=str)
 
 
 def _saved_replication(out: Path, panel) -> dict | None:
@@ -184,11 +180,11 @@ def print_fit(fit) -> None:
     t = Table(title=f"{fit.model}: posterior (original scale)")
     for c in ("param", "mean", "sd", "95% HDI", "P(>0)", "R-hat", "ESS bulk"):
         t.add_column(c)
-    per = fit.diag.get("per_param", {})
-    for name, e in fit.params.items():
-        d = per.get(name, {})
-        t.add_row(name, f"{e['mean']:.4g}", f"{e['sd']:.3g}", f"[{e['hdi95'][0]:.4g}, {e['hdi95'][1]:.4g}]",
-                  f"{e['p_positive']:.3f}", f"{d.get('rhat', float('nan')):.3f}", f"{d.get('ess_bulk', float('nan')):.0f}")
+    num = lambda v, f: format(float("nan") if v is None else v, f)  # noqa: E731
+    for r in fit.summary().itertuples(index=False):  # contract.tidy: the one params table
+        t.add_row(r.param, num(r.mean, ".4g"), num(r.sd, ".3g"),
+                  f"[{num(r.hdi95_lo, '.4g')}, {num(r.hdi95_hi, '.4g')}]", num(r.p_positive, ".3f"),
+                  num(r.rhat, ".3f"), num(r.ess_bulk, ".0f"))
     console.print(t)
     d = fit.diag
     verdict = "[green]passed[/]" if d.get("passed") else "[bold red]FAILED[/]"
@@ -289,7 +285,7 @@ class _RunDisplay:
 def run_cmd(data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt, out: Path = OutOpt,
             quick: bool = typer.Option(False, "--quick", help="quick sampler settings, fewer bootstrap/placebo draws"),
             seed: Optional[int] = typer.Option(None, "--seed", help="one seed for every sampler and seeded section"),
-            models: Optional[str] = typer.Option(None, "--models", help="comma-separated subset of the models")):
+            models: Optional[str] = typer.Option(None, "--models", help="comma-separated subset of the registered models")):
     """The whole reanalysis: data check, replication, every model, diagnostics, comparison, prior
     sensitivity and the report (DIR/report.html). Exit 3 if a fit failed its gates, 130 if interrupted."""
     from .pipeline import read_manifest, run as _run

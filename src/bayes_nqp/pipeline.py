@@ -1,6 +1,6 @@
 """The one-command reanalysis (``bayes-nqp run``): every stage, in order, into one folder.
 
-    data check → frequentist replication → each Bayesian model (bayes.ORDER) → diagnostics →
+    data check → frequentist replication → each Bayesian model (the registry's order) → diagnostics →
     Bayesian-vs-frequentist comparison → prior sensitivity of the key estimands → report
 
 What to know first: ``DIR/manifest.json`` is rewritten (atomically) whenever a stage starts or
@@ -30,27 +30,23 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
+from . import registry
 from .errors import DataError, ModelError, SectionSkipped
+from .provenance import versions
 from .results import SIMULATED_NOTICE, read_json, save_table, write_json
 
 log = logging.getLogger(__name__)
 
-#: models whose key estimands (τ, group effects, indirect effects, γ) get prior-sensitivity refits
-SENSITIVITY_MODELS = ("did", "heterogeneity", "mediation", "threshold")
 PRIOR_SETS = ("default", "weak", "skeptical")
 #: replication options of ``--quick``: fewer bootstrap and placebo replications
 QUICK_REPLICATION = {"mediation": {"reps": 49}, "placebo": {"draws": 99}, "threshold": {"n_boot": 49}}
 #: replication sections that take a seed (the run's ``seed`` is passed to them)
 SEEDED_SECTIONS = ("mediation", "placebo", "threshold")
-#: packages whose versions the manifest records
-PACKAGES = ("bayes-nqp", "pymc", "pytensor", "nutpie", "arviz", "arviz-base", "arviz-stats",
-            "arviz-plots", "pyfixest", "diff-diff", "numpy", "pandas", "xarray", "matplotlib")
 STATUSES = ("not started", "running", "done", "skipped", "failed", "interrupted")
 EXIT_GATES = 3
 
@@ -101,16 +97,6 @@ class RunResult:
                  "where": s.get("dest"), "note": s.get("reason") or s.get("error")
                  or ("failed its diagnostic gates" if s.get("passed") is False else None)}
                 for k, s in self.stages.items()]
-
-
-def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for p in PACKAGES:
-        try:
-            out[p] = metadata.version(p)
-        except metadata.PackageNotFoundError:
-            out[p] = None
-    return out
 
 
 def _now() -> str:
@@ -261,21 +247,21 @@ def describe(panel) -> dict[str, pd.DataFrame]:
 
 def run(panel, out: str | Path = "reports", *, quick: bool = False, seed: int | None = None,
         progress: Callable[[Event], None] | None = None, models=None, prior_sets=PRIOR_SETS,
-        sensitivity_models=SENSITIVITY_MODELS, sampler: dict | None = None,
+        sensitivity_models=None, sampler: dict | None = None,
         replication: dict | None = None, report: bool = True) -> RunResult:
     """Run the whole reanalysis of ``panel`` into ``out``; returns a :class:`RunResult`.
 
     ``quick``: the specs' [quick] sampler settings and fewer bootstrap/placebo replications.
     ``seed``: one seed for every sampler and every seeded replication section (default: the
-    specs' and sections' own). ``models``: a subset of ``bayes.ORDER``; ``sensitivity_models``
-    and ``prior_sets``: what the sensitivity stage refits. ``sampler``: overrides of the sampler
+    specs' and sections' own). ``models``: a subset of the registered models (default all, see
+    :mod:`.registry`); ``sensitivity_models`` (default: those whose spec says ``sensitivity =
+    true``) and ``prior_sets``: what the sensitivity stage refits. ``sampler``: overrides of the sampler
     settings (draws, tune, chains, cores, target_accept) for every fit; ``replication``: options
     per replication section (``{"placebo": {"draws": 50}}``). Raises DataError for a panel that
     cannot be analysed at all and ModelError for an unknown model name; everything else is
     recorded in the manifest.
     """
-    from .bayes import ORDER
-
+    order = registry.names()
     out = Path(out)
     if panel.df.empty or not panel.report.ok:
         raise DataError("the panel did not pass validation; run `bayes-nqp check-data` for the list",
@@ -284,10 +270,12 @@ def run(panel, out: str | Path = "reports", *, quick: bool = False, seed: int | 
         panel.require("outcome", "treatment", what="the reanalysis")
     except SectionSkipped as exc:
         raise DataError(str(exc)) from exc
-    models = list(ORDER if models is None else models)
-    unknown = [m for m in models if m not in ORDER]
+    models = list(order if models is None else models)
+    unknown = [m for m in models if m not in order]
     if unknown:
-        raise ModelError(f"unknown model(s) {unknown}; choose from {', '.join(ORDER)}")
+        raise ModelError(f"unknown model(s) {unknown}; choose from {', '.join(order)}")
+    if sensitivity_models is None:
+        sensitivity_models = registry.sensitivity_models()
     sens = [m for m in sensitivity_models if m in models] if prior_sets else []
     sampler = {k: v for k, v in (sampler or {}).items() if v is not None}
 
@@ -369,16 +357,12 @@ def _stages(r: _Run, panel, out: Path, *, quick, seed, models, prior_sets, sens,
         rec.dest = out / "replication" / "summary.json"
 
     # ---- Bayesian models ----------------------------------------------------------------
-    from .bayes import MODELS, _load_models
     from .bayes.spec import load_prior_set
 
-    _load_models()
     fits: dict = {}
     for name in models:
         stage = f"fit:{name}"
         with r.stage(stage, f"fitting {name}") as rec:
-            if name not in MODELS:
-                raise SectionSkipped(f"the Bayesian {name} model is not available in this version")
             f = fit_model(name, panel, quick=quick, seed=seed,
                           replication=rep_summary if rep_summary is not None else False,
                           progress=_draws(r, stage), keep_compiled=name in sens, **sampler)

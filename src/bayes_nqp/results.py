@@ -17,24 +17,30 @@ Replication (``DIR/replication/summary.json``)::
     data                {path, sha256, simulated, n_obs, n_units, periods}
     skipped             {"<section>": "<reason>"}
 
-Bayesian fit (``DIR/<model>/summary.json``)::
+Bayesian fit (``DIR/<model>/summary.json``; typed as :class:`~.contract.FitSummary`)::
 
-    model, data {path, sha256, simulated}, priors {name, contents},
+    model, data {path, sha256, simulated}, priors {name, contents}, spec, sampler,
     params {"<name>": {mean, sd, hdi95: [lo, hi], p_positive}},
     diagnostics {rhat_max, ess_bulk_min, ess_tail_min, divergences, passed, ...},
     comparison {"<name>": {frequentist: {estimate, ci95}, bayesian: {mean, hdi95}}},
-    seconds
+    seconds, extras {the model's own entries}, notice (simulated data only)
+
+The interval probability (0.95, hence ``hdi95``/``ci95``) is ``contract.INTERVAL_PROB``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
+from scipy.special import ndtri
+
+from .contract import CI, INTERVAL_PROB, ParamEntry, jsonable  # noqa: F401 (jsonable: re-exported)
+
+#: the normal quantile of a two-sided interval of probability INTERVAL_PROB (1.96 for 0.95)
+Z_INTERVAL = float(ndtri(0.5 + INTERVAL_PROB / 2))
 
 SIMULATED_NOTICE = (
     "SIMULATED DATA: these results come from the bundled demo panel, simulated on the real "
@@ -47,33 +53,14 @@ REPLICATION_SECTIONS = ("did", "event_study", "heterogeneity", "mediation", "thr
 GATES = {"rhat_max": 1.01, "ess_bulk_min": 400, "divergences": 0}
 
 
-def jsonable(obj):
-    """Turn numpy scalars/arrays, NaN and tuples into plain JSON values (NaN → None)."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return None if not math.isfinite(f) else f
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 def estimate(est, se=None, *, pvalue=None, ci95=None, **extra) -> dict:
-    """A frequentist estimate entry: {estimate, se, ci95, pvalue, ...}; normal CI when not given."""
+    """A frequentist estimate entry: {estimate, se, ci95, pvalue, ...}; normal CI (of
+    probability ``contract.INTERVAL_PROB``) when not given."""
     est = float(est)
     if ci95 is None and se is not None:
-        ci95 = [est - 1.959963984540054 * float(se), est + 1.959963984540054 * float(se)]
+        ci95 = [est - Z_INTERVAL * float(se), est + Z_INTERVAL * float(se)]
     out = {"estimate": est, "se": None if se is None else float(se),
-           "ci95": None if ci95 is None else [float(ci95[0]), float(ci95[1])]}
+           CI: None if ci95 is None else [float(ci95[0]), float(ci95[1])]}
     if pvalue is not None:
         out["pvalue"] = float(pvalue)
     out.update(extra)
@@ -81,13 +68,9 @@ def estimate(est, se=None, *, pvalue=None, ci95=None, **extra) -> dict:
 
 
 def param_entry(draws) -> dict:
-    """A Bayesian parameter entry {mean, sd, hdi95, p_positive} from 1-d posterior draws."""
-    from arviz_stats.base import array_stats  # local: keeps the data layer import-light
-
-    x = np.asarray(draws, dtype=float).ravel()
-    hdi = array_stats.hdi(x, prob=0.95)
-    return jsonable({"mean": x.mean(), "sd": x.std(ddof=1), "hdi95": [hdi[0], hdi[1]],
-                     "p_positive": float((x > 0).mean())})
+    """A Bayesian parameter entry {mean, sd, hdi95, p_positive} from posterior draws
+    (:class:`~.contract.ParamEntry` as JSON)."""
+    return ParamEntry.from_draws(draws).to_json()
 
 
 def write_atomic(path: str | Path, text: str | bytes) -> Path:

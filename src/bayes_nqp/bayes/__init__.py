@@ -1,27 +1,32 @@
 """Bayesian models in PyMC, sampled with nutpie, diagnosed with ArviZ.
 
-One module per model (did, heterogeneity, event_study, staggered, mediation, threshold), each
-registering its class with ``@register(name)``; specs and prior sets live in models/*.toml.
+One module per model (listed in :mod:`bayes_nqp.registry`), each registering its class with
+``@register(name)``; specs and prior sets live in models/*.toml.
 """
 
 from __future__ import annotations
 
-import importlib
-
+from .. import registry
 from .base import MODELS, BayesModel, register
 from .fit import Fit, fit, load_fit, make_model
 from .spec import ModelSpec, PriorSet, load_prior_set, load_spec
 
-#: the models in the order the full run fits them
-ORDER = ("did", "heterogeneity", "event_study", "staggered", "mediation", "threshold")
+
+
+def __getattr__(attr):
+    if attr == "ORDER":  # the registered models, in the order the full run fits them
+        return registry.names()
+    raise AttributeError(attr)
 
 
 def _load_models() -> None:
-    for name in ORDER:
+    """Import every registered model's module (each registers its class on import)."""
+    for name in registry.names():
+        module = registry.MODULES[name]
         try:
-            importlib.import_module(f"{__name__}.{name}")
+            registry.load_module(name)
         except ModuleNotFoundError as exc:  # a model not written yet is simply absent
-            if exc.name != f"{__name__}.{name}":
+            if exc.name != module:
                 raise
 
 

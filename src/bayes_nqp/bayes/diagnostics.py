@@ -7,10 +7,15 @@ posterior predictive p-value are reported as warnings, not gates.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import xarray as xr
 
+from ..errors import SpecError
 from ..results import GATES, jsonable
+
+log = logging.getLogger(__name__)
 
 BFMI_MIN = 0.3
 PARETO_K_BAD = 0.7
@@ -137,4 +142,67 @@ def ppc_summary(pp: np.ndarray, observed: np.ndarray) -> dict:
     extreme = [k for k, v in out.items() if v["p_value"] < 0.01 or v["p_value"] > 0.99]
     out["warning"] = bool(extreme)
     out["extreme"] = extreme
+    return jsonable(out)
+
+
+# ---- power-scaling sensitivity (psense) ----------------------------------------------------
+
+#: free parameters with more elements than this are left out of the power-scaling table
+#: (city effects would swamp it; the estimands built from them are in it)
+PSENSE_MAX_SIZE = 12
+#: psense_summary's cut-off on the power-scaling sensitivity (its default)
+PSENSE_THRESHOLD = 0.05
+_DIAGNOSIS = {"✓": "ok"}
+
+
+def power_scaling(model, pm_model, idata, draws: dict[str, np.ndarray], *,
+                  max_size: int = PSENSE_MAX_SIZE) -> dict:
+    """``{param: {prior, likelihood, diagnosis, flagged}}`` for the estimands and the small free
+    parameters of a fit; ``{"error": message}`` when it cannot be computed (never raises)."""
+    try:
+        return _power_scaling(model, pm_model, idata, draws, max_size)
+    except Exception as exc:  # a diagnostic that fails is reported, not fatal
+        log.warning("power-scaling sensitivity failed for %s: %s", model.name, exc)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _power_scaling(model, pm_model, idata, draws, max_size) -> dict:
+    import pymc as pm
+    from arviz_stats import psense_summary
+
+    free = {v.name for v in pm_model.free_RVs}
+    priors = [rv for rv in model.used_priors if rv in free]
+    if not priors:
+        raise SpecError("no prior from the prior set is a free variable of the model")
+    # PyMC cannot rebuild (to evaluate densities) a model that sets initial values; they play no
+    # part in a density, so they are lifted for the computation and put back afterwards
+    initvals = dict(pm_model.rvs_to_initial_values)
+    try:
+        for rv in initvals:
+            pm_model.rvs_to_initial_values[rv] = None
+        lp = pm.compute_log_prior(idata, model=pm_model, var_names=priors,
+                                  extend_inferencedata=False, progressbar=False)
+    finally:
+        pm_model.rvs_to_initial_values.update(initvals)
+    lp = lp.to_dataset() if hasattr(lp, "to_dataset") else lp
+    if "log_likelihood" in idata.children:
+        ll = idata["log_likelihood"].to_dataset()
+    else:
+        ll = model.log_likelihood(idata, pm_model)
+    if ll is None:
+        raise SpecError("the model gives no pointwise log-likelihood")
+    post = idata["posterior"].to_dataset()
+    chain_draw = {"chain": post["chain"].to_numpy(), "draw": post["draw"].to_numpy()}
+    quantities = xr.Dataset({k: (("chain", "draw"), np.asarray(v, dtype=float))
+                             for k, v in draws.items()}, coords=chain_draw)
+    for rv in priors:
+        if rv in post and rv not in quantities and post[rv].size // (post.sizes["chain"] * post.sizes["draw"]) <= max_size:
+            quantities[rv] = post[rv].astype(float)
+    dt = xr.DataTree.from_dict({"posterior": quantities, "log_prior": lp, "log_likelihood": ll})
+    df = psense_summary(dt, threshold=PSENSE_THRESHOLD, round_to=4)
+    out = {}
+    for label, row in df.iterrows():
+        diagnosis = _DIAGNOSIS.get(row["diagnosis"], row["diagnosis"])
+        out[str(label)] = {"prior": float(row["prior"]), "likelihood": float(row["likelihood"]),
+                           "diagnosis": diagnosis, "flagged": diagnosis != "ok"}
     return jsonable(out)

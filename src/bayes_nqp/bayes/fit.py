@@ -17,10 +17,10 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import BayesNQPError, ModelError, SectionSkipped
-from ..results import (SIMULATED_NOTICE, jsonable, param_entry, read_json, save_figure, table_markdown,
-                       write_atomic, write_json)
+from ..contract import ComparisonEntry, Counterpart, FitSummary, ParamEntry, comparison_table, tidy
+from ..results import SIMULATED_NOTICE, read_json, save_figure, table_markdown, write_atomic, write_json
 from .base import MODELS, BayesModel
-from .diagnostics import diagnose, loo_summary, ppc_summary
+from .diagnostics import diagnose, loo_summary, power_scaling, ppc_summary
 from .spec import ModelSpec, PriorSet, SamplerSettings, load_prior_set, load_spec
 
 log = logging.getLogger(__name__)
@@ -49,16 +49,8 @@ class Fit:
 
     # ---- public API --------------------------------------------------------------------
     def summary(self) -> pd.DataFrame:
-        """One row per estimand: mean, sd, hdi95, P(>0), R-hat, bulk ESS (original scale)."""
-        rows = []
-        per = self.diag.get("per_param", {})
-        for name, e in self.params.items():
-            d = per.get(name, {})
-            rows.append({"param": name, "mean": e["mean"], "sd": e["sd"],
-                         "hdi95_lo": e["hdi95"][0], "hdi95_hi": e["hdi95"][1],
-                         "p_positive": e["p_positive"], "rhat": d.get("rhat"),
-                         "ess_bulk": d.get("ess_bulk")})
-        return pd.DataFrame(rows)
+        """One row per estimand: mean, sd, HDI, P(>0), R-hat, bulk ESS (original scale)."""
+        return tidy(self.to_summary())
 
     def diagnostics(self) -> dict:
         return {k: v for k, v in self.diag.items() if k != "per_param"}
@@ -69,34 +61,26 @@ class Fit:
 
     def compare(self) -> pd.DataFrame:
         """Bayesian estimands next to their frequentist counterparts from the replication."""
-        rows = []
-        for name, c in self.comparison_.items():
-            f, b = c.get("frequentist") or {}, c.get("bayesian") or {}
-            fci, bhdi = f.get("ci95") or [None, None], b.get("hdi95") or [None, None]
-            rows.append({"param": name, "frequentist": f.get("estimate"), "freq_ci95_lo": fci[0],
-                         "freq_ci95_hi": fci[1], "bayesian_mean": b.get("mean"),
-                         "hdi95_lo": bhdi[0], "hdi95_hi": bhdi[1], "source": f.get("source")})
-        return pd.DataFrame(rows)
+        return comparison_table(self.to_summary())
 
-    def summary_json(self) -> dict:
+    def to_summary(self) -> FitSummary:
+        """The typed results contract of this fit (what summary.json holds)."""
         spec = self.spec.to_dict() if isinstance(self.spec, ModelSpec) else self.spec
         priors = self.priors.to_dict() if isinstance(self.priors, PriorSet) else self.priors
         sampler = self.sampler.__dict__ if isinstance(self.sampler, SamplerSettings) else self.sampler
-        out = {
-            "model": self.model,
-            "data": self.data,
-            "priors": priors,
-            "spec": spec,
-            "sampler": sampler,
-            "params": self.params,
-            "diagnostics": self.diag,
-            "comparison": self.comparison_,
-            "seconds": self.seconds,
-            **{k: v for k, v in self.extras.items() if k not in ("model", "params", "diagnostics")},
-        }
-        if self.data.get("simulated"):
-            out["notice"] = SIMULATED_NOTICE
-        return jsonable(out)
+        return FitSummary(
+            model=self.model, data=dict(self.data), priors=dict(priors), spec=dict(spec),
+            sampler=dict(sampler),
+            params={k: v if isinstance(v, ParamEntry) else ParamEntry.from_json(v)
+                    for k, v in self.params.items()},
+            diagnostics=self.diag,
+            comparison={k: v if isinstance(v, ComparisonEntry) else ComparisonEntry.from_json(v)
+                        for k, v in self.comparison_.items()},
+            seconds=self.seconds, extras=dict(self.extras),
+            notice=SIMULATED_NOTICE if self.data.get("simulated") else None)
+
+    def summary_json(self) -> dict:
+        return self.to_summary().to_json()
 
     def save(self, out: str | Path) -> Path:
         """Write posterior.nc, estimands.nc, summary.json (last, so its presence means complete)."""
@@ -140,29 +124,29 @@ def load_fit(path: str | Path) -> Fit:
     sj = path / "summary.json"
     if not sj.exists():
         raise BayesNQPError(f"no saved fit at {path} (summary.json missing)")
-    s = read_json(sj)
+    s = FitSummary.from_json(read_json(sj))
     idata = xr.open_datatree(path / "posterior.nc", engine="netcdf4").load() if (path / "posterior.nc").exists() else None
     draws = {}
     if (path / "estimands.nc").exists():
         with xr.open_dataset(path / "estimands.nc", engine="netcdf4") as ds:
             draws = {k: ds[k].to_numpy() for k in ds.data_vars}
-    known = {"model", "data", "priors", "spec", "sampler", "params", "diagnostics", "comparison", "seconds", "notice"}
-    return Fit(model=s["model"], idata=idata, spec=s.get("spec", {}), priors=s.get("priors", {}),
-               sampler=s.get("sampler", {}), data=s.get("data", {}), draws=draws,
-               params=s.get("params", {}), diag=s.get("diagnostics", {}),
-               comparison_=s.get("comparison", {}), extras={k: v for k, v in s.items() if k not in known},
-               seconds=s.get("seconds", 0.0))
+    return Fit(model=s.model, idata=idata, spec=s.spec, priors=s.priors, sampler=s.sampler,
+               data=s.data, draws=draws, params={k: v.to_json() for k, v in s.params.items()},
+               diag=s.diagnostics, comparison_={k: v.to_json() for k, v in s.comparison.items()},
+               extras=s.extras, seconds=s.seconds)
 
 
 # ---- fitting ---------------------------------------------------------------------------------
 
 def get_model_class(name: str) -> type[BayesModel]:
-    from . import _load_models
+    from .. import registry
 
-    _load_models()
-    key = name.replace("-", "_")
+    key = registry.canonical(name)
     if key not in MODELS:
-        raise ModelError(f"unknown model '{name}'; choose from {', '.join(sorted(MODELS))}")
+        registry.load_module(key)
+    if key not in MODELS:
+        raise ModelError(f"module {registry.MODULES[key]} does not register a model '{key}' "
+                         f"(decorate its class with @register(\"{key}\"))")
     return MODELS[key]
 
 
@@ -232,19 +216,17 @@ def finish(model: BayesModel, pm_model, idata, settings: SamplerSettings, *, rep
     if diag.get("ppc") and isinstance(diag["ppc"], dict) and diag["ppc"].get("warning"):
         diag["warnings"].append(f"posterior predictive p-value extreme for {diag['ppc']['extreme']}")
     if psense:
-        from .sensitivity import power_scaling
-
         diag["psense"] = power_scaling(model, pm_model, idata, draws)
         flagged = [k for k, v in diag["psense"].items() if isinstance(v, dict) and v.get("flagged")]
         if flagged:
             diag["warnings"].append(f"power-scaling sensitivity flags {', '.join(flagged)}")
-    params = {k: param_entry(v) for k, v in draws.items()}
+    entries = {k: ParamEntry.from_draws(v) for k, v in draws.items()}
+    params = {k: e.to_json() for k, e in entries.items()}
     comparison = {}
     if replication is not None:
         for name, f in model.comparison(replication).items():
-            if name in params:
-                comparison[name] = {"frequentist": f, "bayesian": {"mean": params[name]["mean"],
-                                                                   "hdi95": params[name]["hdi95"]}}
+            if name in entries:
+                comparison[name] = ComparisonEntry(Counterpart.from_json(f), entries[name]).to_json()
     extras = model.extras(idata, draws)
     fit = Fit(model=model.name, idata=idata, spec=model.spec, priors=model.priors, sampler=settings,
               data={k: v for k, v in model.panel.data_block().items() if k in ("path", "sha256", "simulated", "n_obs", "n_units")},

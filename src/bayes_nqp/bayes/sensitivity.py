@@ -12,7 +12,7 @@ estimands (``key_estimands`` of the model class; every estimand when it names no
 sets, on the outcome's original scale. ``.save(DIR/sensitivity/<model>)`` writes
 ``summary.json``, ``table.csv``, ``table.md`` and ``figure.png``.
 
-:func:`power_scaling` is the power-scaling check (Kallioinen et al. 2024, ArviZ
+:func:`~.diagnostics.power_scaling` (in diagnostics, re-exported here) is the power-scaling check (Kallioinen et al. 2024, ArviZ
 ``psense_summary``) that :func:`~.fit.finish` runs on every fit: how much each estimand moves
 when the prior or the likelihood is raised to a power near 1, estimated by importance sampling
 from the one posterior, without refitting. Only the priors taken from the prior set are
@@ -31,8 +31,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..contract import HDI, SENSITIVITY_COLUMNS, ParamEntry, sensitivity_row
 from ..errors import SpecError
 from ..results import SIMULATED_NOTICE, jsonable, save_figure, save_table, title_figure, write_json
+from .diagnostics import PSENSE_MAX_SIZE, PSENSE_THRESHOLD, power_scaling  # noqa: F401 (re-exported)
 from .fit import Fit, compile_model, finish, get_model_class, sample
 from .priors import hyper_values
 from .spec import ModelSpec, PriorSet, load_prior_set, load_spec
@@ -40,69 +42,6 @@ from .spec import ModelSpec, PriorSet, load_prior_set, load_spec
 log = logging.getLogger(__name__)
 
 DEFAULT_PRIOR_SETS = ("default", "weak", "skeptical")
-#: free parameters with more elements than this are left out of the power-scaling table
-#: (city effects would swamp it; the estimands built from them are in it)
-PSENSE_MAX_SIZE = 12
-#: psense_summary's cut-off on the power-scaling sensitivity (its default)
-PSENSE_THRESHOLD = 0.05
-_DIAGNOSIS = {"✓": "ok"}
-
-
-# ---- power-scaling sensitivity -------------------------------------------------------------
-
-def power_scaling(model, pm_model, idata, draws: dict[str, np.ndarray], *,
-                  max_size: int = PSENSE_MAX_SIZE) -> dict:
-    """``{param: {prior, likelihood, diagnosis, flagged}}`` for the estimands and the small free
-    parameters of a fit; ``{"error": message}`` when it cannot be computed (never raises)."""
-    try:
-        return _power_scaling(model, pm_model, idata, draws, max_size)
-    except Exception as exc:  # a diagnostic that fails is reported, not fatal
-        log.warning("power-scaling sensitivity failed for %s: %s", model.name, exc)
-        return {"error": f"{type(exc).__name__}: {exc}"}
-
-
-def _power_scaling(model, pm_model, idata, draws, max_size) -> dict:
-    import pymc as pm
-    from arviz_stats import psense_summary
-
-    free = {v.name for v in pm_model.free_RVs}
-    priors = [rv for rv in model.used_priors if rv in free]
-    if not priors:
-        raise SpecError("no prior from the prior set is a free variable of the model")
-    # PyMC cannot rebuild (to evaluate densities) a model that sets initial values; they play no
-    # part in a density, so they are lifted for the computation and put back afterwards
-    initvals = dict(pm_model.rvs_to_initial_values)
-    try:
-        for rv in initvals:
-            pm_model.rvs_to_initial_values[rv] = None
-        lp = pm.compute_log_prior(idata, model=pm_model, var_names=priors,
-                                  extend_inferencedata=False, progressbar=False)
-    finally:
-        pm_model.rvs_to_initial_values.update(initvals)
-    lp = lp.to_dataset() if hasattr(lp, "to_dataset") else lp
-    if "log_likelihood" in idata.children:
-        ll = idata["log_likelihood"].to_dataset()
-    else:
-        ll = model.log_likelihood(idata, pm_model)
-    if ll is None:
-        raise SpecError("the model gives no pointwise log-likelihood")
-    post = idata["posterior"].to_dataset()
-    chain_draw = {"chain": post["chain"].to_numpy(), "draw": post["draw"].to_numpy()}
-    quantities = xr.Dataset({k: (("chain", "draw"), np.asarray(v, dtype=float))
-                             for k, v in draws.items()}, coords=chain_draw)
-    for rv in priors:
-        if rv in post and rv not in quantities and post[rv].size // (post.sizes["chain"] * post.sizes["draw"]) <= max_size:
-            quantities[rv] = post[rv].astype(float)
-    dt = xr.DataTree.from_dict({"posterior": quantities, "log_prior": lp, "log_likelihood": ll})
-    df = psense_summary(dt, threshold=PSENSE_THRESHOLD, round_to=4)
-    out = {}
-    for label, row in df.iterrows():
-        diagnosis = _DIAGNOSIS.get(row["diagnosis"], row["diagnosis"])
-        out[str(label)] = {"prior": float(row["prior"]), "likelihood": float(row["likelihood"]),
-                           "diagnosis": diagnosis, "flagged": diagnosis != "ok"}
-    return jsonable(out)
-
-
 # ---- refits under several prior sets --------------------------------------------------------
 
 def _structure(priors: PriorSet, used: dict[str, str]) -> tuple:
@@ -125,18 +64,9 @@ class SensitivityResult:
 
     def table(self) -> pd.DataFrame:
         """One row per estimand and prior set: mean, sd, 95% HDI and its width, P(>0), gates."""
-        rows = []
-        for est in self.estimands:
-            for name, f in self.fits.items():
-                e = f.params.get(est)
-                if e is None:
-                    continue
-                rows.append({"estimand": est, "prior_set": name, "mean": e["mean"], "sd": e["sd"],
-                             "hdi95_lo": e["hdi95"][0], "hdi95_hi": e["hdi95"][1],
-                             "hdi95_width": e["hdi95"][1] - e["hdi95"][0],
-                             "p_positive": e["p_positive"], "passed": f.passed})
-        return pd.DataFrame(rows, columns=["estimand", "prior_set", "mean", "sd", "hdi95_lo",
-                                           "hdi95_hi", "hdi95_width", "p_positive", "passed"])
+        rows = [sensitivity_row(est, name, ParamEntry.from_json(f.params[est]), f.passed)
+                for est in self.estimands for name, f in self.fits.items() if est in f.params]
+        return pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
 
     def stability(self) -> dict:
         """Per estimand: the range of P(>0) across sets and whether its sign verdict holds.
@@ -159,7 +89,7 @@ class SensitivityResult:
         data = first.data if first is not None else {}
         table = {}
         for est in self.estimands:
-            table[est] = {name: {k: f.params[est][k] for k in ("mean", "sd", "hdi95", "p_positive")}
+            table[est] = {name: ParamEntry.from_json(f.params[est]).to_json()
                           for name, f in self.fits.items() if est in f.params}
         out = {
             "model": self.model,
@@ -201,7 +131,7 @@ class SensitivityResult:
                     continue
                 r = g.loc[name]
                 y = len(names) - 1 - k
-                ax.plot([r["hdi95_lo"], r["hdi95_hi"]], [y, y], color=colors[k % len(colors)], lw=2)
+                ax.plot([r[f"{HDI}_lo"], r[f"{HDI}_hi"]], [y, y], color=colors[k % len(colors)], lw=2)
                 ax.plot(r["mean"], y, "o", color=colors[k % len(colors)])
             ax.axvline(0, color="0.5", lw=0.8, ls="--")
             ax.set_yticks(range(len(names)), names[::-1])

@@ -2,7 +2,8 @@
 
 ``models/<model>.toml``::
 
-    [model]            # options the model class reads (likelihood, unit_effects, ...)
+    [model]            # what the program knows of the model (title, intro, sensitivity, figures:
+    title = "..."      # see registry.py), and the options the model class reads (likelihood, ...)
     likelihood = "normal"
     [sampler]          # full runs
     draws = 1000
@@ -30,10 +31,8 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..data import REPO_ROOT
 from ..errors import SpecError
-
-MODELS_DIR = REPO_ROOT / "models"
+from ..registry import MODELS_DIR
 PRIORS_DIR = MODELS_DIR / "priors"
 
 #: distributions a prior may name, with the hyperparameters each takes
@@ -167,11 +166,14 @@ def load_prior_set(name_or_path: str | Path | PriorSet = "default") -> PriorSet:
 
 def load_spec(model: str, path: str | Path | None = None) -> ModelSpec:
     """The spec of a model: models/<model>.toml (or a given path)."""
-    p = Path(path) if path else MODELS_DIR / f"{model}.toml"
+    from .. import registry
+
+    p = Path(path) if path else registry.spec_path(model)
     raw = _load_toml(p, f"model spec for '{model}'")
-    unknown = set(raw) - {"model", "sampler", "quick"}
+    unknown = set(raw) - {"model", "sampler", "quick", "compare"}
     if unknown:
-        raise SpecError(f"{p}: unknown table(s) {sorted(unknown)}; use [model], [sampler], [quick]")
+        raise SpecError(f"{p}: unknown table(s) {sorted(unknown)}; use [model], [sampler], [quick], "
+                        "[[compare]]")
     sampler_keys = set(SamplerSettings.__dataclass_fields__)
     for tbl in ("sampler", "quick"):
         bad = set(raw.get(tbl, {})) - sampler_keys
@@ -181,4 +183,6 @@ def load_spec(model: str, path: str | Path | None = None) -> ModelSpec:
     quick = sampler.override(**raw.get("quick", {}))
     options = dict(raw.get("model", {}))
     description = options.pop("description", "")
+    for key in registry.REGISTRY_KEYS:  # declarations for the registry, not options
+        options.pop(key, None)
     return ModelSpec(model, options, sampler, quick, description, str(p))

@@ -24,11 +24,13 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from .. import registry
+from ..contract import HDI, FitSummary
 from ..errors import BayesNQPError
 from ..results import GATES, SIMULATED_NOTICE, read_json, save_figure, write_atomic
 from . import figures as F
 from .claims import SUPPORT, WEAK, claims as make_claims
-from .tables import (MODEL_ORDER, comparison_rows, diagnostics_row, load_fits, load_sensitivity,
+from .tables import (comparison_rows, diagnostics_row, load_fits, load_sensitivity,
                      loo_table, params_table, psense_table, sensitivity_table, gates_text)
 
 log = logging.getLogger(__name__)
@@ -38,30 +40,6 @@ ASSETS = "report_assets"
 #: longer tables are not printed in the report (the CSV is linked instead)
 MAX_ROWS = 60
 
-MODEL_TITLES = {
-    "did": "Difference-in-differences (did)",
-    "heterogeneity": "Heterogeneity by group (heterogeneity)",
-    "event_study": "Event study (event_study)",
-    "staggered": "Staggered adoption (staggered)",
-    "mediation": "Mediation (mediation)",
-    "threshold": "Threshold (threshold)",
-}
-MODEL_INTRO = {
-    "did": "Hierarchical two-way DID: the Bayesian counterpart of the TWFE benchmark.",
-    "heterogeneity": "Group effects with partial pooling, and the contrasts between groups (the "
-                     "differences themselves, not a comparison of p-values).",
-    "event_study": "Event-time effects with the pre-trend sensitivity (how large a violation of "
-                   "parallel trends would overturn the conclusion).",
-    "staggered": "ATT by adoption cohort and by event time, robust to staggered adoption with "
-                 "heterogeneous effects, next to the TWFE and robust frequentist estimators.",
-    "mediation": "Decomposition of the effect into indirect (through each mediator) and direct "
-                 "parts, with the sensitivity to mediator–outcome confounding (ρ).",
-    "threshold": "Regime slopes around the threshold(s) in the threshold variable; the posterior "
-                 "of the threshold location against Hansen's likelihood-ratio curve.",
-}
-#: summary.json keys that are not model extras
-KNOWN_KEYS = {"model", "data", "priors", "spec", "sampler", "params", "diagnostics", "comparison",
-              "seconds", "notice"}
 REPLICATION_TABLE_ORDER = ("did", "event_study", "sun_abraham", "callaway_santanna", "heterogeneity",
                            "mediation", "threshold_tests", "threshold_coefs", "placebo")
 
@@ -194,7 +172,7 @@ def _section(sid: str, title: str, blocks=None, status: str = "ok", reason: str 
 
 
 def _ev_text(e: dict) -> str:
-    s = (f"{e['name']}: {fmt(e['mean'])} [{fmt(e['hdi95'][0])}, {fmt(e['hdi95'][1])}], "
+    s = (f"{e['name']}: {fmt(e['mean'])} [{fmt(e[HDI][0])}, {fmt(e[HDI][1])}], "
          f"P(>0) = {e['p_positive']:.3f}")
     f = e.get("frequentist")
     if f and f.get("estimate") is not None:
@@ -205,7 +183,7 @@ def _ev_text(e: dict) -> str:
 
 def summary_section(fits, sens, manifest, data_info) -> tuple[dict, list[dict]]:
     status = {}
-    for m in MODEL_ORDER:
+    for m in registry.names():
         if m not in fits:
             status[m] = _model_reason(manifest, m, Path(m))
     mediators = list((data_info.get("map") or {}).get("mediators", []))
@@ -379,22 +357,31 @@ def _gate_classes(df: pd.DataFrame) -> list[str]:
     return out
 
 
+def _about(name: str) -> "registry.ModelInfo":
+    """The registry's entry of a model; a folder of an unregistered model gets a bare one."""
+    try:
+        return registry.info(name)
+    except BayesNQPError:
+        return registry.ModelInfo(name=name, module="", spec_path=Path(), title=name)
+
+
 def model_section(out: Path, name: str, s: dict | None, manifest: dict | None, rep: dict | None,
                   assets: _Assets) -> dict:
-    title = MODEL_TITLES.get(name, name)
+    about = _about(name)
+    title, intro = about.title, about.intro
     if s is None:
-        return _section(name, title, [text(MODEL_INTRO.get(name, ""))], status="missing",
+        return _section(name, title, [text(intro)], status="missing",
                         reason=_model_reason(manifest, name, out))
     st = _status_of(manifest, f"fit:{name}")
     if st is not None and st.get("status") in ("skipped", "failed", "interrupted", "not started", "running"):
         # results on disk are from an earlier run; this run did not produce them
-        return _section(name, title, [text(MODEL_INTRO.get(name, "")),
+        return _section(name, title, [text(intro),
                                       text(f"Saved results in {name}/ are from an earlier run and are "
                                            "not shown.", "muted")],
                         status="missing", reason=_missing_reason(st, f"the {name} model", out / name))
     d = s.get("diagnostics", {})
     sim = bool(s.get("data", {}).get("simulated"))
-    blocks = [text(MODEL_INTRO.get(name, ""))]
+    blocks = [text(intro)]
     if d.get("passed"):
         blocks.append(text(f"Diagnostics passed ({gates_text()}).", "good"))
     else:
@@ -415,15 +402,10 @@ def model_section(out: Path, name: str, s: dict | None, manifest: dict | None, r
     else:
         blocks.append(text("No frequentist counterpart in the replication for this model's estimands.", "muted"))
     src = [out / name / "summary.json"]
-    if name in ("event_study", "staggered"):
-        blocks.append(assets.make(f"{name}_event_time", "Posterior by event time against the frequentist "
-                                  "estimates and the TWFE event study",
-                                  lambda: F.event_time_plot(s, f"{name}: effects by event time", sim,
-                                                            (rep or {}).get("event_study")),
-                                  src + [out / "replication" / "summary.json"]))
-    if name == "threshold":
-        blocks.append(assets.make("threshold_lr", "Posterior of the threshold against Hansen's LR curve",
-                                  lambda: F.threshold_plot(out / name, rep, "threshold location", sim),
+    for fig in about.figures:  # the report figures the model's spec names (report/figures.py)
+        caption, maker = F.REPORT_FIGURES[fig]
+        blocks.append(assets.make(f"{name}_{fig}", caption,
+                                  lambda maker=maker: maker(out / name, s, rep, name, sim),
                                   src + [out / "replication" / "summary.json"]))
     blocks.append(assets.make(f"{name}_forest", "Posterior mean and 95% HDI (blue) against the "
                               "frequentist estimate and 95% CI (grey)",
@@ -431,9 +413,8 @@ def model_section(out: Path, name: str, s: dict | None, manifest: dict | None, r
     fdir = out / name / "figures"
     for p in sorted(fdir.glob("*.png")) if fdir.exists() else []:
         blocks.append(assets.file(p, f"{name}: {p.stem}"))
-    for key, v in s.items():
-        if key not in KNOWN_KEYS:
-            blocks += _extra_blocks(key, v)
+    for key, v in FitSummary.from_json(s).extras.items():
+        blocks += _extra_blocks(key, v)
     return _section(name, title, [b for b in blocks if b])
 
 
@@ -572,7 +553,7 @@ def sensitivity_section(out: Path, sens: dict, manifest: dict | None, assets: _A
 def manifest_section(out: Path, manifest: dict | None, fits: dict) -> dict:
     title = "Run manifest"
     if not manifest:
-        from ..pipeline import versions
+        from ..provenance import versions
 
         blocks = [text("No manifest.json: this folder was not written by `bayes-nqp run`. Package "
                        "versions below are those of the machine that built the report.", "warn")]
@@ -680,7 +661,7 @@ def context(out: str | Path) -> dict:
     assets = _Assets(out)
     summary, cl = summary_section(shown, sens, manifest, info)
     sections = [summary, data_section(out, info, assets), replication_section(out, rep, manifest, assets)]
-    models = list(MODEL_ORDER) + [m for m in fits if m not in MODEL_ORDER]
+    models = list(registry.names()) + [m for m in fits if m not in registry.names()]
     for m in models:
         sections.append(model_section(out, m, fits.get(m), manifest, rep, assets))
     sections += [diagnostics_section(out, shown, sens, assets), loo_section(out, shown),

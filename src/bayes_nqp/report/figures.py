@@ -219,3 +219,21 @@ def threshold_plot(model_dir: Path, replication: dict | None, title: str, simula
 
 def close(fig) -> None:
     plt.close(fig)
+
+
+def _event_time(model_dir: Path, summary: dict, replication: dict | None, name: str, simulated: bool):
+    return event_time_plot(summary, f"{name}: effects by event time", simulated,
+                           (replication or {}).get("event_study"))
+
+
+def _threshold_lr(model_dir: Path, summary: dict, replication: dict | None, name: str, simulated: bool):
+    return threshold_plot(model_dir, replication, "threshold location", simulated)
+
+
+#: the figures a model's spec may ask the report for (``figures = [...]`` in its [model]):
+#: name -> (caption, maker(model_dir, summary, replication, model name, simulated) -> Figure)
+REPORT_FIGURES = {
+    "event_time": ("Posterior by event time against the frequentist estimates and the TWFE event study",
+                   _event_time),
+    "lr": ("Posterior of the threshold against Hansen's LR curve", _threshold_lr),
+}

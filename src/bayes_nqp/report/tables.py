@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import registry
+from ..contract import COMPARISON_COLUMNS, SENSITIVITY_COLUMNS, FitSummary, ParamEntry, sensitivity_row, tidy
+from ..contract import comparison_table as fit_comparison
 from ..results import GATES, read_json
 
-#: the Bayesian models, in report order (bayes.ORDER without importing PyMC)
-MODEL_ORDER = ("did", "heterogeneity", "event_study", "staggered", "mediation", "threshold")
 NOT_MODEL_DIRS = {"replication", "sensitivity", "data", "report_assets"}
 
 
@@ -21,9 +22,10 @@ def load_fits(out: str | Path) -> dict[str, dict]:
     """model name -> its summary.json, for every complete fit folder under ``out``."""
     out = Path(out)
     found = {}
-    names = list(MODEL_ORDER) + sorted(p.name for p in out.iterdir()
-                                       if p.is_dir() and p.name not in MODEL_ORDER
-                                       and p.name not in NOT_MODEL_DIRS) if out.exists() else []
+    order = registry.names()
+    names = list(order) + sorted(p.name for p in out.iterdir()
+                                 if p.is_dir() and p.name not in order
+                                 and p.name not in NOT_MODEL_DIRS) if out.exists() else []
     for name in names:
         p = out / name / "summary.json"
         if p.exists():
@@ -40,7 +42,7 @@ def load_sensitivity(out: str | Path) -> dict[str, dict]:
         for p in sorted(base.iterdir()):
             if (p / "summary.json").exists():
                 found[p.name] = read_json(p / "summary.json")
-    order = {m: i for i, m in enumerate(MODEL_ORDER)}
+    order = {m: i for i, m in enumerate(registry.names())}
     return dict(sorted(found.items(), key=lambda kv: order.get(kv[0], 99)))
 
 
@@ -76,33 +78,13 @@ def diagnostics_table(out: str | Path, models: list[str] | None = None) -> pd.Da
 
 
 def params_table(s: dict) -> pd.DataFrame:
-    per = s.get("diagnostics", {}).get("per_param", {})
-    rows = []
-    for name, e in s.get("params", {}).items():
-        d = per.get(name, {})
-        hdi = e.get("hdi95") or [None, None]
-        rows.append({"param": name, "mean": e.get("mean"), "sd": e.get("sd"), "hdi95_lo": hdi[0],
-                     "hdi95_hi": hdi[1], "p_positive": e.get("p_positive"), "rhat": d.get("rhat"),
-                     "ess_bulk": d.get("ess_bulk")})
-    return pd.DataFrame(rows, columns=["param", "mean", "sd", "hdi95_lo", "hdi95_hi", "p_positive",
-                                       "rhat", "ess_bulk"])
+    """The params table of a saved fit (:func:`~bayes_nqp.contract.tidy`)."""
+    return tidy(s)
 
 
 def comparison_rows(model: str, s: dict) -> list[dict]:
-    rows = []
-    for name, c in s.get("comparison", {}).items():
-        f, b = c.get("frequentist") or {}, c.get("bayesian") or {}
-        fci, hdi = f.get("ci95") or [None, None], b.get("hdi95") or [None, None]
-        rows.append({"model": model, "param": name, "bayes_mean": b.get("mean"), "hdi95_lo": hdi[0],
-                     "hdi95_hi": hdi[1],
-                     "p_positive": s.get("params", {}).get(name, {}).get("p_positive"),
-                     "frequentist": f.get("estimate"), "ci95_lo": fci[0], "ci95_hi": fci[1],
-                     "source": f.get("source")})
-    return rows
-
-
-COMPARISON_COLUMNS = ["model", "param", "bayes_mean", "hdi95_lo", "hdi95_hi", "p_positive",
-                      "frequentist", "ci95_lo", "ci95_hi", "source"]
+    """The comparison table of a saved fit as records (:func:`~bayes_nqp.contract.comparison_table`)."""
+    return fit_comparison(FitSummary.from_json({**s, "model": model})).to_dict("records")
 
 
 def comparison_table(out: str | Path, models: list[str] | None = None) -> pd.DataFrame:
@@ -146,14 +128,8 @@ def sensitivity_table(s: dict) -> pd.DataFrame:
     diag = s.get("diagnostics", {})
     for est, sets in s.get("table", {}).items():
         for name, e in sets.items():
-            hdi = e.get("hdi95") or [None, None]
-            rows.append({"estimand": est, "prior_set": name, "mean": e.get("mean"), "sd": e.get("sd"),
-                         "hdi95_lo": hdi[0], "hdi95_hi": hdi[1],
-                         "hdi95_width": None if None in hdi else hdi[1] - hdi[0],
-                         "p_positive": e.get("p_positive"),
-                         "passed": diag.get(name, {}).get("passed")})
-    return pd.DataFrame(rows, columns=["estimand", "prior_set", "mean", "sd", "hdi95_lo", "hdi95_hi",
-                                       "hdi95_width", "p_positive", "passed"])
+            rows.append(sensitivity_row(est, name, ParamEntry.from_json(e), diag.get(name, {}).get("passed")))
+    return pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
 
 
 def gates_text() -> str:

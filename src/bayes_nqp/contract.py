@@ -1,0 +1,232 @@
+"""The typed results contract of a Bayesian fit, and the one table made from it.
+
+What to know first: a fit's ``DIR/<model>/summary.json`` is :meth:`FitSummary.to_json`, and
+everything that reads one (the report, the CLI, the sensitivity stage, the tests) goes through
+:meth:`FitSummary.from_json`. The keys are documented in :mod:`.results` and stay as they are:
+``params {"<name>": {mean, sd, hdi95: [lo, hi], p_positive}}``, ``comparison {"<name>":
+{frequentist: {estimate, ci95, ...}, bayesian: {mean, hdi95}}}``, ``diagnostics``, ...; a model's
+own entries (curves, probabilities, settings) are under the one key ``extras``.
+
+The interval probability is :data:`INTERVAL_PROB`; the keys and the column names that carry it
+(``hdi95``, ``hdi95_lo``) are derived from it. :func:`tidy` turns a summary into the one
+params table (``Fit.summary()``, the CLI, the report), :func:`comparison_table` into the one
+Bayesian-vs-frequentist table.
+
+Light on purpose: no PyMC, no ArviZ at import (the report and the CLI read summaries without them).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+#: the probability of every posterior interval (HDI) and frequentist confidence interval reported
+INTERVAL_PROB = 0.95
+_PCT = f"{round(100 * INTERVAL_PROB)}"
+#: the summary.json key of a posterior interval, and of a frequentist one
+HDI = f"hdi{_PCT}"
+CI = f"ci{_PCT}"
+#: the columns of :func:`tidy`
+TIDY_COLUMNS = ["param", "mean", "sd", f"{HDI}_lo", f"{HDI}_hi", "p_positive", "rhat", "ess_bulk"]
+#: the columns of the prior-sensitivity table (one row per estimand and prior set)
+SENSITIVITY_COLUMNS = ["estimand", "prior_set", "mean", "sd", f"{HDI}_lo", f"{HDI}_hi", f"{HDI}_width",
+                       "p_positive", "passed"]
+#: the columns of :func:`comparison_table`
+COMPARISON_COLUMNS = ["model", "param", "bayes_mean", f"{HDI}_lo", f"{HDI}_hi", "p_positive",
+                      "frequentist", f"{CI}_lo", f"{CI}_hi", "source"]
+
+
+def jsonable(obj):
+    """Turn numpy scalars/arrays, NaN and tuples into plain JSON values (NaN → None)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return None if not math.isfinite(f) else f
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _float(x) -> float | None:
+    if x is None:
+        return None
+    f = float(x)
+    return f if np.isfinite(f) else None
+
+
+def _pair(v) -> tuple[float | None, float | None]:
+    if v is None:
+        return (None, None)
+    return (_float(v[0]), _float(v[1]))
+
+
+@dataclass(frozen=True)
+class ParamEntry:
+    """One estimand's posterior summary, on the outcome's original scale."""
+
+    mean: float | None
+    sd: float | None
+    hdi: tuple[float | None, float | None]
+    p_positive: float | None
+
+    @classmethod
+    def from_draws(cls, draws) -> "ParamEntry":
+        """Mean, sd, :data:`INTERVAL_PROB` HDI and P(>0) of posterior draws (any shape)."""
+        from arviz_stats.base import array_stats  # local: keeps this module import-light
+
+        x = np.asarray(draws, dtype=float).ravel()
+        lo, hi = array_stats.hdi(x, prob=INTERVAL_PROB)
+        return cls(_float(x.mean()), _float(x.std(ddof=1)), (_float(lo), _float(hi)),
+                   float((x > 0).mean()))
+
+    def to_json(self) -> dict:
+        return {"mean": self.mean, "sd": self.sd, HDI: list(self.hdi), "p_positive": self.p_positive}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ParamEntry":
+        return cls(_float(d.get("mean")), _float(d.get("sd")), _pair(d.get(HDI)),
+                   _float(d.get("p_positive")))
+
+
+@dataclass(frozen=True)
+class Counterpart:
+    """A frequentist estimate the Bayesian one is compared with (``other``: any further keys
+    of its replication entry, kept as they are)."""
+
+    estimate: float | None
+    ci: tuple[float | None, float | None] = (None, None)
+    source: str | None = None
+    other: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"estimate": self.estimate, CI: None if self.ci == (None, None) else list(self.ci),
+                **({"source": self.source} if self.source is not None else {}), **self.other}
+
+    @classmethod
+    def from_json(cls, d: dict | None) -> "Counterpart":
+        d = dict(d or {})
+        est, ci, src = d.pop("estimate", None), d.pop(CI, None), d.pop("source", None)
+        return cls(_float(est), _pair(ci), src, d)
+
+
+@dataclass(frozen=True)
+class ComparisonEntry:
+    """A Bayesian estimand next to its frequentist counterpart."""
+
+    frequentist: Counterpart
+    bayesian: ParamEntry
+
+    def to_json(self) -> dict:
+        return {"frequentist": self.frequentist.to_json(),
+                "bayesian": {"mean": self.bayesian.mean, HDI: list(self.bayesian.hdi)}}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ComparisonEntry":
+        b = d.get("bayesian") or {}
+        return cls(Counterpart.from_json(d.get("frequentist")),
+                   ParamEntry(_float(b.get("mean")), None, _pair(b.get(HDI)), None))
+
+
+#: the top-level keys of a fit's summary.json (anything else an older file has is an extra)
+SUMMARY_KEYS = ("model", "data", "priors", "spec", "sampler", "params", "diagnostics", "comparison",
+                "seconds", "notice", "extras")
+
+
+@dataclass(frozen=True)
+class FitSummary:
+    """Everything a fit's summary.json holds."""
+
+    model: str
+    params: dict[str, ParamEntry]
+    diagnostics: dict = field(default_factory=dict)
+    comparison: dict[str, ComparisonEntry] = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    priors: dict = field(default_factory=dict)
+    spec: dict = field(default_factory=dict)
+    sampler: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    extras: dict = field(default_factory=dict)
+    notice: str | None = None
+
+    @property
+    def simulated(self) -> bool:
+        return bool(self.data.get("simulated"))
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.diagnostics.get("passed"))
+
+    def to_json(self) -> dict:
+        out = {"model": self.model, "data": self.data, "priors": self.priors, "spec": self.spec,
+               "sampler": self.sampler, "params": {k: v.to_json() for k, v in self.params.items()},
+               "diagnostics": self.diagnostics,
+               "comparison": {k: v.to_json() for k, v in self.comparison.items()},
+               "seconds": self.seconds, "extras": self.extras}
+        if self.notice is not None:
+            out["notice"] = self.notice
+        return jsonable(out)
+
+    @classmethod
+    def from_json(cls, s: dict) -> "FitSummary":
+        """Read a summary.json; one written before extras had their own key has them at the top."""
+        extras = dict(s.get("extras") or {})
+        extras.update({k: v for k, v in s.items() if k not in SUMMARY_KEYS})
+        return cls(model=s.get("model", ""),
+                   params={k: ParamEntry.from_json(v) for k, v in (s.get("params") or {}).items()},
+                   diagnostics=dict(s.get("diagnostics") or {}),
+                   comparison={k: ComparisonEntry.from_json(v)
+                               for k, v in (s.get("comparison") or {}).items()},
+                   data=dict(s.get("data") or {}), priors=dict(s.get("priors") or {}),
+                   spec=dict(s.get("spec") or {}), sampler=dict(s.get("sampler") or {}),
+                   seconds=float(s.get("seconds") or 0.0), extras=extras, notice=s.get("notice"))
+
+
+def as_summary(s) -> FitSummary:
+    """A FitSummary from a FitSummary or a summary.json dict."""
+    return s if isinstance(s, FitSummary) else FitSummary.from_json(s)
+
+
+def tidy(summary) -> "pd.DataFrame":  # noqa: F821
+    """The params table: one row per estimand with mean, sd, HDI, P(>0), R-hat and bulk ESS."""
+    import pandas as pd
+
+    s = as_summary(summary)
+    per = s.diagnostics.get("per_param", {})
+    rows = [[name, e.mean, e.sd, e.hdi[0], e.hdi[1], e.p_positive,
+             per.get(name, {}).get("rhat"), per.get(name, {}).get("ess_bulk")]
+            for name, e in s.params.items()]
+    return pd.DataFrame(rows, columns=TIDY_COLUMNS)
+
+
+def comparison_table(summary) -> "pd.DataFrame":  # noqa: F821
+    """Every estimand with a frequentist counterpart: posterior mean and HDI, P(>0), the
+    frequentist estimate and CI and where it comes from."""
+    import pandas as pd
+
+    s = as_summary(summary)
+    rows = []
+    for name, c in s.comparison.items():
+        p = s.params.get(name)
+        rows.append([s.model, name, c.bayesian.mean, c.bayesian.hdi[0], c.bayesian.hdi[1],
+                     p.p_positive if p is not None else None, c.frequentist.estimate,
+                     c.frequentist.ci[0], c.frequentist.ci[1], c.frequentist.source])
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def sensitivity_row(estimand: str, prior_set: str, e: ParamEntry, passed) -> dict:
+    """One row of the prior-sensitivity table: an estimand under one prior set."""
+    lo, hi = e.hdi
+    return dict(zip(SENSITIVITY_COLUMNS, [estimand, prior_set, e.mean, e.sd, lo, hi,
+                                          None if None in (lo, hi) else hi - lo, e.p_positive, passed]))
