@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .data import REPO_ROOT
@@ -64,8 +64,6 @@ class ModelInfo:
     description: str = ""
     sensitivity: bool = False
     figures: tuple[str, ...] = ()
-    #: the Bayesian-vs-frequentist mapping, as declared in the spec's [[compare]] tables
-    compare: tuple[dict, ...] = field(default_factory=tuple)
 
 
 def register_model(name: str, module: str, spec: str | Path | None = None) -> None:
@@ -129,7 +127,7 @@ def info(name: str) -> ModelInfo:
                                  title=str(m.get("title") or name), intro=str(m.get("intro", "")),
                                  description=str(m.get("description", "")),
                                  sensitivity=bool(m.get("sensitivity", False)),
-                                 figures=tuple(figures), compare=tuple(raw.get("compare", [])))
+                                 figures=tuple(figures))
     return _cache[name]
 
 

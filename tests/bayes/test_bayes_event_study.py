@@ -217,17 +217,21 @@ def test_whitened_event_coefficients_sample_efficiently(clean_fit):
 
 
 def test_comparison_pairs_each_event_time_with_the_twfe_coefficient(clean_fit, clean_panel):
-    m = make_model("event_study", clean_panel)
+    from bayes_nqp.compare import compare
+
     rep = {"event_study": {"-1": {"estimate": 0.0, "se": 0.0, "ci95": [0, 0], "reference": True},
                            "2": {"estimate": 0.8, "se": 0.1, "ci95": [0.6, 1.0]}},
            "sun_abraham": {"overall": {"estimate": 0.9, "se": 0.1, "ci95": [0.7, 1.1]}}}
-    cmp = m.comparison(rep)
-    assert set(cmp) == {"beta[e=2]", "att_post"}
-    assert cmp["att_post"]["estimate"] == 0.9 and "Sun" in cmp["att_post"]["source"]
+    cmp = compare(clean_fit.to_summary(), rep, load_spec("event_study").compare)
+    assert set(cmp) == {"beta[e=2]", "att_post"}  # the reference period -1 is no estimand
+    assert cmp["att_post"].frequentist.estimate == 0.9 and "Sun" in cmp["att_post"].frequentist.source
 
 
 def test_figures_show_the_event_study_and_the_sensitivity_curve(clean_fit, clean_panel):
-    m = make_model("event_study", clean_panel)
-    figs = m.figures(clean_fit)
-    assert set(figs) == {"event_study", "sensitivity"}
-    assert not figs["event_study"]._suptitle.get_text().startswith("SIMULATED")
+    from bayes_nqp.report.figures import model_figures
+
+    figs = model_figures(None, clean_fit.summary_json(), None, ["effects", "sensitivity"])
+    assert all(fig is not None for fig in figs.values())
+    assert not figs["effects"]._suptitle.get_text().startswith("SIMULATED")
+    # the Bayesian series: the reference period and every event time of the window
+    assert len(figs["effects"].axes[0].containers[0].lines[0].get_xdata()) == len(clean_fit.extras["event_study"]["event_times"]) + 1

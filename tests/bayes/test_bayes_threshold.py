@@ -131,8 +131,10 @@ def test_hansen_regime_slopes_agree_with_the_replication(hansen_fit, hansen_rep)
     assert {"gamma[1]", "slope[1]", "slope[2]"} <= set(hansen_fit.comparison_)
 
 
-def test_gamma_figure_draws_the_lr_curve_and_its_critical_value(hansen_fit):
-    fig = hansen_fit.figures_["threshold_gamma"]
+def test_gamma_figure_draws_the_lr_curve_and_its_critical_value(hansen_fit, hansen_rep):
+    from bayes_nqp.report.figures import model_figures
+
+    fig = model_figures(None, hansen_fit.summary_json(), hansen_rep, ["gamma"])["gamma"]
     ax, ax2 = fig.axes
     assert ax.patches  # the posterior mass over the grid
     ys = [ln.get_ydata() for ln in ax2.lines]

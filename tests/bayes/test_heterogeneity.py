@@ -125,7 +125,9 @@ def test_comparison_maps_each_level_to_its_split_sample_estimate(crossed):
 
 
 def test_forest_figure_is_marked_simulated(crossed):
+    from bayes_nqp.report.figures import model_figures
+
     _, fit = crossed
-    fig = fit.figures_["heterogeneity_forest"]
+    fig = model_figures(None, fit.summary_json(), None, ["groups"])["groups"]
     assert "SIMULATED DATA" in fig._suptitle.get_text()
     assert len(fig.axes) == 3  # zone, tier, contrasts

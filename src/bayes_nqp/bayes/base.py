@@ -1,8 +1,15 @@
 """The base of every Bayesian model: data prep on a documented scale, priors from the prior set,
-named dims, and the hooks the fit machinery calls.
+named dims, and the narrow interface the fit machinery calls.
 
-Adding a model = a module here with a subclass registered by ``@register("<name>")`` and a
-``models/<name>.toml``; nothing else changes.
+The interface: ``build()`` (the PyMC model), ``postprocess()`` (derived draws), ``estimands()``
+(named draws on the outcome's scale), ``log_likelihood()``, ``posterior_predictive()`` and
+``extras()`` (the model's own summary entries). Nothing else: the comparison with the replication
+is data (``[[compare]]`` in the spec, :mod:`bayes_nqp.compare`), the figures are the report's
+(:mod:`bayes_nqp.report.figures`), and the title, introduction and prior-sensitivity flag are the
+spec's ``[model]`` declarations (:mod:`bayes_nqp.registry`).
+
+Adding a model = a module with a subclass registered by ``@register("<name>")``, a
+``models/<name>.toml`` and one line in ``registry.MODULES`` (see ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -96,7 +103,7 @@ class BayesModel:
         arr = da.to_numpy()
         return arr.reshape((-1,) + arr.shape[2:])
 
-    # ---- hooks ------------------------------------------------------------------------------
+    # ---- the interface ---------------------------------------------------------------------------
     def build(self) -> pm.Model:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -108,12 +115,10 @@ class BayesModel:
         """Add derived variables to the posterior (e.g. marginalised effects drawn afterwards)."""
         return idata
 
-    def extras(self, idata, draws: dict[str, np.ndarray]) -> dict:
-        """Model-specific summary entries (sensitivity curves, probabilities ...)."""
-        return {}
-
-    def comparison(self, replication: dict) -> dict:
-        """Frequentist counterparts: estimand name -> {estimate, ci95} from a replication summary."""
+    def extras(self, idata, draws: dict[str, np.ndarray], replication: dict | None = None) -> dict:
+        """Model-specific summary entries (sensitivity curves, probabilities ...); ``replication``:
+        the replication summary the fit is compared with, or None. (The comparison itself is
+        data: ``[[compare]]`` in the model's spec, read by :func:`bayes_nqp.compare.compare`.)"""
         return {}
 
     def log_likelihood(self, idata, pm_model):
@@ -143,7 +148,3 @@ class BayesModel:
     def observed_values(self) -> np.ndarray:
         """The data the posterior predictive draws are compared with (same scale)."""
         return self.y_z
-
-    def figures(self, fit) -> dict:
-        """Model-specific figures (name -> matplotlib Figure)."""
-        return {}

@@ -55,6 +55,13 @@ def _labels(da) -> list[str]:
     return ["[" + ",".join(str(v) for v in combo) + "]" for combo in itertools.product(*vals)]
 
 
+def bfmi_min(sample_stats: xr.Dataset) -> float:
+    """The smallest E-BFMI over the chains (``arviz_stats.bfmi`` of the sampler's energy)."""
+    import arviz_stats as azs
+
+    return float(np.min(np.asarray(azs.bfmi(sample_stats["energy"].astype(float)), dtype=float)))
+
+
 def diagnose(idata, var_names=None, estimand_draws: dict[str, np.ndarray] | None = None) -> dict:
     """Convergence diagnostics of a fit (posterior variables ``var_names`` plus estimands)."""
     post = idata["posterior"].to_dataset()
@@ -82,9 +89,7 @@ def diagnose(idata, var_names=None, estimand_draws: dict[str, np.ndarray] | None
         div = int(np.asarray(stats["diverging"]).sum())
     out["divergences"] = div
     if stats is not None and "energy" in stats:
-        e = np.asarray(stats["energy"], dtype=float)  # (chain, draw)
-        bf = np.square(np.diff(e, axis=1)).mean(axis=1) / e.var(axis=1)  # E-BFMI per chain
-        out["bfmi_min"] = float(np.min(bf))
+        out["bfmi_min"] = bfmi_min(stats)
     if stats is not None and "maxdepth_reached" in stats:
         out["treedepth_saturation"] = float(np.asarray(stats["maxdepth_reached"]).mean())
     failures = []

@@ -353,11 +353,3 @@ class DIDModel(TwoWayModel):
 
     def estimands(self, idata):
         return {"tau": idata["posterior"]["tau_z"].to_numpy() * self.y_sd}
-
-    def comparison(self, replication):
-        key = "did_controls" if self.panel.controls else "did"
-        e = replication.get(key)
-        if not e or e.get("estimate") is None:
-            return {}
-        return {"tau": {"estimate": e["estimate"], "ci95": e["ci95"],
-                        "source": "TWFE " + ("with controls" if self.panel.controls else "without controls")}}

@@ -80,7 +80,6 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 import scipy.sparse as sp
@@ -89,7 +88,6 @@ from scipy.optimize import brentq
 from scipy.sparse.linalg import spsolve
 
 from ..errors import ModelError, SpecError
-from ..results import title_figure
 from .base import BayesModel, register
 
 log = logging.getLogger(__name__)
@@ -193,12 +191,6 @@ def label(value) -> str:
     """A period or cohort as written in estimand names: 2013.0 → '2013'."""
     v = float(value)
     return str(int(v)) if v.is_integer() else f"{v:g}"
-
-
-def frequentist_entry(entry, source: str) -> dict | None:
-    if not entry or entry.get("estimate") is None:
-        return None
-    return {"estimate": entry["estimate"], "ci95": entry.get("ci95"), "source": source}
 
 
 # ---- pre-trends and sensitivity on posterior draws ----------------------------------------------
@@ -379,7 +371,7 @@ class EventStudyModel(BayesModel):
                 out["breakdown_M"] = np.full(att.shape, bm)
         return out
 
-    def extras(self, idata, draws):
+    def extras(self, idata, draws, replication=None):
         beta = self.event_draws(idata)
         att, maxpre = self._att_maxpre(beta)
         out = {"event_study": {"leads": self.K, "lags": self.L, "reference": -1,
@@ -398,75 +390,3 @@ class EventStudyModel(BayesModel):
                                          "every pre-period β_e (e ≤ −2) lies in [−δ, δ]"}
         out["sensitivity"] = sensitivity_summary(att.ravel(), maxpre.ravel(), self.m_grid)
         return out
-
-    def comparison(self, replication):
-        out = {}
-        es = replication.get("event_study") or {}
-        for e in self.events:
-            f = frequentist_entry(es.get(str(e)), "TWFE event study (binned leads/lags, unit-clustered)")
-            if f:
-                out[f"beta[e={e}]"] = f
-        f = frequentist_entry((replication.get("sun_abraham") or {}).get("overall"),
-                              "Sun–Abraham (treated-cell-weighted post-period average)")
-        if f:
-            out["att_post"] = f
-        return out
-
-    # ---- figures ------------------------------------------------------------------------------
-    def figures(self, fit) -> dict:
-        from matplotlib.figure import Figure
-
-        figs = {}
-        rows = [{"e": -1, "mean": 0.0, "lo": 0.0, "hi": 0.0}]
-        for e in self.events:
-            p = fit.params.get(f"beta[e={e}]")
-            if p:
-                rows.append({"e": e, "mean": p["mean"], "lo": p["hdi95"][0], "hi": p["hdi95"][1]})
-        t = pd.DataFrame(rows).sort_values("e")
-        fig = Figure(figsize=(8, 4.8))
-        ax = fig.add_subplot(111)
-        ax.errorbar(t["e"] - 0.12, t["mean"], yerr=[t["mean"] - t["lo"], t["hi"] - t["mean"]],
-                    fmt="o", ms=4, capsize=2, lw=1, color="#6a3d9a",
-                    label=f"Bayesian ({self.prior_kind} prior): mean, 95% HDI")
-        freq = [(int(k[len("beta[e="):-1]), c["frequentist"]) for k, c in fit.comparison_.items()
-                if k.startswith("beta[e=") and c.get("frequentist", {}).get("ci95")]
-        if freq:
-            fe = np.array([e for e, _ in freq], dtype=float)
-            est = np.array([f["estimate"] for _, f in freq])
-            ci = np.array([f["ci95"] for _, f in freq])
-            ax.errorbar(fe + 0.12, est, yerr=[est - ci[:, 0], ci[:, 1] - est], fmt="s", ms=3.5,
-                        capsize=2, lw=1, color="#1f77b4", label="TWFE event study, 95% CI")
-        pt_ = fit.extras.get("pretrend", {})
-        if pt_.get("prob_all_within") is not None:
-            d = pt_["delta"]
-            ax.fill_between([-self.K - 0.5, -1.5], -d, d, color="0.85", zorder=0,
-                            label=f"±δ; P(all pre-period |β| ≤ δ) = {pt_['prob_all_within']:.2f}")
-        ax.axhline(0, color="black", lw=0.8)
-        ax.axvline(-0.5, color="0.4", lw=0.8, ls="--")
-        ax.set_xlabel("event time (periods since first treatment; reference −1, end points binned)")
-        ax.set_ylabel("effect on outcome")
-        ax.legend(fontsize=8, loc="upper left")
-        title_figure(fig, "Bayesian event study", self.panel.simulated)
-        fig.tight_layout(rect=(0, 0.03, 1, 1))
-        figs["event_study"] = fig
-
-        sens = fit.extras.get("sensitivity", {})
-        if sens.get("grid"):
-            g = pd.DataFrame([{"M": r["M"], "lo": r["ci95"][0], "hi": r["ci95"][1]} for r in sens["grid"]])
-            fig = Figure(figsize=(7, 4.2))
-            ax = fig.add_subplot(111)
-            ax.fill_between(g["M"], g["lo"], g["hi"], color="#cab2d6", alpha=0.7,
-                            label="95% interval of att_post under the restriction")
-            ax.plot(g["M"], g["lo"], color="#6a3d9a", lw=1)
-            ax.plot(g["M"], g["hi"], color="#6a3d9a", lw=1)
-            ax.axhline(0, color="black", lw=0.8)
-            bm = sens.get("breakdown_M")
-            if bm is not None and np.isfinite(bm):
-                ax.axvline(bm, color="#d62728", ls="--", lw=1.2, label=f"breakdown M = {bm:.2f}")
-            ax.set_xlabel("M: post-period deviation ≤ M × largest pre-period deviation")
-            ax.set_ylabel("att_post")
-            ax.legend(fontsize=8)
-            title_figure(fig, "Sensitivity to parallel-trend violations (relative magnitudes)", self.panel.simulated)
-            fig.tight_layout(rect=(0, 0.03, 1, 1))
-            figs["sensitivity"] = fig
-        return figs

@@ -17,8 +17,9 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import BayesNQPError, ModelError, SectionSkipped
-from ..contract import ComparisonEntry, Counterpart, FitSummary, ParamEntry, comparison_table, tidy
-from ..results import SIMULATED_NOTICE, read_json, save_figure, table_markdown, write_atomic, write_json
+from ..compare import compare
+from ..contract import ComparisonEntry, FitSummary, ParamEntry, comparison_table, tidy
+from ..results import SIMULATED_NOTICE, read_json, table_markdown, write_atomic, write_json
 from .base import MODELS, BayesModel
 from .diagnostics import diagnose, loo_summary, power_scaling, ppc_summary
 from .spec import ModelSpec, PriorSet, SamplerSettings, load_prior_set, load_spec
@@ -43,7 +44,6 @@ class Fit:
     comparison_: dict
     extras: dict = field(default_factory=dict)
     seconds: float = 0.0
-    figures_: dict = field(default_factory=dict)
     #: (model, pm_model, compiled) when fit(keep_compiled=True): lets sensitivity refits reuse it
     compiled_: tuple | None = field(default=None, repr=False)
 
@@ -90,9 +90,6 @@ class Fit:
         ds = xr.Dataset({k: (("chain", "draw"), np.asarray(v)) for k, v in self.draws.items()})
         ds.attrs["note"] = "estimand draws on the outcome's original scale"
         _write_dataset(ds, out / "estimands.nc")
-        for name, fig in self.figures_.items():
-            save_figure(fig, out / "figures" / f"{name}.png")
-        self.figures_ = {}
         tbl = self.summary()
         write_atomic(out / "params.md", table_markdown(tbl, self.data.get("simulated", False), floatfmt=".4g"))
         cmp_tbl = self.compare()
@@ -181,10 +178,10 @@ def sample(compiled, settings: SamplerSettings, progress=False):
 
 
 def finish(model: BayesModel, pm_model, idata, settings: SamplerSettings, *, replication=None,
-           seconds0: float, loo: bool = True, ppc: bool = True, psense: bool = True,
-           figures: bool = True) -> Fit:
+           seconds0: float, loo: bool = True, ppc: bool = True, psense: bool = True) -> Fit:
     """Everything after sampling: postprocess, estimands, diagnostics, LOO, PPC, power-scaling
-    sensitivity (``diagnostics["psense"]``), comparison."""
+    sensitivity (``diagnostics["psense"]``), comparison (:func:`bayes_nqp.compare.compare` with
+    the spec's ``[[compare]]`` mapping). Figures are the report's (report/figures.py)."""
     idata = model.postprocess(idata, pm_model)
     draws = {k: np.asarray(v, dtype=float) for k, v in model.estimands(idata).items()}
     free = [v.name for v in pm_model.free_RVs]
@@ -222,21 +219,13 @@ def finish(model: BayesModel, pm_model, idata, settings: SamplerSettings, *, rep
             diag["warnings"].append(f"power-scaling sensitivity flags {', '.join(flagged)}")
     entries = {k: ParamEntry.from_draws(v) for k, v in draws.items()}
     params = {k: e.to_json() for k, e in entries.items()}
-    comparison = {}
-    if replication is not None:
-        for name, f in model.comparison(replication).items():
-            if name in entries:
-                comparison[name] = ComparisonEntry(Counterpart.from_json(f), entries[name]).to_json()
-    extras = model.extras(idata, draws)
+    comparison = {k: c.to_json() for k, c in
+                  compare(FitSummary(model.name, entries), replication, model.spec.compare).items()}
+    extras = model.extras(idata, draws, replication)
     fit = Fit(model=model.name, idata=idata, spec=model.spec, priors=model.priors, sampler=settings,
               data={k: v for k, v in model.panel.data_block().items() if k in ("path", "sha256", "simulated", "n_obs", "n_units")},
               draws=draws, params=params, diag=diag, comparison_=comparison, extras=extras,
               seconds=time.perf_counter() - seconds0)
-    if figures:
-        try:
-            fit.figures_ = model.figures(fit)
-        except Exception as exc:
-            log.warning("figures failed for %s: %s", model.name, exc)
     return fit
 
 

@@ -58,7 +58,7 @@ import numpy as np
 import pymc as pm
 
 from ..errors import SpecError
-from ..results import param_entry, title_figure
+from ..results import param_entry
 from .base import register
 from .did import Block, TwoWayModel
 
@@ -163,19 +163,8 @@ class HeterogeneityModel(TwoWayModel):
         return out
 
     # ---- the frequentist counterpart and the groups table --------------------------------------
-    def comparison(self, replication):
-        # kept for extras() and figures(), which the fit machinery calls after this
-        self._split = replication.get("heterogeneity") or {}
-        out = {}
-        for g in self.group_vars:
-            for level, e in (self._split.get(g) or {}).items():
-                if e and e.get("estimate") is not None:
-                    out[f"tau[{g}={level}]"] = {"estimate": e["estimate"], "ci95": e["ci95"],
-                                                "source": f"split-sample TWFE ({g} = {level})"}
-        return out
-
-    def extras(self, idata, draws):
-        split = getattr(self, "_split", {})
+    def extras(self, idata, draws, replication=None):
+        split = (replication or {}).get("heterogeneity") or {}
         table = {}
         for g in self.group_vars:
             rows = {}
@@ -191,54 +180,3 @@ class HeterogeneityModel(TwoWayModel):
                                 "source": "split-sample TWFE"}}
             table[g] = rows
         return {"groups": table}
-
-    def figures(self, fit) -> dict:
-        """A forest plot per group variable (posterior mean + 95% HDI next to the split-sample
-        TWFE 95% CI) and the contrasts, with P(effect > 0)."""
-        import matplotlib.pyplot as plt
-        from matplotlib.lines import Line2D
-
-        groups = fit.extras.get("groups", {})
-        contrasts = [n for n in fit.params if n.startswith("contrast[")]
-        heights = [max(2, len(groups[g])) for g in self.group_vars] + [max(2, len(contrasts))]
-        fig, axes = plt.subplots(len(heights), 1, figsize=(8, 1.6 + 0.55 * sum(heights)),
-                                 gridspec_kw={"height_ratios": heights}, squeeze=False)
-
-        def interval(ax, k, mean, lo, hi, p_pos, color):
-            ax.plot([lo, hi], [k, k], color=color, lw=2.5)
-            ax.plot(mean, k, "o", color=color)
-            ax.annotate(f"P(>0) = {p_pos:.2f}", (hi, k), xytext=(5, -3), textcoords="offset points",
-                        fontsize=8)
-
-        for ax, g in zip(axes[:, 0], self.group_vars):
-            rows = groups[g]
-            for k, row in enumerate(rows.values()):
-                interval(ax, k, row["mean"], *row["hdi95"], row["p_positive"], "C0")
-                f = row.get("frequentist")
-                if f and f.get("ci95"):
-                    # just below the Bayesian interval (the axis is inverted)
-                    ax.plot(f["ci95"], [k + 0.3, k + 0.3], color="C1", lw=1.2)
-                    ax.plot(f["estimate"], k + 0.3, "s", mfc="white", color="C1")
-            ax.set_yticks(range(len(rows)), [f"{lv} (n={r['n_units']})" for lv, r in rows.items()])
-            ax.set_title(f"effect by {g}", fontsize=10, loc="left")
-        ax = axes[-1, 0]
-        for k, name in enumerate(contrasts):
-            e = fit.params[name]
-            interval(ax, k, e["mean"], *e["hdi95"], e["p_positive"], "C2")
-        ax.set_yticks(range(len(contrasts)), [n[len("contrast["):-1] for n in contrasts])
-        ax.set_title("contrasts between levels", fontsize=10, loc="left")
-        ax.set_xlabel("effect on the outcome (original scale)")
-        for ax in axes[:, 0]:
-            ax.axvline(0, color="grey", lw=0.8, ls="--")
-            ax.set_ylim(ax.get_ylim()[0] - 0.2, ax.get_ylim()[1] + 0.2)
-            ax.invert_yaxis()
-            lo, hi = ax.get_xlim()
-            ax.set_xlim(lo, hi + 0.18 * (hi - lo))  # room for the P(>0) labels
-        handles = [Line2D([], [], color="C0", marker="o", lw=2.5, label="Bayesian, partially pooled: mean, 95% HDI"),
-                   Line2D([], [], color="C1", marker="s", mfc="white", lw=1.2, label="split-sample TWFE: estimate, 95% CI"),
-                   Line2D([], [], color="C2", marker="o", lw=2.5, label="contrast: mean, 95% HDI")]
-        title = "Heterogeneous effects: partial pooling vs split-sample TWFE"
-        title_figure(fig, title, self.panel.simulated)
-        fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
-        fig.tight_layout(rect=(0, 0.06, 1, 1))
-        return {"heterogeneity_forest": fig}

@@ -73,7 +73,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 from ..errors import ModelError, SpecError
-from ..results import jsonable, param_entry, title_figure
+from ..results import jsonable, param_entry
 from .base import BayesModel, register
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,6 @@ class MediationModel(BayesModel):
         self.M_z = (M - self.m_mean) / self.m_sd
         self.rho = rho_grid(spec.option("rho_grid"))
         self.key_estimands = tuple(f"indirect[{m}]" for m in self.mediators) + ("direct", "total")
-        self._replication: dict | None = None
         self._sensitivity: dict = {}
         if self.effects == "within":
             self.fe = WithinTransform(self.unit_idx, self.time_idx, panel.time_effects)
@@ -353,32 +352,7 @@ class MediationModel(BayesModel):
         return out
 
     # ---- comparison, extras, figures ------------------------------------------------------
-    def comparison(self, replication: dict) -> dict:
-        """a, b, indirect (bootstrap interval) per mediator, and total (and direct with a single
-        mediator: the stepwise c′ of each mediator holds the others out) from the stepwise section."""
-        sec = (replication or {}).get("mediation") or {}
-        self._replication = sec
-        out = {}
-        for med in self.mediators:
-            e = sec.get(med)
-            if not e:
-                continue
-            out[f"a[{med}]"] = {"estimate": e["a"]["estimate"], "ci95": e["a"]["ci95"],
-                                "source": "stepwise: FE regression of the mediator on D"}
-            out[f"b[{med}]"] = {"estimate": e["b"]["estimate"], "ci95": e["b"]["ci95"],
-                                "source": "stepwise: FE regression of y on D and the mediator"}
-            out[f"indirect[{med}]"] = {"estimate": e["indirect"], "ci95": e.get("indirect_ci95"),
-                                       "source": "stepwise a·b, unit-cluster bootstrap 95% interval"}
-        first = next((sec[m] for m in self.mediators if sec.get(m)), None)
-        if first is not None:
-            out["total"] = {"estimate": first["total"]["estimate"], "ci95": first["total"]["ci95"],
-                            "source": "stepwise: FE regression of y on D"}
-            if len(self.mediators) == 1:
-                out["direct"] = {"estimate": first["direct"]["estimate"], "ci95": first["direct"]["ci95"],
-                                 "source": "stepwise: c′ in the FE regression of y on D and the mediator"}
-        return out
-
-    def extras(self, idata, draws) -> dict:
+    def extras(self, idata, draws, replication=None) -> dict:
         sens = self._sensitivity or self.sensitivity(idata)
         out = {
             "rho_sensitivity": jsonable(sens),
@@ -387,17 +361,18 @@ class MediationModel(BayesModel):
             "scales": {"outcome_sd": self.y_sd,
                        "mediator_sd": dict(zip(self.mediators, self.m_sd.tolist()))},
         }
-        if self._replication:
-            out["comparison_table"] = self.comparison_rows(draws)
+        sec = (replication or {}).get("mediation") or {}
+        if sec:
+            out["comparison_table"] = self.comparison_rows(draws, sec)
         return jsonable(out)
 
-    def comparison_rows(self, draws) -> list[dict]:
+    def comparison_rows(self, draws, sec: dict) -> list[dict]:
         """Rows of the Markdown comparison table: a, b, indirect per mediator — the stepwise
         estimate, its interval (the bootstrap one for the indirect effect) and Sobel p beside the
         posterior mean, 95% HDI and P(>0)."""
         rows = []
         for med in self.mediators:
-            e = (self._replication or {}).get(med)
+            e = sec.get(med)
             for q in ("a", "b", "indirect"):
                 p = param_entry(draws[f"{q}[{med}]"])
                 row = {"mediator": med, "quantity": q, "posterior_mean": p["mean"],
@@ -409,62 +384,6 @@ class MediationModel(BayesModel):
                                sobel_p=e.get("sobel_p") if q == "indirect" else None)
                 rows.append(row)
         return jsonable(rows)
-
-    def figures(self, fit) -> dict:
-        return {"mediation_decomposition": self._decomposition_figure(fit),
-                "mediation_rho_sensitivity": self._sensitivity_figure(fit)}
-
-    def _decomposition_figure(self, fit):
-        from matplotlib.figure import Figure
-
-        names = ["direct", *(f"indirect[{m}]" for m in self.mediators), "total"]
-        fig = Figure(figsize=(7, 0.6 * len(names) + 1.6))
-        ax = fig.subplots()
-        for i, name in enumerate(names):
-            p = fit.params.get(name)
-            if p:
-                ax.plot(p["hdi95"], [i, i], color="C0", lw=2.5)
-                ax.plot(p["mean"], i, "o", color="C0", label="posterior mean, 95% HDI")
-            f = (fit.comparison_.get(name) or {}).get("frequentist")
-            if f and f.get("estimate") is not None:
-                if f.get("ci95"):
-                    ax.plot(f["ci95"], [i - 0.25, i - 0.25], color="C1", lw=1.5)
-                ax.plot(f["estimate"], i - 0.25, "s", color="C1", ms=5, label="stepwise estimate, 95% CI")
-        ax.axvline(0, color="0.5", lw=0.8, ls=":")
-        ax.set_yticks(range(len(names)), names)
-        ax.invert_yaxis()
-        ax.set_xlabel("effect on the outcome (original units)")
-        handles, labels = ax.get_legend_handles_labels()
-        uniq = dict(zip(labels, handles))  # one legend entry per series, not per row
-        ax.legend(list(uniq.values()), list(uniq.keys()), fontsize=8, loc="best")
-        title_figure(fig, "Mediation decomposition: Bayesian joint model vs stepwise", self.panel.simulated)
-        fig.tight_layout()
-        return fig
-
-    def _sensitivity_figure(self, fit):
-        from matplotlib.figure import Figure
-
-        sens = fit.extras.get("rho_sensitivity") or self._sensitivity
-        K = len(self.mediators)
-        fig = Figure(figsize=(4.2 * K + 0.6, 3.6))
-        axes = fig.subplots(1, K, squeeze=False)[0]
-        for ax, med in zip(axes, self.mediators):
-            s = sens[med]
-            rho = np.asarray(s["rho"], dtype=float)
-            ax.fill_between(rho, np.asarray(s["ci95_lo"], float), np.asarray(s["ci95_hi"], float),
-                            color="C0", alpha=0.25, label="95% interval")
-            ax.plot(rho, np.asarray(s["mean"], float), color="C0", label="posterior mean")
-            ax.axhline(0, color="0.4", lw=0.8)
-            bd = s.get("breakdown")
-            if bd is not None and np.isfinite(bd):
-                ax.axvline(bd, color="C3", ls="--", lw=1, label=f"breakdown ρ = {bd:.3f}")
-            ax.set_xlabel("ρ = corr(mediator error, outcome error)")
-            ax.set_title(f"indirect effect via {med}", fontsize=10)
-            ax.legend(fontsize=8)
-        axes[0].set_ylabel("indirect effect (outcome units)")
-        title_figure(fig, "Sensitivity of the indirect effect to mediator–outcome confounding", self.panel.simulated)
-        fig.tight_layout()
-        return fig
 
     # ---- predictive checks ----------------------------------------------------------------
     def log_likelihood(self, idata, pm_model):

@@ -218,9 +218,8 @@ def sensitivity(model: str, panel, prior_sets=DEFAULT_PRIOR_SETS, *, spec: Model
                 reused.append(ps.name)
             say(f"{cls.name}: sampling under prior set '{ps.name}'")
             idata = sample(this, settings, progress=sampler_progress or False)
-            # refits draw no model figures: the sensitivity figure is the one that matters here
             f = finish(m, pm_model, idata, settings, replication=None, seconds0=t1, loo=loo, ppc=ppc,
-                       psense=psense, figures=False)
+                       psense=psense)
             fits[ps.name] = f
     finally:
         # leave every reused model as it was built, so that a base fit reads true afterwards

@@ -14,6 +14,9 @@
     adaptation = "diag"  # nutpie mass-matrix adaptation ("low_rank" for correlated posteriors)
     [quick]            # `--quick` overrides of [sampler]
     draws = 300
+    [[compare]]        # where the replication holds an estimand's counterpart (compare.py)
+    param = "tau"
+    estimate = "did.estimate"
 
 ``models/priors/<set>.toml`` is a flat table, one entry per prior name, on the *standardised*
 scale (outcome and continuous controls standardised to mean 0, sd 1; effects are reported back on
@@ -110,6 +113,8 @@ class ModelSpec:
     quick: SamplerSettings = field(default_factory=SamplerSettings)
     description: str = ""
     source: str | None = None
+    #: the [[compare]] entries: where the replication holds each estimand's counterpart
+    compare: tuple = ()
 
     def option(self, key, default=None):
         return self.options.get(key, default)
@@ -185,4 +190,8 @@ def load_spec(model: str, path: str | Path | None = None) -> ModelSpec:
     description = options.pop("description", "")
     for key in registry.REGISTRY_KEYS:  # declarations for the registry, not options
         options.pop(key, None)
-    return ModelSpec(model, options, sampler, quick, description, str(p))
+    compare = raw.get("compare", [])
+    if not isinstance(compare, list) or not all(isinstance(c, dict) and {"param", "estimate"} <= set(c)
+                                                   for c in compare):
+        raise SpecError(f"{p}: every [[compare]] entry needs 'param' and 'estimate' (see bayes_nqp/compare.py)")
+    return ModelSpec(model, options, sampler, quick, description, str(p), tuple(compare))

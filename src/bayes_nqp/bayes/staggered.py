@@ -81,11 +81,10 @@ import pytensor.tensor as pt
 import scipy.sparse as sp
 import xarray as xr
 
-from ..results import title_figure
 from ..errors import ModelError, SpecError
 from .base import BayesModel, register
 from .did import unit_conditional, unit_marginal_logp
-from .event_study import FixedEffects, frequentist_entry, label
+from .event_study import FixedEffects, label
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +303,7 @@ class StaggeredModel(BayesModel):
             out[sl] = eps @ self.W.T
         return out
 
-    def extras(self, idata, draws):
+    def extras(self, idata, draws, replication=None):
         out = {"imputation": {
             "treated_cells": int(self.D.sum()), "imputed_cells": len(self.cells),
             "untreated_obs": len(self.rows), "cells_per_estimand": self.n_cells,
@@ -316,7 +315,7 @@ class StaggeredModel(BayesModel):
                            "tau_it = y_it − (E[y_it(0) | θ] + ε_it), ε_it ~ N(0, σ²) per posterior "
                            "draw and cell, averaged over the treated cells of each estimand")}}
         key = "did_controls" if self.panel.controls else "did"
-        rep = getattr(self, "_replication", None) or {}
+        rep = replication or {}
         try:
             if not rep.get(key):  # the comparison ran without the did section: run it (fast)
                 from ..frequentist import replicate
@@ -327,80 +326,3 @@ class StaggeredModel(BayesModel):
             log.warning("staggered: TWFE reference failed: %s", exc)
             out["twfe"] = {"error": str(exc)}
         return out
-
-    def comparison(self, replication):
-        # kept for the figure, which also shows the TWFE event study of the same replication
-        self._replication = replication
-        cs = replication.get("callaway_santanna") or {}
-        src = "Callaway–Sant'Anna (diff-diff)"
-        out = {}
-        f = frequentist_entry(cs.get("overall"), f"{src}, overall ATT")
-        if f:
-            out["att"] = f
-        for k, e in (cs.get("event_time") or {}).items():
-            f = frequentist_entry(e, f"{src}, event time {k}")
-            if f:
-                out[f"att[e={k}]"] = f
-        return out
-
-    # ---- figures ------------------------------------------------------------------------------
-    def figures(self, fit) -> dict:
-        from matplotlib.figure import Figure
-
-        rep = getattr(self, "_replication", None) or {}
-        twfe = fit.extras.get("twfe") or {}
-        fig = Figure(figsize=(12, 4.8))
-        ax1, ax2 = fig.add_subplot(121), fig.add_subplot(122)
-
-        def _bayes(prefix):
-            rows = [(k[len(prefix):-1], v) for k, v in fit.params.items() if k.startswith(prefix)]
-            return rows
-
-        ev = _bayes("att[e=")
-        x = np.array([float(k) for k, _ in ev])
-        m = np.array([v["mean"] for _, v in ev])
-        hdi = np.array([v["hdi95"] for _, v in ev]).reshape(-1, 2)
-        ax1.errorbar(x - 0.15, m, yerr=[m - hdi[:, 0], hdi[:, 1] - m], fmt="o", ms=4, capsize=2,
-                     lw=1, color="#6a3d9a", label="Bayesian imputation: mean, 95% HDI")
-        for key, name, col, off, mk in (("callaway_santanna", "Callaway–Sant'Anna", "#2ca02c", 0.0, "^"),
-                                        ("event_study", "TWFE event study", "#1f77b4", 0.15, "s")):
-            src = rep.get(key) or {}
-            src = src.get("event_time", src) if key == "callaway_santanna" else src
-            pts = [(float(k), v) for k, v in src.items()
-                   if isinstance(v, dict) and v.get("ci95") and float(k) >= 0]
-            if pts:
-                xe = np.array([p[0] for p in pts])
-                est = np.array([p[1]["estimate"] for p in pts])
-                ci = np.array([p[1]["ci95"] for p in pts])
-                ax1.errorbar(xe + off, est, yerr=[est - ci[:, 0], ci[:, 1] - est], fmt=mk, ms=3.5,
-                             capsize=2, lw=1, color=col, label=f"{name}, 95% CI")
-        ax1.axhline(0, color="black", lw=0.8)
-        ax1.set_xlabel("event time (periods since first treatment)")
-        ax1.set_ylabel("ATT on outcome")
-        ax1.set_title("by event time", fontsize=10)
-
-        co = _bayes("att[g=")
-        xs = np.arange(len(co))
-        m = np.array([v["mean"] for _, v in co])
-        hdi = np.array([v["hdi95"] for _, v in co]).reshape(-1, 2)
-        ax2.errorbar(xs, m, yerr=[m - hdi[:, 0], hdi[:, 1] - m], fmt="o", ms=4, capsize=2, lw=1,
-                     color="#6a3d9a", label="Bayesian imputation: mean, 95% HDI")
-        ax2.set_xticks(xs, [k for k, _ in co])
-        att = fit.params.get("att")
-        if att:
-            ax2.axhline(att["mean"], color="#6a3d9a", lw=1, ls=":", label=f"Bayesian att {att['mean']:.4g}")
-        if twfe.get("estimate") is not None:
-            ax2.axhline(twfe["estimate"], color="#1f77b4", lw=1, ls="--",
-                        label=f"TWFE DID {twfe['estimate']:.4g}")
-        cs = (rep.get("callaway_santanna") or {}).get("overall") or {}
-        if cs.get("estimate") is not None:
-            ax2.axhline(cs["estimate"], color="#2ca02c", lw=1, ls="-.",
-                        label=f"Callaway–Sant'Anna overall {cs['estimate']:.4g}")
-        ax2.axhline(0, color="black", lw=0.8)
-        ax2.set_xlabel("cohort (first treated period)")
-        ax2.set_title("by cohort", fontsize=10)
-        for ax in (ax1, ax2):
-            ax.legend(fontsize=7.5)
-        title_figure(fig, "Staggered ATT by Bayesian imputation", self.panel.simulated)
-        fig.tight_layout(rect=(0, 0.03, 1, 1))
-        return {"staggered_att": fig}

@@ -91,7 +91,7 @@ from pytensor.tensor.special import logsumexp
 from scipy.special import expit
 
 from ..errors import ModelError, SpecError
-from ..results import jsonable, title_figure
+from ..results import jsonable
 from .base import BayesModel, register
 from .mediation import WithinTransform, complete_panel, within_regressors
 from .priors import hyper_name, prior_rv
@@ -99,8 +99,6 @@ from .spec import ModelSpec, PriorSpec, _prior, load_prior_set, load_spec
 
 log = logging.getLogger(__name__)
 
-#: Hansen's (1999) 95% critical value of the LR statistic, −2 log(1 − √0.95)
-LR_CRIT_95 = -2.0 * math.log(1.0 - math.sqrt(0.95))
 #: grid columns built at once when precomputing (memory: n × this)
 _CHUNK = 256
 #: posterior draws processed at once in postprocess / log-likelihood (memory: draws × grid or × n)
@@ -225,7 +223,6 @@ class ThresholdModel(BayesModel):
         self.q_lo, self.q_hi = (float(v) for v in np.quantile(self.q, [self.trim, 1.0 - self.trim]))
         self._U = self.fe._U  # unit membership (N × n), for per-unit sums
         self.unit_dof = np.asarray(self._U @ self.fe.diag).ravel()
-        self._replication: dict | None = None
         self._loo: pd.DataFrame | None = None
         self._gamma_post: dict = {}
         self._compare_cache: dict = {}
@@ -613,28 +610,7 @@ class ThresholdModel(BayesModel):
         return out
 
     # ---- comparison, extras, figures ------------------------------------------------------
-    def comparison(self, replication: dict) -> dict:
-        """γ with Hansen's LR-inversion interval and the regime slopes with their cluster-robust
-        95% intervals, when the replication fitted as many thresholds."""
-        sec = (replication or {}).get("threshold") or {}
-        self._replication = sec
-        thr = sec.get("thresholds") or []
-        if len(thr) != self.n_thr:
-            if thr:
-                log.info("threshold comparison skipped: the replication reports %d threshold(s), "
-                         "this model has %d", len(thr), self.n_thr)
-            return {}
-        out = {}
-        for k, (g, ci) in enumerate(zip(thr, sec.get("threshold_ci95") or [])):
-            out[f"gamma[{k + 1}]"] = {"estimate": g, "ci95": ci,
-                                      "source": "Hansen (1999) search; LR-inversion 95% interval"}
-        for j, (b, se) in enumerate(zip(sec.get("regime_coefs") or [], sec.get("regime_se") or [])):
-            out[f"slope[{j + 1}]"] = {"estimate": b, "ci95": [b - 1.959963984540054 * se,
-                                                                b + 1.959963984540054 * se],
-                                      "source": "Hansen FE regression at γ̂ (cluster-robust SE)"}
-        return out
-
-    def extras(self, idata, draws) -> dict:
+    def extras(self, idata, draws, replication=None) -> dict:
         out = {"transition": self.transition, "n_thresholds_fitted": self.n_thr,
                "regime_variable": self.panel.regime, "threshold_variable": self.panel.threshold,
                "regime_scale": self.r_sd, "trim": self.trim, "trimmed_range": [self.q_lo, self.q_hi]}
@@ -652,51 +628,6 @@ class ThresholdModel(BayesModel):
             out["n_thresholds"] = {"preferred": None, "rule": "not compared (spec compare = false); "
                                    "the n_thresholds estimand is the fitted number"}
         return jsonable(out)
-
-    def figures(self, fit) -> dict:
-        if not self.n_thr:
-            return {}
-        return {"threshold_gamma": self._gamma_figure(fit)}
-
-    def _gamma_figure(self, fit):
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(7.5, 4))
-        ax = fig.subplots()
-        q = self.panel.threshold
-        gp = self._gamma_post
-        if gp:
-            grid = np.asarray(gp["grid"])
-            edges = (np.r_[grid[0], (grid[1:] + grid[:-1]) / 2, grid[-1]] if grid.size > 1
-                     else np.r_[grid, grid + 1])
-            width = np.diff(edges)
-            for k, m in enumerate(gp["mass"]):
-                # bars as wide as the prior cells, as high as the density: the area is the mass
-                ax.bar(edges[:-1], np.asarray(m) / width, width=width, align="edge", color=f"C{k}",
-                       alpha=0.6, label=f"posterior of γ{k + 1}")
-        else:
-            g = fit.draws
-            for k in range(self.n_thr):
-                ax.hist(np.asarray(g[f"gamma[{k + 1}]"]).ravel(), bins=60, density=True, color=f"C{k}",
-                        alpha=0.6, label=f"posterior of γ{k + 1}")
-        ax.set_xlabel(f"γ ({q})")
-        ax.set_ylabel("posterior density")
-        rep = self._replication or {}
-        lr = rep.get("lr_curve")
-        handles, labels = ax.get_legend_handles_labels()
-        if lr and len(lr.get("grid") if lr.get("grid") is not None else []):
-            ax2 = ax.twinx()
-            ax2.plot(lr["grid"], lr["lr"], color="0.25", lw=1, label="Hansen LR(γ)")
-            crit = rep.get("lr_critical", LR_CRIT_95)
-            ax2.axhline(crit, color="C3", ls="--", lw=1, label=f"LR 95% critical value {crit:.2f}")
-            ax2.set_ylabel("LR statistic (replication)")
-            h2, l2 = ax2.get_legend_handles_labels()
-            handles, labels = handles + h2, labels + l2
-        ax.legend(handles, labels, fontsize=8, loc="upper right")
-        title = f"Threshold in {q}: posterior of γ vs the Hansen LR curve"
-        title_figure(fig, title, self.panel.simulated)
-        fig.tight_layout()
-        return fig
 
 
 # ---- LOO comparison of 0, 1 and 2 thresholds -----------------------------------------------------

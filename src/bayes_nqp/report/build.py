@@ -1,7 +1,7 @@
 """Build DIR/report.html and DIR/report.md from the saved results of a run folder.
 
 What to know first: nothing is refitted. The report reads ``manifest.json``,
-``data/``, ``replication/``, ``<model>/{summary.json, estimands.nc, posterior.nc, figures/}``,
+``data/``, ``replication/``, ``<model>/{summary.json, estimands.nc, posterior.nc}``,
 ``sensitivity/<model>/`` and makes its own convergence and comparison figures from them into
 ``DIR/report_assets/`` (kept between rebuilds while newer than the results they show). The HTML is
 self-contained (figures as base64 PNG, CSS inline, no script); the Markdown links the PNG files by
@@ -404,15 +404,12 @@ def model_section(out: Path, name: str, s: dict | None, manifest: dict | None, r
     src = [out / name / "summary.json"]
     for fig in about.figures:  # the report figures the model's spec names (report/figures.py)
         caption, maker = F.REPORT_FIGURES[fig]
-        blocks.append(assets.make(f"{name}_{fig}", caption,
+        blocks.append(assets.make(f"{name}_{fig}", f"{name}: {caption}",
                                   lambda maker=maker: maker(out / name, s, rep, name, sim),
                                   src + [out / "replication" / "summary.json"]))
     blocks.append(assets.make(f"{name}_forest", "Posterior mean and 95% HDI (blue) against the "
                               "frequentist estimate and 95% CI (grey)",
                               lambda: F.forest_plot(s, f"{name}: estimands", sim), src))
-    fdir = out / name / "figures"
-    for p in sorted(fdir.glob("*.png")) if fdir.exists() else []:
-        blocks.append(assets.file(p, f"{name}: {p.stem}"))
     for key, v in FitSummary.from_json(s).extras.items():
         blocks += _extra_blocks(key, v)
     return _section(name, title, [b for b in blocks if b])
