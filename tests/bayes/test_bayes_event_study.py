@@ -11,7 +11,7 @@ import pytest
 
 import bayes_nqp as bn
 from bayes_nqp.bayes import load_spec, make_model
-from bayes_nqp.bayes.event_study import (EventStudyModel, FixedEffects, breakdown_m, rm_interval,
+from bayes_nqp.bayes.event_study import (EventStudyModel, breakdown_m, rm_interval,
                                          sensitivity_summary)
 from bayes_nqp.errors import SectionSkipped, SpecError
 
@@ -126,15 +126,6 @@ def test_random_walk_matrix_sums_steps_towards_the_reference():
     steps = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
     # β_−2 = δ_−2, β_−3 = δ_−2 + δ_−3, β_0 = δ_0, β_2 = δ_0 + δ_1 + δ_2
     np.testing.assert_allclose(C @ steps, [3.0, 2.0, 3.0, 7.0, 12.0])
-
-
-def test_fixed_effects_within_transform_matches_pyfixest(clean_panel):
-    from bayes_nqp.frequentist._fe import demean
-
-    df = clean_panel.df
-    fe = FixedEffects(df["unit_idx"], df["time_idx"])
-    X = df[["y", "z"]].to_numpy()
-    np.testing.assert_allclose(fe.residual(X), demean(clean_panel, X), atol=1e-8)
 
 
 # ---- sensitivity arithmetic -------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 
 import bayes_nqp as bn
 from bayes_nqp.bayes.fit import finish, make_model, sample
-from bayes_nqp.bayes.mediation import WithinTransform, indirect_under_rho, rho_grid
+from bayes_nqp.bayes.mediation import indirect_under_rho, rho_grid
 from bayes_nqp.errors import SectionSkipped, SpecError
 
 # truth on the original scales: outcome in "output" units, mediators in their own units
@@ -165,20 +165,6 @@ def test_rho_grid_rejects_values_outside_minus_one_one():
     assert rho_grid({"start": -0.5, "stop": 0.5, "step": 0.25}).tolist() == [-0.5, -0.25, 0.0, 0.25, 0.5]
     with pytest.raises(SpecError, match="between −1 and 1"):
         rho_grid([0.2, 1.0])
-
-
-@pytest.mark.parametrize("drop", [0.0, 0.15])
-def test_within_transform_matches_pyfixest_demeaning(drop):
-    from pyfixest.estimation import demean
-
-    rng = np.random.default_rng(0)
-    unit, time = np.repeat(np.arange(30), 6), np.tile(np.arange(6), 30)
-    keep = rng.random(unit.size) >= drop
-    unit, time = unit[keep], time[keep]
-    X = rng.normal(size=(unit.size, 3))
-    ours = WithinTransform(unit, time, time_effects=True)(X)
-    ref, _ = demean(X, np.c_[unit, time].astype(np.uint64), np.ones(unit.size), tol=1e-12, maxiter=100_000)
-    np.testing.assert_allclose(ours, ref, atol=1e-8)
 
 
 @pytest.mark.slow

@@ -82,12 +82,11 @@ import logging
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
-import scipy.sparse as sp
 from pymc.logprob.transforms import Transform
 from scipy.optimize import brentq
-from scipy.sparse.linalg import spsolve
 
 from ..errors import ModelError, SpecError
+from .algebra import FixedEffects
 from .base import BayesModel, register
 
 log = logging.getLogger(__name__)
@@ -97,54 +96,7 @@ DEFAULT_M_GRID = tuple(np.round(np.arange(0.0, 3.0001, 0.25), 2))
 DEFAULT_PRETREND_DELTA = 0.1  # outcome standard deviations
 
 
-# ---- shared machinery (also used by the staggered model) ---------------------------------------
-
-class FixedEffects:
-    """Least-squares unit (+ time) effects of columns, fitted on some rows, applied to any row.
-
-    Solves the normal equations of the sparse dummy design exactly (one time dummy dropped), so
-    fitted effects can be evaluated on rows outside the fitting sample (imputation) and
-    unbalanced panels need no iteration.
-    """
-
-    def __init__(self, unit_idx, time_idx, *, time_effects: bool = True, rows=None):
-        unit_idx, time_idx = np.asarray(unit_idx), np.asarray(time_idx)
-        rows = np.arange(len(unit_idx)) if rows is None else np.asarray(rows)
-        self.time_effects = time_effects
-        self.units = np.unique(unit_idx[rows])
-        self.times = np.unique(time_idx[rows]) if time_effects else np.zeros(0, int)
-        self.F = self._design(unit_idx[rows], time_idx[rows])
-        self.FtF = (self.F.T @ self.F).tocsc()
-
-    @property
-    def n_effects(self) -> int:
-        return self.F.shape[1]
-
-    def _design(self, u, t):
-        n = len(u)
-        iu = np.searchsorted(self.units, u)
-        F = sp.csr_matrix((np.ones(n), (np.arange(n), iu)), shape=(n, len(self.units)))
-        if self.time_effects and len(self.times) > 1:
-            it = np.searchsorted(self.times, t)
-            T = sp.csr_matrix((np.ones(n), (np.arange(n), it)), shape=(n, len(self.times)))
-            F = sp.hstack([F, T[:, 1:]]).tocsr()
-        return F
-
-    def fit(self, Z: np.ndarray) -> np.ndarray:
-        """Effects (n_effects × columns) of the columns of ``Z`` (rows = the fitting rows)."""
-        Z = np.asarray(Z, dtype=float).reshape(self.F.shape[0], -1)
-        coef = spsolve(self.FtF, self.F.T @ Z)
-        return np.asarray(coef).reshape(self.n_effects, -1)
-
-    def fitted(self, coef: np.ndarray, unit_idx, time_idx) -> np.ndarray:
-        """The fitted effects at arbitrary rows (whose unit and time are in the fitting sample)."""
-        return self._design(np.asarray(unit_idx), np.asarray(time_idx)) @ coef
-
-    def residual(self, Z: np.ndarray) -> np.ndarray:
-        """``Z`` minus its fitted effects, on the fitting rows (the within transformation)."""
-        Z = np.asarray(Z, dtype=float).reshape(self.F.shape[0], -1)
-        return Z - self.F @ self.fit(Z)
-
+# ---- the reparameterisation of the event-time effects ------------------------------------------
 
 class Whiten(Transform):
     """Affine reparameterisation ω = L⁻¹(x − shift) of a vector on the real line.

@@ -69,11 +69,11 @@ import logging
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
-import scipy.sparse as sp
 import xarray as xr
 
 from ..errors import ModelError, SpecError
 from ..results import jsonable, param_entry
+from .algebra import WithinTransform, within_regressors
 from .base import BayesModel, register
 
 log = logging.getLogger(__name__)
@@ -83,79 +83,6 @@ RHO_STEP = 0.001
 RHO_MAX = 0.999
 #: posterior predictive draws kept per chain (the PPC summary needs a few hundred)
 PPC_DRAWS_PER_CHAIN = 250
-
-
-class WithinTransform:
-    """The fixed-effects residual maker W of a panel: unit demeaning, then (with time effects) the
-    projection off the unit-demeaned period dummies (Frisch–Waugh; equal to two-way demeaning on a
-    balanced panel and exact on an unbalanced one). Works on numpy arrays and pytensor vectors."""
-
-    def __init__(self, unit_idx, time_idx, time_effects: bool):
-        self.unit_idx = np.asarray(unit_idx, dtype=np.int64)
-        n = self.unit_idx.size
-        self.n, self.n_units = n, int(self.unit_idx.max()) + 1
-        counts = np.bincount(self.unit_idx, minlength=self.n_units).astype(float)
-        self.inv_count = 1.0 / counts
-        self._U = sp.csr_matrix((np.ones(n), (self.unit_idx, np.arange(n))), shape=(self.n_units, n))
-        time_idx = np.asarray(time_idx, dtype=np.int64)
-        n_periods = int(time_idx.max()) + 1
-        self.time_effects = bool(time_effects) and n_periods > 1
-        self.H = self.Hproj = None
-        diag = 1.0 - self.inv_count[self.unit_idx]
-        if self.time_effects:
-            dummies = np.zeros((n, n_periods - 1))
-            rows = time_idx > 0
-            dummies[np.flatnonzero(rows), time_idx[rows] - 1] = 1.0
-            self.H = self._demean_units(dummies)
-            self.Hproj = np.linalg.solve(self.H.T @ self.H, self.H.T)
-            diag = diag - np.einsum("ij,ji->i", self.H, self.Hproj)
-        #: residual degrees of freedom (connected panel): n − N − (T − 1)
-        self.n_eff = n - self.n_units - (n_periods - 1 if self.time_effects else 0)
-        #: diag(W): the variance of a within-transformed iid error is σ²·diag(W)
-        self.diag = diag
-
-    def _demean_units(self, A: np.ndarray) -> np.ndarray:
-        means = (self._U @ A) * (self.inv_count[:, None] if A.ndim == 2 else self.inv_count)
-        return A - means[self.unit_idx]
-
-    def __call__(self, A) -> np.ndarray:
-        """W applied to the columns of an (n,) or (n, k) array."""
-        A1 = self._demean_units(np.asarray(A, dtype=float))
-        if self.time_effects:
-            A1 = A1 - self.H @ (self.Hproj @ A1)
-        return A1
-
-    def replicate(self, y: np.ndarray, mu: np.ndarray, sigma: np.ndarray, rng) -> np.ndarray:
-        """Posterior predictive draws of y (draws, n) given the within-scale means ``mu`` = W·Bθ
-        (draws, n): y_rep = Bθ + φ + ε₂ with the fixed effects φ drawn from their flat-prior
-        posterior, φ = (I − W)(y − Bθ) + (I − W)ε₁; that is y_rep = mu + (I − W)(y + ε₁) + ε₂.
-        On y's own scale, so that the mean and quantile checks are not degenerate (every
-        within-transformed series has mean zero)."""
-        S = mu.shape[0]
-        e1 = rng.standard_normal((self.n, S)) * sigma[None, :]
-        e2 = rng.standard_normal((self.n, S)) * sigma[None, :]
-        fe_part = (y - self(y))[:, None] + (e1 - self(e1))
-        return mu + (fe_part + e2).T
-
-    def tensor(self, v):
-        """W applied to a symbolic (n,) vector inside a PyMC model."""
-        sums = pt.inc_subtensor(pt.zeros(self.n_units)[self.unit_idx], v)
-        v1 = v - (sums * self.inv_count)[self.unit_idx]
-        if self.time_effects:
-            v1 = v1 - pt.dot(self.H, pt.dot(self.Hproj, v1))
-        return v1
-
-
-def within_regressors(fe: WithinTransform, X: np.ndarray, names: list[str], what: str) -> np.ndarray:
-    """W·X, refusing columns the unit/time effects absorb (they would be identified by the prior only)."""
-    Xw = fe(X)
-    if Xw.size:
-        scale = np.maximum(np.abs(X).max(axis=0), 1e-300)
-        dead = [nm for j, nm in enumerate(names) if np.abs(Xw[:, j]).max() <= 1e-10 * scale[j]]
-        if dead:
-            raise ModelError(f"{what}: {', '.join(map(repr, dead))} does not vary within units (and "
-                             "periods): the fixed effects absorb it; drop it from the column map")
-    return Xw
 
 
 def complete_panel(panel, cols: list[str], what: str):

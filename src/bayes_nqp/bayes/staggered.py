@@ -84,7 +84,8 @@ import xarray as xr
 from ..errors import ModelError, SpecError
 from .base import BayesModel, register
 from .did import unit_conditional, unit_marginal_logp
-from .event_study import FixedEffects, label
+from .algebra import FixedEffects
+from .event_study import label
 
 log = logging.getLogger(__name__)
 

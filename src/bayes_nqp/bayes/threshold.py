@@ -93,7 +93,8 @@ from scipy.special import expit
 from ..errors import ModelError, SpecError
 from ..results import jsonable
 from .base import BayesModel, register
-from .mediation import WithinTransform, complete_panel, within_regressors
+from .algebra import WithinTransform, within_regressors
+from .mediation import complete_panel
 from .priors import hyper_name, prior_rv
 from .spec import ModelSpec, PriorSpec, _prior, load_prior_set, load_spec
 
