@@ -183,11 +183,17 @@ class FitSummary:
         """Read a summary.json; one written before extras had their own key has them at the top."""
         extras = dict(s.get("extras") or {})
         extras.update({k: v for k, v in s.items() if k not in SUMMARY_KEYS})
-        return cls(model=s.get("model", ""),
-                   params={k: ParamEntry.from_json(v) for k, v in (s.get("params") or {}).items()},
-                   diagnostics=dict(s.get("diagnostics") or {}),
-                   comparison={k: ComparisonEntry.from_json(v)
-                               for k, v in (s.get("comparison") or {}).items()},
+        params = {k: ParamEntry.from_json(v) for k, v in (s.get("params") or {}).items()}
+        comparison = {}
+        for k, v in (s.get("comparison") or {}).items():
+            c = ComparisonEntry.from_json(v)
+            # the JSON keeps the posterior's mean and interval only; the estimand has the rest
+            p = params.get(k)
+            if p is not None and (p.mean, p.hdi) == (c.bayesian.mean, c.bayesian.hdi):
+                c = ComparisonEntry(c.frequentist, p)
+            comparison[k] = c
+        return cls(model=s.get("model", ""), params=params,
+                   diagnostics=dict(s.get("diagnostics") or {}), comparison=comparison,
                    data=dict(s.get("data") or {}), priors=dict(s.get("priors") or {}),
                    spec=dict(s.get("spec") or {}), sampler=dict(s.get("sampler") or {}),
                    seconds=float(s.get("seconds") or 0.0), extras=extras, notice=s.get("notice"))
