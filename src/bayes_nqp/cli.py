@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import registry
+from .contract import CI
 from .errors import BayesNQPError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -144,7 +145,7 @@ def _print_replication(summary: dict) -> None:
     def row(name, e):
         if not isinstance(e, dict) or "estimate" not in e:
             return
-        ci = e.get("ci95") or [None, None]
+        ci = e.get(CI) or [None, None]
         fmt = lambda v: "" if v is None else f"{v:.4g}"
         t.add_row(name, fmt(e["estimate"]), fmt(e.get("se")), f"[{fmt(ci[0])}, {fmt(ci[1])}]", fmt(e.get("pvalue")))
     for key in ("did", "did_controls"):

@@ -25,7 +25,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import registry
-from ..contract import HDI, FitSummary
+from ..contract import CI, FitSummary, HDI
 from ..errors import BayesNQPError
 from ..results import GATES, SIMULATED_NOTICE, read_json, save_figure, write_atomic
 from . import figures as F
@@ -176,7 +176,7 @@ def _ev_text(e: dict) -> str:
          f"P(>0) = {e['p_positive']:.3f}")
     f = e.get("frequentist")
     if f and f.get("estimate") is not None:
-        ci = f.get("ci95") or [None, None]
+        ci = f.get(CI) or [None, None]
         s += f"; frequentist {fmt(f['estimate'])} [{fmt(ci[0])}, {fmt(ci[1])}]"
     return s
 
@@ -263,16 +263,16 @@ def replication_section(out: Path, rep: dict | None, manifest: dict | None, asse
         e = rep.get(key)
         if isinstance(e, dict) and "estimate" in e:
             head.append({"estimand": label, "estimate": e["estimate"], "se": e.get("se"),
-                         "ci95": e.get("ci95"), "p": e.get("pvalue"), "n_obs": e.get("n_obs")})
+                         CI: e.get(CI), "p": e.get("pvalue"), "n_obs": e.get("n_obs")})
     for key, label in (("sun_abraham", "Sun–Abraham overall ATT"), ("callaway_santanna", "Callaway–Sant'Anna overall ATT")):
         e = (rep.get(key) or {}).get("overall")
         if isinstance(e, dict) and "estimate" in e:
             head.append({"estimand": label, "estimate": e["estimate"], "se": e.get("se"),
-                         "ci95": e.get("ci95"), "p": e.get("pvalue"), "n_obs": e.get("n_obs")})
+                         CI: e.get(CI), "p": e.get("pvalue"), "n_obs": e.get("n_obs")})
     pl = rep.get("placebo")
     if isinstance(pl, dict) and "p_value" in pl:
         head.append({"estimand": f"placebo ({pl.get('draws')} random assignments): permutation p",
-                     "estimate": pl.get("actual"), "se": pl.get("sd"), "ci95": None, "p": pl["p_value"],
+                     "estimate": pl.get("actual"), "se": pl.get("sd"), CI: None, "p": pl["p_value"],
                      "n_obs": None})
     if head:
         blocks.append(table(pd.DataFrame(head), "Headline estimates"))

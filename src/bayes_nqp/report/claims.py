@@ -22,6 +22,8 @@ P(>0) becomes 1 − P(>0).
 
 from __future__ import annotations
 
+from ..contract import CI, HDI
+
 SUPPORT = 0.95
 WEAK = 0.80
 
@@ -58,8 +60,8 @@ def lookup(summary: dict, name: str) -> dict | None:
         other = f"contrast[{g}:{b}-{a}]"
         if other in params:
             e = params[other]
-            lo, hi = e["hdi95"]
-            return {"name": name, "mean": -e["mean"], "sd": e.get("sd"), "hdi95": [-hi, -lo],
+            lo, hi = e[HDI]
+            return {"name": name, "mean": -e["mean"], "sd": e.get("sd"), HDI: [-hi, -lo],
                     "p_positive": 1 - e["p_positive"], "flipped_from": other}
     return None
 
@@ -127,9 +129,9 @@ def claims(fits: dict[str, dict], sensitivity: dict[str, dict], status: dict[str
                 continue
             freq = (s.get("comparison", {}).get(e.get("flipped_from") or n) or {}).get("frequentist")
             if freq and e.get("flipped_from"):
-                ci = freq.get("ci95") or [None, None]
+                ci = freq.get(CI) or [None, None]
                 freq = {**freq, "estimate": -freq["estimate"] if freq.get("estimate") is not None else None,
-                        "ci95": [-ci[1], -ci[0]] if None not in ci else ci}
+                        CI: [-ci[1], -ci[0]] if None not in ci else ci}
             ev.append({**e, "name": n, "frequentist": freq, "used": n in names})
             if n in names:
                 ps.append(e["p_positive"])

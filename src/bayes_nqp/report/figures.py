@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..contract import CI, HDI, FitSummary
+from ..contract import CI, FitSummary, HDI
 from ..results import title_figure
 
 log = logging.getLogger(__name__)
@@ -117,8 +117,8 @@ def event_time_plot(summary: dict, title: str, simulated: bool, twfe: dict | Non
         pts.sort()
         x = np.array([p[0] for p in pts])
         mean = np.array([p[2]["mean"] for p in pts])
-        lo = np.array([p[2]["hdi95"][0] for p in pts])
-        hi = np.array([p[2]["hdi95"][1] for p in pts])
+        lo = np.array([p[2][HDI][0] for p in pts])
+        hi = np.array([p[2][HDI][1] for p in pts])
         ax.fill_between(x, lo, hi, alpha=0.25, label=f"{base}: 95% HDI")
         ax.plot(x, mean, "o-", label=f"{base}: posterior mean")
         fx, fy, flo, fhi, src = [], [], [], [], None
@@ -127,7 +127,7 @@ def event_time_plot(summary: dict, title: str, simulated: bool, twfe: dict | Non
             if f and f.get("estimate") is not None:
                 fx.append(xe + 0.12)
                 fy.append(f["estimate"])
-                ci = f.get("ci95") or [f["estimate"], f["estimate"]]
+                ci = f.get(CI) or [f["estimate"], f["estimate"]]
                 flo.append(ci[0])
                 fhi.append(ci[1])
                 src = src or f.get("source")
@@ -138,7 +138,7 @@ def event_time_plot(summary: dict, title: str, simulated: bool, twfe: dict | Non
     pts = []
     for k, e in (twfe or {}).items():
         try:
-            pts.append((float(k), e["estimate"], *(e.get("ci95") or [e["estimate"]] * 2)))
+            pts.append((float(k), e["estimate"], *(e.get(CI) or [e["estimate"]] * 2)))
         except (TypeError, ValueError, KeyError):
             continue  # "pretrend_pvalue" and other non-event-time keys
     if pts:
@@ -167,11 +167,11 @@ def forest_plot(summary: dict, title: str, simulated: bool, names: list[str] | N
     y = np.arange(len(names))[::-1]
     for yi, n in zip(y, names):
         e = params[n]
-        ax.plot(e["hdi95"], [yi, yi], color="C0", lw=2.2)
+        ax.plot(e[HDI], [yi, yi], color="C0", lw=2.2)
         ax.plot(e["mean"], yi, "o", color="C0")
         f = (summary.get("comparison", {}).get(n) or {}).get("frequentist")
         if f and f.get("estimate") is not None:
-            ci = f.get("ci95") or [f["estimate"], f["estimate"]]
+            ci = f.get(CI) or [f["estimate"], f["estimate"]]
             ax.plot(ci, [yi - 0.25, yi - 0.25], color="0.45", lw=1.2)
             ax.plot(f["estimate"], yi - 0.25, "s", color="0.45", ms=4)
     ax.set_yticks(y, names, fontsize=8)
