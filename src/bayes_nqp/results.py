@@ -92,7 +92,9 @@ def param_entry(draws) -> dict:
 
 def write_atomic(path: str | Path, text: str | bytes) -> Path:
     """Write a file so that a reader never sees it half-written (temp file + rename)."""
-    path = Path(path)
+    from .paths import check_under
+
+    path = check_under(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = "wb" if isinstance(text, bytes) else "w"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -17,6 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import BayesNQPError, ModelError, SectionSkipped
+from ..paths import check_under, nc_name, nc_unname, output_root
 from ..results import (SIMULATED_NOTICE, jsonable, param_entry, read_json, save_figure, table_markdown,
                        write_atomic, write_json)
 from .base import MODELS, BayesModel
@@ -100,7 +101,10 @@ class Fit:
 
     def save(self, out: str | Path) -> Path:
         """Write posterior.nc, estimands.nc, summary.json (last, so its presence means complete)."""
-        out = Path(out)
+        with output_root(out):
+            return self._save(Path(out))
+
+    def _save(self, out: Path) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         _write_datatree(self.idata, out / "posterior.nc")
         ds = xr.Dataset({k: (("chain", "draw"), np.asarray(v)) for k, v in self.draws.items()})
@@ -119,6 +123,7 @@ class Fit:
 
 
 def _write_datatree(dt, path: Path) -> None:
+    path = check_under(path)
     tmp = path.with_name(f".{path.name}.tmp")
     # nutpie's divergence_message is an object array netCDF cannot store; it is not needed later
     for group in ("sample_stats", "warmup_sample_stats"):
@@ -129,6 +134,8 @@ def _write_datatree(dt, path: Path) -> None:
 
 
 def _write_dataset(ds, path: Path) -> None:
+    path = check_under(path)
+    ds = ds.rename({k: nc_name(k) for k in ds.data_vars if nc_name(k) != k})
     tmp = path.with_name(f".{path.name}.tmp")
     ds.to_netcdf(tmp, engine="netcdf4")
     tmp.replace(path)
@@ -145,7 +152,7 @@ def load_fit(path: str | Path) -> Fit:
     draws = {}
     if (path / "estimands.nc").exists():
         with xr.open_dataset(path / "estimands.nc", engine="netcdf4") as ds:
-            draws = {k: ds[k].to_numpy() for k in ds.data_vars}
+            draws = {nc_unname(k): ds[k].to_numpy() for k in ds.data_vars}
     known = {"model", "data", "priors", "spec", "sampler", "params", "diagnostics", "comparison", "seconds", "notice"}
     return Fit(model=s["model"], idata=idata, spec=s.get("spec", {}), priors=s.get("priors", {}),
                sampler=s.get("sampler", {}), data=s.get("data", {}), draws=draws,

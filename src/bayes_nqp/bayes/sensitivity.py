@@ -32,6 +32,7 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import SpecError
+from ..paths import output_root
 from ..results import SIMULATED_NOTICE, jsonable, save_figure, save_table, title_figure, write_json
 from .fit import Fit, compile_model, finish, get_model_class, sample
 from .priors import hyper_values
@@ -219,9 +220,10 @@ class SensitivityResult:
     def save(self, out: str | Path) -> Path:
         """Write table.csv, table.md, figure.png and summary.json (last: its presence = complete)."""
         out = Path(out)
-        save_table(self.table(), out / "table", simulated=self.simulated)
-        save_figure(self.figure(), out / "figure.png")
-        write_json(out / "summary.json", self.summary_json())
+        with output_root(out):
+            save_table(self.table(), out / "table", simulated=self.simulated)
+            save_figure(self.figure(), out / "figure.png")
+            write_json(out / "summary.json", self.summary_json())
         return out
 
 

@@ -18,6 +18,7 @@ import base64
 import json
 import logging
 import math
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ..errors import BayesNQPError
+from ..paths import output_root
 from ..results import GATES, SIMULATED_NOTICE, read_json, save_figure, write_atomic
 from . import figures as F
 from .claims import SUPPORT, WEAK, claims as make_claims
@@ -97,8 +99,30 @@ def fmt(v) -> str:
     return str(v)
 
 
+#: characters that Markdown (CommonMark/GFM) or the HTML inside it would interpret
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+
+def md_escape(s, start: bool = True) -> str:
+    """User text as literal Markdown: every character Markdown would interpret is
+    backslash-escaped, ``<``/``>``/``&`` become HTML entities (no raw HTML), newlines spaces.
+    ``start``: also escape a leading ``#``, ``-``, ``+``, ``=`` or ``1.`` (a heading or list);
+    not needed inside a table cell. The ``md`` filter of the templates."""
+    s = "" if s is None else str(s)
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    s = _MD_SPECIAL.sub(r"\\\1", s)
+    if start:
+        s = re.sub(r"^(\s*)([#+\-=]|\d+\.)", r"\1\\\2", s)
+    return s.replace("\r", " ").replace("\n", " ")
+
+
+def md_pre(s) -> str:
+    """Text inside a ``` fence: a run of three backticks could close the fence, so it is broken."""
+    return re.sub("`{3,}", lambda m: "`\u200b" * len(m.group(0)), "" if s is None else str(s))
+
+
 def _md_cell(s: str) -> str:
-    return s.replace("|", "\\|").replace("\n", " ")
+    return md_escape(s, start=False)
 
 
 def table(df: pd.DataFrame, caption: str = "", row_cls: list[str] | None = None,
@@ -702,17 +726,21 @@ def context(out: str | Path) -> dict:
 
 
 def _env() -> Environment:
-    return Environment(loader=FileSystemLoader(str(TEMPLATES)),
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
                        autoescape=select_autoescape(enabled_extensions=("html", "html.j2"),
                                                     default_for_string=False),
                        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["md"] = md_escape
+    env.filters["md_pre"] = md_pre
+    return env
 
 
 def build_report(out: str | Path) -> dict[str, Path]:
     """Write DIR/report.html and DIR/report.md from the saved results; returns their paths."""
     out = Path(out)
-    ctx = context(out)
-    env = _env()
-    html = env.get_template("report.html.j2").render(**ctx)
-    md = env.get_template("report.md.j2").render(**ctx)
-    return {"html": write_atomic(out / "report.html", html), "md": write_atomic(out / "report.md", md)}
+    with output_root(out):
+        ctx = context(out)
+        env = _env()
+        html = env.get_template("report.html.j2").render(**ctx)
+        md = env.get_template("report.md.j2").render(**ctx)
+        return {"html": write_atomic(out / "report.html", html), "md": write_atomic(out / "report.md", md)}

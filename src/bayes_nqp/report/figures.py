@@ -14,6 +14,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
+from ..paths import nc_unname
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ def _estimands(model_dir: Path, names: list[str]) -> xr.Dataset | None:
     if not p.exists():
         return None
     with xr.open_dataset(p, engine="netcdf4") as ds:
+        ds = ds.rename({k: nc_unname(k) for k in ds.data_vars if nc_unname(k) != k})
         keep = [n for n in names if n in ds.data_vars][:MAX_TRACE] or list(ds.data_vars)[:MAX_TRACE]
         if not keep:
             return None
