@@ -51,7 +51,10 @@ QUICK_REPLICATION = {"mediation": {"reps": 49}, "placebo": {"draws": 99}, "thres
 SEEDED_SECTIONS = ("mediation", "placebo", "threshold")
 #: packages whose versions the manifest records
 PACKAGES = ("bayes-nqp", "pymc", "pytensor", "nutpie", "arviz", "arviz-base", "arviz-stats",
-            "arviz-plots", "pyfixest", "diff-diff", "numpy", "pandas", "xarray", "matplotlib")
+            "arviz-plots", "pyfixest", "diff-diff", "numpy", "pandas", "xarray", "matplotlib",
+            "scipy", "numba", "statsmodels", "formulaic", "bambi", "dask", "distributed", "simuk")
+#: the pinned versions `make` installs (constraints.txt); its digest goes into the manifest
+CONSTRAINTS = Path(__file__).resolve().parents[2] / "constraints.txt"
 STATUSES = ("not started", "running", "done", "skipped", "failed", "interrupted")
 EXIT_GATES = 3
 
@@ -111,6 +114,9 @@ def versions() -> dict:
             out[p] = metadata.version(p)
         except metadata.PackageNotFoundError:
             out[p] = None
+    if CONSTRAINTS.exists():
+        import hashlib
+        out["constraints_sha256"] = hashlib.sha256(CONSTRAINTS.read_bytes()).hexdigest()
     return out
 
 
@@ -291,6 +297,8 @@ def run(panel, out: str | Path = "reports", *, quick: bool = False, seed: int | 
         raise ModelError(f"unknown model(s) {unknown}; choose from {', '.join(ORDER)}")
     sens = [m for m in sensitivity_models if m in models] if prior_sets else []
     sampler = {k: v for k, v in (sampler or {}).items() if v is not None}
+    from .bayes.spec import SamplerSettings  # refuse draws=0, seed=-1, ... before any stage
+    SamplerSettings().override(**sampler, **({} if seed is None else {"seed": seed}))
 
     r = _Run(out, progress)
     r.manifest = {
