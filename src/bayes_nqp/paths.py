@@ -10,9 +10,10 @@ go:
   ``results.py`` (and the netCDF writers) calls :func:`check_under`, which raises
   :class:`~bayes_nqp.errors.UnsafePathError` for a path outside the innermost registered folder.
 
-netCDF (HDF5) forbids ``/`` in variable and dimension names; :func:`nc_name` and
-:func:`nc_unname` encode it reversibly (``%`` → ``%25``, ``/`` → ``%2F``), so plain names are
-stored unchanged.
+netCDF (HDF5) forbids ``/`` and control characters in variable and dimension names, and
+trailing white space; :func:`nc_name` and :func:`nc_unname` encode them reversibly (``%`` →
+``%25``, ``/`` → ``%2F``, …), so plain names are stored unchanged. A netCDF name must also
+start with a letter, digit or ``_``: :func:`nc_dim` gives such a name for a dimension.
 """
 
 from __future__ import annotations
@@ -31,25 +32,25 @@ from .errors import UnsafePathError
 MAX_COMPONENT = 80
 
 _ROOTS: ContextVar[tuple[Path, ...]] = ContextVar("bayes_nqp_output_roots", default=())
-_UNSAFE = re.compile(r"[^\w.\-]+", flags=re.UNICODE)
+_UNSAFE = re.compile(r"[^\w\-]+", flags=re.UNICODE)
 
 
 def safe_filename(text: object) -> str:
     """``text`` as one safe file-name component.
 
-    Letters and digits of any script, ``_``, ``-`` and inner ``.`` are kept; every other run of
-    characters becomes ``_``; leading dots are dropped (no ``..``, no hidden files). When the
-    result differs from ``text`` an 8-character hash of ``text`` is appended, so that ``a/b``
-    and ``a_b`` do not collide.
+    Letters and digits of any script, ``_`` and ``-`` are kept; every other run of characters
+    (dots and separators included: no ``..``, no hidden file, no second suffix) becomes ``_``.
+    When the result differs from ``text`` an 8-character hash of ``text`` is appended, so that
+    ``a/b`` and ``a_b`` do not collide.
     """
     raw = str(text)
     name = unicodedata.normalize("NFC", raw)
-    name = _UNSAFE.sub("_", name).lstrip(".")
+    name = _UNSAFE.sub("_", name)
     if len(name) > MAX_COMPONENT:
         name = name[:MAX_COMPONENT]
     if name != raw or not name:
         digest = hashlib.sha1(raw.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-        name = f"{name.rstrip('.') or 'x'}-{digest}"
+        name = f"{name or 'x'}-{digest}"
     return name
 
 
@@ -99,9 +100,20 @@ def child(root: str | Path, *parts: object) -> Path:
 
 
 def nc_name(name: str) -> str:
-    """A netCDF-safe variable/dimension name for ``name`` (reversible; plain names unchanged)."""
-    return str(name).replace("%", "%25").replace("/", "%2F")
+    """``name`` without the characters netCDF refuses (reversible; plain names unchanged)."""
+    s = str(name)
+    stripped = s.rstrip()
+    body = re.sub(r"[%/\x00-\x1f\x7f]", lambda m: f"%{ord(m.group(0)):02X}", stripped)
+    tail = "".join(f"%{ord(c):02X}" if ord(c) < 256 else c for c in s[len(stripped):])
+    return body + tail
 
 
 def nc_unname(name: str) -> str:
-    return str(name).replace("%2F", "/").replace("%25", "%")
+    return re.sub(r"%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), str(name))
+
+
+def nc_dim(name: str) -> str:
+    """A valid netCDF dimension name for ``name``: :func:`nc_name`, prefixed with ``g_`` when it
+    would not start with a letter, digit or ``_``."""
+    s = nc_name(name)
+    return s if s and (s[0].isalnum() or s[0] == "_") else f"g_{s}"

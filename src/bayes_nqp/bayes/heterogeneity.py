@@ -58,7 +58,7 @@ import numpy as np
 import pymc as pm
 
 from ..errors import SpecError
-from ..paths import nc_name
+from ..paths import nc_dim, nc_name
 from ..results import param_entry, title_figure
 from .base import register
 from .did import Block, TwoWayModel
@@ -110,7 +110,7 @@ class HeterogeneityModel(TwoWayModel):
     # ---- names ------------------------------------------------------------------------------
     def dim(self, g: str) -> str:
         """The PyMC dim of group variable ``g``: its own name unless that is taken."""
-        g = nc_name(g)  # netCDF names cannot hold '/'
+        g = nc_dim(g)  # netCDF names cannot hold '/' or start with '.'
         return g if g not in ("city", "year", "obs", "control") else f"{g}_level"
 
     def coords(self) -> dict:

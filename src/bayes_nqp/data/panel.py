@@ -207,8 +207,10 @@ def panel_from_frame(raw: pd.DataFrame, cmap: ColumnMap | dict, *, source: str |
 
     Raises DataError (with ``.report``) when the report has errors and ``strict``.
     """
-    if isinstance(cmap, dict):
+    if not isinstance(cmap, ColumnMap):
         cmap = ColumnMap.from_dict(cmap)
+    if not isinstance(raw, pd.DataFrame):
+        raise DataError(f"a panel is a pandas DataFrame, got {type(raw).__name__}")
     report = validate_frame(raw, cmap)
     if not report.ok:
         if strict:
@@ -221,6 +223,8 @@ def panel_from_frame(raw: pd.DataFrame, cmap: ColumnMap | dict, *, source: str |
 def load_panel(path: str | Path | None = None, columns: str | Path | ColumnMap | dict | None = None,
                *, strict: bool = True) -> Panel:
     """Read and validate a panel. Defaults: the bundled demo panel and its map."""
+    if path is not None and not isinstance(path, (str, Path)):
+        raise DataError(f"a data file is a path, got {type(path).__name__}")
     path = Path(path) if path is not None else DEMO_PANEL
     if columns is None:
         columns = DEMO_MAP
