@@ -34,7 +34,7 @@ HOSTILE = {
     "q": "C(x) ~ y",
 }
 HOSTILE_GROUP = "../../../../x"
-HOSTILE_LEVELS = {"east": "../east", "central": "`c` *b* | [l](u)", "west": "<b>west</b>"}
+HOSTILE_LEVELS = {"east": "../east", "central": "`c` *b* | [l](u) #1", "west": "<b>west</b>"}
 
 # small replication options: the comparison is exact (deterministic given the seeds)
 OPTIONS = {"mediation": {"reps": 20}, "placebo": {"draws": 20}, "threshold": {"n_boot": 10}}

@@ -153,7 +153,8 @@ def save_table(df, stem: str | Path, simulated: bool = False) -> list[Path]:
     """Save a DataFrame as CSV and Markdown (``stem``.csv, ``stem``.md), atomically.
 
     A table made from simulated data says so: the Markdown opens with the notice and the CSV with
-    a ``# `` comment line (read it back with ``pd.read_csv(path, comment="#")``).
+    a ``# `` comment line (read it back with ``pd.read_csv(path, skiprows=1)`` when the first line
+    starts with ``# ``; ``comment="#"`` would also cut user text holding '#').
     """
     stem = Path(stem)
     csv = df.to_csv(index=False)

@@ -121,6 +121,14 @@ def md_pre(s) -> str:
     return re.sub("`{3,}", lambda m: "`\u200b" * len(m.group(0)), "" if s is None else str(s))
 
 
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A table written by ``results.save_table``: the simulated-data notice line is skipped. (Not
+    ``comment="#"``, which would also cut a user's column name or level holding '#'.)"""
+    with open(path, encoding="utf-8") as fh:
+        first = fh.readline()
+    return pd.read_csv(path, skiprows=1 if first.startswith("# ") else 0)
+
+
 def _md_cell(s: str) -> str:
     return md_escape(s, start=False)
 
@@ -277,10 +285,11 @@ def data_section(out: Path, data_info: dict, assets: _Assets) -> dict:
     for name in ("variables", "cohorts"):
         p = out / "data" / f"{name}.csv"
         if p.exists():
-            blocks.append(table(pd.read_csv(p, comment="#"), {"variables": "Variables by role",
+            blocks.append(table(_read_csv(p), {"variables": "Variables by role",
                                                  "cohorts": "Adoption cohorts (units first treated)"}[name]))
     for p in sorted((out / "data").glob("group_*.csv")) if (out / "data").exists() else []:
-        blocks.append(table(pd.read_csv(p, comment="#"), f"Units by {p.stem[len('group_'):]}"))
+        g = _read_csv(p)  # its first column is named after the group (the file: sanitised)
+        blocks.append(table(g, f"Units by {g.columns[0] if len(g.columns) else p.stem[len('group_'):]}"))
     if d.get("n_warnings"):
         blocks.append(text(f"{d['n_warnings']} validation warning(s): " + "; ".join(d.get("warnings", [])[:10]), "warn"))
     if len(blocks) <= 2 and not (out / "data").exists():
@@ -326,7 +335,7 @@ def replication_section(out: Path, rep: dict | None, manifest: dict | None, asse
     csvs = sorted(tdir.glob("*.csv")) if tdir.exists() else []
     order = {n: i for i, n in enumerate(REPLICATION_TABLE_ORDER)}
     for p in sorted(csvs, key=lambda x: (order.get(x.stem, 99), x.stem)):
-        df = pd.read_csv(p, comment="#")
+        df = _read_csv(p)
         if len(df) > MAX_ROWS:
             blocks.append(text(f"Table {p.stem}: {len(df)} rows, not printed; see "
                                f"{p.relative_to(out).as_posix()}.", "muted"))
