@@ -163,7 +163,7 @@ def test_names_from_the_map_never_place_a_file_outside_out(tmp_path, make_panel,
     # report.md shows user text literally: no raw HTML, no live link or emphasis
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "<b>west</b>" not in md and "&lt;b&gt;west&lt;/b&gt;" in md
-    assert "[l](u)" not in md and "\\[l\\](u)" in md
+    assert "[l](u)" not in md and "[l]\\(u)" in md
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "<b>west</b>" not in html and "&lt;b&gt;west&lt;/b&gt;" in html
 
@@ -192,7 +192,8 @@ def test_markdown_escaping_helper():
     from bayes_nqp.report.build import md_escape, md_pre
 
     assert md_escape("<script>x</script>") == "&lt;script&gt;x&lt;/script&gt;"
-    assert md_escape("[a](http://x) *b* `c` | d_e") == "\\[a\\](http://x) \\*b\\* \\`c\\` \\| d\\_e"
+    assert md_escape("[a](http://x) *b* `c` | d_e _f_") == "[a]\\(http://x) \\*b\\* \\`c\\` \\| d_e \\_f\\_"
+    assert md_escape("tau[region=east]") == "tau[region=east]" and md_escape("![i](x)") == "!\\[i]\\(x)"
     assert md_escape("# heading").startswith("\\#") and md_escape("line\nbreak") == "line break"
     assert "```" not in md_pre("a ``` b")
 

@@ -99,18 +99,22 @@ def fmt(v) -> str:
     return str(v)
 
 
-#: characters that Markdown (CommonMark/GFM) or the HTML inside it would interpret
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+#: characters that start Markdown formatting anywhere: code, emphasis, strike-through, a table
+#: cell's end, the escape itself; '_' only where it can open or close emphasis (not in did_controls)
+_MD_SPECIAL = re.compile(r"([\\`*~|]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z]))")
 
 
 def md_escape(s, start: bool = True) -> str:
-    """User text as literal Markdown: every character Markdown would interpret is
-    backslash-escaped, ``<``/``>``/``&`` become HTML entities (no raw HTML), newlines spaces.
-    ``start``: also escape a leading ``#``, ``-``, ``+``, ``=`` or ``1.`` (a heading or list);
-    not needed inside a table cell. The ``md`` filter of the templates."""
+    """User text as literal Markdown: ``<``/``>``/``&`` become HTML entities (no raw HTML, no
+    autolink), characters that open formatting are backslash-escaped, ``](`` and ``![`` are
+    broken (no link or image), newlines become spaces. Brackets alone stay readable
+    (``tau[region=east]``). ``start``: also escape a leading ``#``, ``-``, ``+``, ``=`` or
+    ``1.`` (a heading or list); not needed inside a table cell. The ``md`` filter of the
+    templates."""
     s = "" if s is None else str(s)
     s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     s = _MD_SPECIAL.sub(r"\\\1", s)
+    s = s.replace("](", "]\\(").replace("![", "!\\[").replace("[^", "[\\^")
     if start:
         s = re.sub(r"^(\s*)([#+\-=]|\d+\.)", r"\1\\\2", s)
     return s.replace("\r", " ").replace("\n", " ")
