@@ -4,13 +4,19 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv quick bench clean
+.PHONY: run test venv quick bench clean constraints
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
+
+# re-pin after a deliberate upgrade: every installed version except bayes-nqp itself
+constraints:
+	@{ sed -n '1,/^# (bayes-nqp itself/p' constraints.txt; \
+	   $(PY) -m pip freeze --exclude-editable | grep -v '^#' | grep -iv '^bayes-nqp'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 venv: $(STAMP)
 

@@ -29,3 +29,7 @@ class ModelError(BayesNQPError):
 
 class SectionSkipped(BayesNQPError):
     """A section cannot run on this data; the message is the reason written under ``skipped``."""
+
+
+class UnsafePathError(BayesNQPError):
+    """A file would be written outside the output folder (a name from user text chose the path)."""

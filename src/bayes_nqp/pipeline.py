@@ -38,6 +38,7 @@ import pandas as pd
 from . import registry
 from .errors import DataError, ModelError, SectionSkipped
 from .provenance import versions
+from .paths import output_root, safe_filename
 from .results import SIMULATED_NOTICE, read_json, save_table, write_json
 
 log = logging.getLogger(__name__)
@@ -241,7 +242,7 @@ def describe(panel) -> dict[str, pd.DataFrame]:
     for g, col in panel.groups.items():
         if col in df:
             n = df.groupby(col)["unit_idx"].nunique()
-            tables[f"group_{g}"] = pd.DataFrame({g: n.index.astype(str), "units": n.to_numpy()})
+            tables[f"group_{safe_filename(g)}"] = pd.DataFrame({g: n.index.astype(str), "units": n.to_numpy()})
     return tables
 
 
@@ -278,6 +279,8 @@ def run(panel, out: str | Path = "reports", *, quick: bool = False, seed: int | 
         sensitivity_models = registry.sensitivity_models()
     sens = [m for m in sensitivity_models if m in models] if prior_sets else []
     sampler = {k: v for k, v in (sampler or {}).items() if v is not None}
+    from .bayes.spec import SamplerSettings  # refuse draws=0, seed=-1, ... before any stage
+    SamplerSettings().override(**sampler, **({} if seed is None else {"seed": seed}))
 
     r = _Run(out, progress)
     r.manifest = {
@@ -300,8 +303,9 @@ def run(panel, out: str | Path = "reports", *, quick: bool = False, seed: int | 
     r.save()
 
     try:
-        _stages(r, panel, out, quick=quick, seed=seed, models=models, prior_sets=prior_sets,
-                sens=sens, sampler=sampler, replication=replication, report=report)
+        with output_root(out):
+            _stages(r, panel, out, quick=quick, seed=seed, models=models, prior_sets=prior_sets,
+                    sens=sens, sampler=sampler, replication=replication, report=report)
     except KeyboardInterrupt:
         if r.manifest.get("status") != "interrupted":  # between two stages
             started = [k for k, v in r.manifest["stages"].items() if v["status"] != "not started"]

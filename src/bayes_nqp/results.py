@@ -75,7 +75,9 @@ def param_entry(draws) -> dict:
 
 def write_atomic(path: str | Path, text: str | bytes) -> Path:
     """Write a file so that a reader never sees it half-written (temp file + rename)."""
-    path = Path(path)
+    from .paths import check_under
+
+    path = check_under(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = "wb" if isinstance(text, bytes) else "w"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -134,7 +136,8 @@ def save_table(df, stem: str | Path, simulated: bool = False) -> list[Path]:
     """Save a DataFrame as CSV and Markdown (``stem``.csv, ``stem``.md), atomically.
 
     A table made from simulated data says so: the Markdown opens with the notice and the CSV with
-    a ``# `` comment line (read it back with ``pd.read_csv(path, comment="#")``).
+    a ``# `` comment line (read it back with ``pd.read_csv(path, skiprows=1)`` when the first line
+    starts with ``# ``; ``comment="#"`` would also cut user text holding '#').
     """
     stem = Path(stem)
     csv = df.to_csv(index=False)

@@ -156,19 +156,16 @@ def test_sensitivity_intervals_widen_with_m_and_flag_zero_from_the_breakdown_on(
 
 # ---- fits ---------------------------------------------------------------------------------------
 
-def test_event_time_intervals_cover_the_true_dynamic_effects(clean_fit):
+def test_event_time_intervals_cover_the_true_dynamic_effects(clean_fit, mc):
     for e in range(0, 7):
-        lo, hi = clean_fit.params[f"beta[e={e}]"]["hdi95"]
-        assert lo <= effect(e) <= hi, (e, lo, hi)
+        mc.in_hdi(clean_fit.draws[f"beta[e={e}]"], effect(e), f"beta[e={e}]")
     for e in (-4, -3, -2):
-        lo, hi = clean_fit.params[f"beta[e={e}]"]["hdi95"]
-        assert lo <= 0.0 <= hi, (e, lo, hi)
+        mc.in_hdi(clean_fit.draws[f"beta[e={e}]"], 0.0, f"beta[e={e}]")
 
 
-def test_att_post_covers_the_treated_cell_average_effect(clean_fit, clean_panel):
+def test_att_post_covers_the_treated_cell_average_effect(clean_fit, clean_panel, mc):
     rel = clean_panel.df.loc[clean_panel.df["D"] == 1, "rel_time"]
-    lo, hi = clean_fit.params["att_post"]["hdi95"]
-    assert lo <= effect(rel).mean() <= hi
+    mc.in_hdi(clean_fit.draws["att_post"], effect(rel).mean(), "att_post")
 
 
 def test_pretrend_probability_is_high_under_parallel_trends(clean_fit):
@@ -190,12 +187,11 @@ def test_random_walk_prior_shrinks_the_pre_period_spread(noisy_fits):
     assert walk < 0.9 * independent
 
 
-def test_random_walk_fit_still_covers_the_dynamic_effects(noisy_fits):
+def test_random_walk_fit_still_covers_the_dynamic_effects(noisy_fits, mc):
     walk = noisy_fits[1]
     assert walk.extras["event_study"]["prior"] == "random_walk"
     for e in range(0, 7):
-        lo, hi = walk.params[f"beta[e={e}]"]["hdi95"]
-        assert lo <= effect(e) <= hi, (e, lo, hi)
+        mc.in_hdi(walk.draws[f"beta[e={e}]"], effect(e), f"beta[e={e}] (random walk)")
 
 
 def test_whitened_event_coefficients_sample_efficiently(clean_fit):

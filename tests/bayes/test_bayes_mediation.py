@@ -56,24 +56,19 @@ def med_fit(med_panel, replication):
                   keep_compiled=True)
 
 
-def _within_hdi(entry, truth):
-    lo, hi = entry["hdi95"]
-    return lo <= truth <= hi
-
-
-def test_recovers_a_b_and_indirect_effects_on_original_scales(med_fit):
+def test_recovers_a_b_and_indirect_effects_on_original_scales(med_fit, mc):
     for m in A:
-        assert _within_hdi(med_fit.params[f"a[{m}]"], A[m])
+        mc.in_hdi(med_fit.draws[f"a[{m}]"], A[m], f"a[{m}]")
         assert med_fit.params[f"a[{m}]"]["mean"] == pytest.approx(A[m], abs=0.1)
-        assert _within_hdi(med_fit.params[f"b[{m}]"], B[m])
+        mc.in_hdi(med_fit.draws[f"b[{m}]"], B[m], f"b[{m}]")
         assert med_fit.params[f"b[{m}]"]["mean"] == pytest.approx(B[m], rel=0.1)
-        assert _within_hdi(med_fit.params[f"indirect[{m}]"], INDIRECT[m])
+        mc.in_hdi(med_fit.draws[f"indirect[{m}]"], INDIRECT[m], f"indirect[{m}]")
         assert med_fit.params[f"indirect[{m}]"]["p_positive"] > 0.99
 
 
-def test_recovers_direct_and_total_effects(med_fit):
-    assert _within_hdi(med_fit.params["direct"], DIRECT)
-    assert _within_hdi(med_fit.params["total"], DIRECT + sum(INDIRECT.values()))
+def test_recovers_direct_and_total_effects(med_fit, mc):
+    mc.in_hdi(med_fit.draws["direct"], DIRECT, "direct")
+    mc.in_hdi(med_fit.draws["total"], DIRECT + sum(INDIRECT.values()), "total")
 
 
 def test_total_is_direct_plus_indirect_and_proportions_use_it(med_fit):
@@ -168,19 +163,19 @@ def test_rho_grid_rejects_values_outside_minus_one_one():
 
 
 @pytest.mark.slow
-def test_demo_panel_recovers_the_simulated_mediation(demo, demo_truth):
+def test_demo_panel_recovers_the_simulated_mediation(demo, demo_truth, mc):
     f = bn.fit("mediation", demo, replication=False)
     truth = demo_truth["mediation"]
     assert f.passed
     for m in ("human_capital", "sci_tech"):
         for q in ("a", "b", "indirect"):
-            assert _within_hdi(f.params[f"{q}[{m}]"], truth[m][q])
-    assert _within_hdi(f.params["direct"], truth["direct"])
-    assert _within_hdi(f.params["total"], truth["total"])
+            mc.in_hdi(f.draws[f"{q}[{m}]"], truth[m][q], f"{q}[{m}]")
+    mc.in_hdi(f.draws["direct"], truth["direct"], "direct")
+    mc.in_hdi(f.draws["total"], truth["total"], "total")
 
 
 @pytest.mark.slow
-def test_pooled_unit_effects_recover_a_and_b(med_panel):
+def test_pooled_unit_effects_recover_a_and_b(med_panel, mc):
     from dataclasses import replace
 
     from bayes_nqp.bayes.spec import load_spec
@@ -189,4 +184,4 @@ def test_pooled_unit_effects_recover_a_and_b(med_panel):
     spec = replace(spec, options={**spec.options, "unit_effects": "pooled"})
     f = bn.fit("mediation", med_panel, spec=spec, quick=True, replication=False, psense=False)
     for m in A:
-        assert _within_hdi(f.params[f"a[{m}]"], A[m])
+        mc.in_hdi(f.draws[f"a[{m}]"], A[m], f"a[{m}]")

@@ -75,13 +75,12 @@ def hansen_fit(hansen_panel, hansen_rep):
 
 # ---- recovery and model choice on a simulated panel ----------------------------------------------
 
-def test_recovers_two_thresholds_and_three_slopes(two_fit):
+def test_recovers_two_thresholds_and_three_slopes(two_fit, mc):
     p = two_fit.params
     for k, g in enumerate(GAMMAS, start=1):
         assert p[f"gamma[{k}]"]["mean"] == pytest.approx(g, abs=0.06)
     for j, s in enumerate(SLOPES, start=1):
-        lo, hi = p[f"slope[{j}]"]["hdi95"]
-        assert lo <= s <= hi
+        mc.in_hdi(two_fit.draws[f"slope[{j}]"], s, f"slope[{j}]")
     assert p["slope_diff[2-1]"]["p_positive"] > 0.99 and p["slope_diff[3-2]"]["p_positive"] > 0.99
 
 
@@ -124,10 +123,10 @@ def test_hansen_gamma_interval_overlaps_the_lr_interval(hansen_fit, hansen_rep):
     assert lo <= lr_hi and lr_lo <= hi
 
 
-def test_hansen_regime_slopes_agree_with_the_replication(hansen_fit, hansen_rep):
+def test_hansen_regime_slopes_agree_with_the_replication(hansen_fit, hansen_rep, mc):
     for j, coef in enumerate(hansen_rep["threshold"]["regime_coefs"], start=1):
         p = hansen_fit.params[f"slope[{j}]"]
-        assert abs(p["mean"] - coef) <= 2 * p["sd"]
+        mc.close(hansen_fit.draws[f"slope[{j}]"], coef, 2 * p["sd"], f"slope[{j}] vs Hansen")
     assert {"gamma[1]", "slope[1]", "slope[2]"} <= set(hansen_fit.comparison_)
 
 
@@ -209,11 +208,10 @@ def test_logistic_transition_recovers_a_single_threshold():
 
 
 @pytest.mark.slow
-def test_demo_panel_recovers_the_simulated_threshold(demo, demo_truth):
+def test_demo_panel_recovers_the_simulated_threshold(demo, demo_truth, mc):
     f = bn.fit("threshold", demo, spec=spec_with(compare=False))
     truth = demo_truth["threshold"]
     assert f.passed
     assert f.extras["gamma_mode"][0] == pytest.approx(truth["gamma"], abs=0.05)
     for j, key in ((1, "slope_below"), (2, "slope_above")):
-        lo, hi = f.params[f"slope[{j}]"]["hdi95"]
-        assert lo <= truth[key] <= hi
+        mc.in_hdi(f.draws[f"slope[{j}]"], truth[key], f"slope[{j}]")

@@ -45,6 +45,7 @@ def run(make_panel, tmp_path_factory):
                           psense=True, **SAMPLER)
     finally:
         mp.undo()
+    res.test_panel = panel  # for the normal-normal check of the skeptical set
     return res, calls
 
 
@@ -66,12 +67,42 @@ def test_each_set_is_fitted_under_its_own_priors(run):
     assert {k: f.priors.name for k, f in res.fits.items()} == {k: k for k in res.fits}
 
 
-def test_skeptical_set_shrinks_tau_towards_zero_with_a_tighter_interval(run):
+def _mcse(draws, method):
+    import arviz_stats as azs
+    import xarray as xr
+
+    return float(azs.mcse(xr.Dataset({"x": (("chain", "draw"), draws)}), method=method)["x"])
+
+
+def test_skeptical_set_shrinks_tau_towards_zero_by_the_normal_update_without_widening_it(run):
+    """Margins against Monte-Carlo noise at 2 chains × 300 draws. (This test used to compare HDI
+    widths directly: the skeptical prior narrows tau's interval here by −0.3 to 3 MCSEs of the
+    difference (sampler seeds 1–10 measured), so some seeds failed it.)
+
+    On the standardised scale tau's likelihood is close to normal, so the skeptical N(0, 0.1²)
+    prior acts like a normal-normal update of the default N(0, 1): posterior precision
+    P_s = P_d + 1/0.1² − 1 and the mean shrunk by P_d / P_s. Asserted:
+    (1) the mean moves towards zero by more than 6 MCSEs of the difference (measured: 15–20);
+    (2) the shrinkage factor equals the normal update's, P_d / P_s with P_s from the skeptical
+        fit's own sd, within 0.05 (measured error over seeds 1–10: at most 0.016, the MC error
+        of an sd entering as 2·(1 − P_d/P_s) ≈ 0.24 times its relative error);
+    (3) the interval is not wider: sd_s < sd_d + 4 MCSEs of the difference (the narrowing
+        itself is not asserted at this sample size, see above)."""
     res, _ = run
-    t = res.table().set_index("prior_set")
-    assert t.loc["default", "mean"] > 0.15  # the simulated effect is 0.3
-    assert 0 < t.loc["skeptical", "mean"] < t.loc["default", "mean"]
-    assert t.loc["skeptical", "hdi95_width"] < t.loc["default", "hdi95_width"]
+    from bayes_nqp.bayes.fit import make_model
+
+    d = res.fits["default"].draws["tau"]
+    k = res.fits["skeptical"].draws["tau"]
+    mean_d, mean_k = float(d.mean()), float(k.mean())
+    sd_d, sd_k = float(d.std(ddof=1)), float(k.std(ddof=1))
+    assert mean_d > 0.15  # the simulated effect is 0.3; MCSE of the mean ≈ 0.002
+    se_mean = (_mcse(d, "mean") ** 2 + _mcse(k, "mean") ** 2) ** 0.5
+    assert 0 < mean_k < mean_d - 6 * se_mean
+    y_sd = make_model("did", res.test_panel).y_sd  # tau_z = tau / y_sd
+    P_s = (y_sd / sd_k) ** 2
+    assert mean_k / mean_d == pytest.approx((P_s - 1 / 0.1 ** 2 + 1) / P_s, abs=0.05)
+    se_sd = (_mcse(d, "sd") ** 2 + _mcse(k, "sd") ** 2) ** 0.5
+    assert sd_k < sd_d + 4 * se_sd
 
 
 def test_weak_set_stays_close_to_the_default(run):

@@ -75,6 +75,7 @@ def test_treated_indicator_must_be_binary():
     df = frame()
     df["d"] = 0
     df.loc[2, "d"] = 2
+    df.loc[(df["id"] == "u1") & (df["t"] >= 3), "d"] = 1  # one treated unit, so that only the 2 is wrong
     cmap = {**{k: v for k, v in MAP.items() if k != "cohort"}, "treated": "d"}
     [p] = checks(df, cmap).errors
     assert p.check == "treated_not_binary" and p.row == 2

@@ -20,6 +20,7 @@ from ..errors import BayesNQPError, ModelError, SectionSkipped
 from ..compare import compare
 from ..contract import ComparisonEntry, FitSummary, ParamEntry, comparison_table, tidy
 from ..results import SIMULATED_NOTICE, read_json, table_markdown, write_atomic, write_json
+from ..paths import check_under, nc_name, nc_unname, output_root
 from .base import MODELS, BayesModel
 from .diagnostics import diagnose, loo_summary, power_scaling, ppc_summary
 from .spec import ModelSpec, PriorSet, SamplerSettings, load_prior_set, load_spec
@@ -84,7 +85,10 @@ class Fit:
 
     def save(self, out: str | Path) -> Path:
         """Write posterior.nc, estimands.nc, summary.json (last, so its presence means complete)."""
-        out = Path(out)
+        with output_root(out):
+            return self._save(Path(out))
+
+    def _save(self, out: Path) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         _write_datatree(self.idata, out / "posterior.nc")
         ds = xr.Dataset({k: (("chain", "draw"), np.asarray(v)) for k, v in self.draws.items()})
@@ -100,6 +104,7 @@ class Fit:
 
 
 def _write_datatree(dt, path: Path) -> None:
+    path = check_under(path)
     tmp = path.with_name(f".{path.name}.tmp")
     # nutpie's divergence_message is an object array netCDF cannot store; it is not needed later
     for group in ("sample_stats", "warmup_sample_stats"):
@@ -110,6 +115,8 @@ def _write_datatree(dt, path: Path) -> None:
 
 
 def _write_dataset(ds, path: Path) -> None:
+    path = check_under(path)
+    ds = ds.rename({k: nc_name(k) for k in ds.data_vars if nc_name(k) != k})
     tmp = path.with_name(f".{path.name}.tmp")
     ds.to_netcdf(tmp, engine="netcdf4")
     tmp.replace(path)
@@ -126,7 +133,7 @@ def load_fit(path: str | Path) -> Fit:
     draws = {}
     if (path / "estimands.nc").exists():
         with xr.open_dataset(path / "estimands.nc", engine="netcdf4") as ds:
-            draws = {k: ds[k].to_numpy() for k in ds.data_vars}
+            draws = {nc_unname(k): ds[k].to_numpy() for k in ds.data_vars}
     return Fit(model=s.model, idata=idata, spec=s.spec, priors=s.priors, sampler=s.sampler,
                data=s.data, draws=draws, params={k: v.to_json() for k, v in s.params.items()},
                diag=s.diagnostics, comparison_={k: v.to_json() for k, v in s.comparison.items()},

@@ -59,6 +59,7 @@ import pymc as pm
 
 from ..errors import SpecError
 from ..results import param_entry
+from ..paths import nc_dim, nc_name
 from .base import register
 from .did import Block, TwoWayModel
 
@@ -109,6 +110,7 @@ class HeterogeneityModel(TwoWayModel):
     # ---- names ------------------------------------------------------------------------------
     def dim(self, g: str) -> str:
         """The PyMC dim of group variable ``g``: its own name unless that is taken."""
+        g = nc_dim(g)  # netCDF names cannot hold '/' or start with '.'
         return g if g not in ("city", "year", "obs", "control") else f"{g}_level"
 
     def coords(self) -> dict:
@@ -120,19 +122,19 @@ class HeterogeneityModel(TwoWayModel):
     def effect_params(self) -> dict:
         p = {"tau_z": self.prior("tau_z", "tau")}
         for g in self.group_vars:
-            sigma = self.prior(f"sigma_group_{g}", "sigma_group")
+            sigma = self.prior(f"sigma_group_{nc_name(g)}", "sigma_group")
             if self.pooling == "centered":
-                p[f"delta_{g}"] = pm.ZeroSumNormal(f"delta_{g}", sigma=sigma, dims=self.dim(g))
+                p[f"delta_{nc_name(g)}"] = pm.ZeroSumNormal(f"delta_{nc_name(g)}", sigma=sigma, dims=self.dim(g))
             else:
-                z = pm.ZeroSumNormal(f"delta_{g}_z", sigma=1.0, dims=self.dim(g))
-                p[f"delta_{g}"] = pm.Deterministic(f"delta_{g}", sigma * z, dims=self.dim(g))
+                z = pm.ZeroSumNormal(f"delta_{nc_name(g)}_z", sigma=1.0, dims=self.dim(g))
+                p[f"delta_{nc_name(g)}"] = pm.Deterministic(f"delta_{nc_name(g)}", sigma * z, dims=self.dim(g))
         return p
 
     def effect_design(self):
         blocks = [Block("tau_z", self.D[:, None], ["D"])]
         for g in self.group_vars:
             onehot = np.eye(len(self.levels[g]))[self.codes[g]]
-            blocks.append(Block(f"delta_{g}", self.D[:, None] * onehot,
+            blocks.append(Block(f"delta_{nc_name(g)}", self.D[:, None] * onehot,
                                 [f"D·{g}={lv}" for lv in self.levels[g]]))
         return blocks
 
@@ -146,7 +148,7 @@ class HeterogeneityModel(TwoWayModel):
     def estimands(self, idata):
         post = idata["posterior"]
         tau = post["tau_z"].to_numpy()
-        delta = {g: post[f"delta_{g}"].to_numpy() for g in self.group_vars}  # (chain, draw, L)
+        delta = {g: post[f"delta_{nc_name(g)}"].to_numpy() for g in self.group_vars}  # (chain, draw, L)
         out = {}
         everywhere = np.ones(len(self.df), dtype=bool)
         out["tau"] = (tau + sum(delta[h] @ self.shares(everywhere, h) for h in self.group_vars)) * self.y_sd

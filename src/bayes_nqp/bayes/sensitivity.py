@@ -33,6 +33,7 @@ import xarray as xr
 
 from ..contract import HDI, SENSITIVITY_COLUMNS, ParamEntry, sensitivity_row
 from ..errors import SpecError
+from ..paths import output_root
 from ..results import SIMULATED_NOTICE, jsonable, save_figure, save_table, title_figure, write_json
 from .diagnostics import PSENSE_MAX_SIZE, PSENSE_THRESHOLD, power_scaling  # noqa: F401 (re-exported)
 from .fit import Fit, compile_model, finish, get_model_class, sample
@@ -149,9 +150,10 @@ class SensitivityResult:
     def save(self, out: str | Path) -> Path:
         """Write table.csv, table.md, figure.png and summary.json (last: its presence = complete)."""
         out = Path(out)
-        save_table(self.table(), out / "table", simulated=self.simulated)
-        save_figure(self.figure(), out / "figure.png")
-        write_json(out / "summary.json", self.summary_json())
+        with output_root(out):
+            save_table(self.table(), out / "table", simulated=self.simulated)
+            save_figure(self.figure(), out / "figure.png")
+            write_json(out / "summary.json", self.summary_json())
         return out
 
 

@@ -30,6 +30,7 @@ A model reads the names it needs; a prior set missing one is an error naming it.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -89,6 +90,10 @@ class PriorSet:
         return tuple(sorted((k, v.dist) for k, v in self.priors.items()))
 
 
+#: nutpie's mass-matrix adaptations
+ADAPTATIONS = ("diag", "low_rank")
+
+
 @dataclass(frozen=True)
 class SamplerSettings:
     draws: int = 1000
@@ -100,6 +105,30 @@ class SamplerSettings:
     #: nutpie's mass-matrix adaptation: "diag", or "low_rank" for posteriors with strong linear
     #: correlations (diagonal plus the leading eigenvectors of the posterior covariance)
     adaptation: str = "diag"
+
+    def __post_init__(self):
+        """Refuse values the sampler would choke on (or crash with) before anything compiles."""
+        def whole(name, lo, hi=None):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise SpecError(f"sampler setting {name} must be a whole number, got {v!r}")
+            if v < lo or (hi is not None and v > hi):
+                rng = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+                raise SpecError(f"sampler setting {name} must be {rng}, got {v}")
+
+        whole("draws", 1)
+        whole("tune", 0)
+        whole("chains", 1, 256)
+        whole("seed", 0, 2**63 - 1)
+        if self.cores is not None:
+            whole("cores", 1)
+        ta = self.target_accept
+        if isinstance(ta, bool) or not isinstance(ta, (int, float)) or not 0 < ta < 1:
+            raise SpecError(f"sampler setting target_accept must be a number strictly between 0 "
+                            f"and 1, got {ta!r}")
+        if self.adaptation not in ADAPTATIONS:
+            raise SpecError(f"sampler setting adaptation must be one of {', '.join(ADAPTATIONS)}, "
+                            f"got {self.adaptation!r}")
 
     def override(self, **kw) -> "SamplerSettings":
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
@@ -127,8 +156,14 @@ class ModelSpec:
 def _load_toml(path: Path, what: str) -> dict:
     if not path.exists():
         raise SpecError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise SpecError(f"{what}: {path} is a folder, not a TOML file")
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML ({exc})") from exc
 
@@ -148,8 +183,13 @@ def _prior(name: str, raw, source: str) -> PriorSpec:
     for k, v in params.items():
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             raise SpecError(f"{source}: prior '{name}': parameter {k} must be a number, got {v!r}")
+        if not math.isfinite(v):
+            raise SpecError(f"{source}: prior '{name}': parameter {k} must be finite, got {v}")
         if k in ("sigma", "beta", "lam", "alpha", "nu") and v <= 0:
             raise SpecError(f"{source}: prior '{name}': parameter {k} must be positive, got {v}")
+    if dist == "Uniform" and not params["lower"] < params["upper"]:
+        raise SpecError(f"{source}: prior '{name}' (Uniform) needs lower < upper, got "
+                        f"{params['lower']} and {params['upper']}")
     return PriorSpec(dist, {k: float(v) for k, v in params.items()})
 
 
@@ -157,6 +197,9 @@ def load_prior_set(name_or_path: str | Path | PriorSet = "default") -> PriorSet:
     """A prior set by name (models/priors/<name>.toml) or by path to a TOML file."""
     if isinstance(name_or_path, PriorSet):
         return name_or_path
+    if not isinstance(name_or_path, (str, Path)):
+        raise SpecError(f"a prior set is a name, a path to a .toml file or a PriorSet, got "
+                        f"{type(name_or_path).__name__}")
     p = Path(name_or_path)
     if p.suffix != ".toml":
         p = PRIORS_DIR / f"{name_or_path}.toml"
@@ -166,6 +209,8 @@ def load_prior_set(name_or_path: str | Path | PriorSet = "default") -> PriorSet:
                             "(or give a path to a .toml file)")
     raw = _load_toml(p, "prior set")
     raw.pop("description", None)
+    if not raw:
+        raise SpecError(f"{p}: the prior set is empty")
     return PriorSet(p.stem, {k: _prior(k, v, str(p)) for k, v in raw.items()}, str(p))
 
 
@@ -184,8 +229,11 @@ def load_spec(model: str, path: str | Path | None = None) -> ModelSpec:
         bad = set(raw.get(tbl, {})) - sampler_keys
         if bad:
             raise SpecError(f"{p}: [{tbl}] has unknown setting(s) {sorted(bad)}; known: {sorted(sampler_keys)}")
-    sampler = SamplerSettings(**raw.get("sampler", {}))
-    quick = sampler.override(**raw.get("quick", {}))
+    try:
+        sampler = SamplerSettings(**raw.get("sampler", {}))
+        quick = sampler.override(**raw.get("quick", {}))
+    except SpecError as exc:
+        raise SpecError(f"{p}: {exc}") from None
     options = dict(raw.get("model", {}))
     description = options.pop("description", "")
     for key in registry.REGISTRY_KEYS:  # declarations for the registry, not options

@@ -22,9 +22,13 @@ _READERS = {
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a data file by its extension."""
+    if not isinstance(path, (str, Path)):
+        raise DataError(f"a data file is a path, got {type(path).__name__}")
     path = Path(path)
     if not path.exists():
         raise DataError(f"data file not found: {path}")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; --data needs a file")
     reader = _READERS.get(path.suffix.lower())
     if reader is None:
         raise DataError(

@@ -27,7 +27,7 @@ import pandas as pd
 from ..errors import ColumnMapError, DataError, SectionSkipped
 from .columnmap import ColumnMap, read_column_map
 from .io import read_table, sha256
-from .validate import ValidationReport, validate_frame
+from .validate import ValidationReport, time_as_numeric, validate_frame
 
 RESERVED = ("unit", "time", "unit_idx", "time_idx", "y", "D", "cohort", "rel_time")
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -181,14 +181,14 @@ def _canonical(raw: pd.DataFrame, cmap: ColumnMap) -> pd.DataFrame:
             "rename them in the data"
         )
     df = pd.DataFrame({renames.get(c, c): raw[c] for c in keep if c not in (cmap.cohort, cmap.treated)})
-    df["time"] = pd.to_numeric(df["time"]).astype(float)
+    df["time"] = time_as_numeric(df["time"])[0]
     if (df["time"] % 1 == 0).all():
         df["time"] = df["time"].astype(int)
     for c in df.columns:
         if c not in ("unit", "time") and c not in cmap.groups.values():
             df[c] = pd.to_numeric(df[c]).astype(float)
     if cmap.cohort:
-        coh = pd.to_numeric(raw[cmap.cohort], errors="coerce").astype(float)
+        coh = time_as_numeric(raw[cmap.cohort])[0]
         df["cohort"] = coh.where(coh != 0)
         df["D"] = ((df["time"] >= df["cohort"]) & df["cohort"].notna()).astype(float)
     elif cmap.treated:
@@ -207,8 +207,10 @@ def panel_from_frame(raw: pd.DataFrame, cmap: ColumnMap | dict, *, source: str |
 
     Raises DataError (with ``.report``) when the report has errors and ``strict``.
     """
-    if isinstance(cmap, dict):
+    if not isinstance(cmap, ColumnMap):
         cmap = ColumnMap.from_dict(cmap)
+    if not isinstance(raw, pd.DataFrame):
+        raise DataError(f"a panel is a pandas DataFrame, got {type(raw).__name__}")
     report = validate_frame(raw, cmap)
     if not report.ok:
         if strict:
@@ -221,6 +223,8 @@ def panel_from_frame(raw: pd.DataFrame, cmap: ColumnMap | dict, *, source: str |
 def load_panel(path: str | Path | None = None, columns: str | Path | ColumnMap | dict | None = None,
                *, strict: bool = True) -> Panel:
     """Read and validate a panel. Defaults: the bundled demo panel and its map."""
+    if path is not None and not isinstance(path, (str, Path)):
+        raise DataError(f"a data file is a path, got {type(path).__name__}")
     path = Path(path) if path is not None else DEMO_PANEL
     if columns is None:
         columns = DEMO_MAP

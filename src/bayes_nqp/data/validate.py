@@ -12,6 +12,32 @@ from .columnmap import ColumnMap
 #: fewest distinct values a threshold variable needs for a trimmed grid search
 MIN_THRESHOLD_VALUES = 10
 
+#: largest magnitude accepted in a numeric role: squares and sums of squares (demeaning,
+#: standardising, least squares) must stay finite in double precision (max ≈ 1.8e308)
+MAX_ABS_VALUE = 1e100
+
+
+def time_as_numeric(s: pd.Series) -> tuple[pd.Series, str | None]:
+    """A time (or cohort) column as numbers, and a note when dates were converted to years.
+
+    Dates (a datetime column, as Parquet, Stata or Excel give them, or date/Timestamp objects)
+    become their calendar year; anything else goes through ``pd.to_numeric`` (non-numbers →
+    NaN), so a date is never read as nanoseconds since 1970.
+    """
+    if isinstance(s.dtype, pd.PeriodDtype):
+        return s.dt.year.astype(float), "periods converted to their calendar year"
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return s.dt.year.astype(float), "dates converted to their calendar year"
+    if s.dtype == object:
+        nonnull = s.dropna()
+        import datetime as _dt
+        if len(nonnull) and all(isinstance(v, (_dt.date, pd.Timestamp)) for v in nonnull):
+            years = s.map(lambda v: np.nan if pd.isna(v) else float(v.year))
+            return years.astype(float), "dates converted to their calendar year"
+    if pd.api.types.is_timedelta64_dtype(s):
+        return pd.Series(np.nan, index=s.index), None
+    return pd.to_numeric(s, errors="coerce").astype(float), None
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -98,11 +124,20 @@ def validate_frame(df: pd.DataFrame, cmap: ColumnMap) -> ValidationReport:
     if cmap.unit not in df.columns or cmap.time not in df.columns:
         return rep
 
+    _check_roles(rep, cmap)
     unit = df[cmap.unit]
     rep.n_units = int(unit.nunique())
+    for i in np.flatnonzero(unit.isna().to_numpy()):
+        _add(rep, "error", "missing_unit",
+             f"column '{cmap.unit}' (unit), row {i}: the unit id is missing; every row needs one",
+             column=cmap.unit, row=int(i))
 
     # time must be numeric (years or integer periods)
-    time = pd.to_numeric(df[cmap.time], errors="coerce")
+    time, note = time_as_numeric(df[cmap.time])
+    if note:
+        _add(rep, "warning", "time_converted",
+             f"column '{cmap.time}' (time): {note} (a panel's periods must be numeric)",
+             column=cmap.time)
     bad_time = time.isna() | ~np.isfinite(time.astype(float))
     for i in np.flatnonzero(bad_time.to_numpy()):
         _add(rep, "error", "non_numeric", f"column '{cmap.time}' (time), unit {_py(unit.iloc[i])!r}, "
@@ -114,16 +149,22 @@ def validate_frame(df: pd.DataFrame, cmap: ColumnMap) -> ValidationReport:
              f"column '{cmap.time}' (time) has {rep.n_periods} distinct period(s); a panel needs at least 2",
              column=cmap.time)
 
-    dup = df.duplicated([cmap.unit, cmap.time], keep="first")
+    dup = pd.DataFrame({"u": unit.to_numpy(), "t": time.to_numpy()}).duplicated(keep="first")
     for i in np.flatnonzero(dup.to_numpy()):
+        shown = _py(time.iloc[i]) if note else _py(df[cmap.time].iloc[i])
         _add(rep, "error", "duplicate_row",
-             f"unit {_py(unit.iloc[i])!r}, time {_py(df[cmap.time].iloc[i])!r} appears more than once (row {i})",
-             column=cmap.time, unit=unit.iloc[i], row=int(i), value=df[cmap.time].iloc[i])
+             f"unit {_py(unit.iloc[i])!r}, time {shown!r} appears more than once (row {i})"
+             + (f" after {note}; aggregate to one row per unit and year" if note else ""),
+             column=cmap.time, unit=unit.iloc[i], row=int(i), value=shown)
 
     numeric_roles = {r: c for r, c in roles.items()
                      if c is not None and c in df.columns and r not in ("unit", "time", "cohort")
                      and not r.startswith("groups.")}
     for role, col in numeric_roles.items():
+        if pd.api.types.is_datetime64_any_dtype(df[col]) or pd.api.types.is_timedelta64_dtype(df[col]):
+            _add(rep, "error", "non_numeric",
+                 f"column '{col}' ({role}) holds dates or durations, not numbers", column=col)
+            continue
         vals = pd.to_numeric(df[col], errors="coerce").astype(float)
         bad = ~np.isfinite(vals.to_numpy())
         for i in np.flatnonzero(bad):
@@ -132,6 +173,18 @@ def validate_frame(df: pd.DataFrame, cmap: ColumnMap) -> ValidationReport:
             _add(rep, "error", "non_numeric",
                  f"column '{col}' ({role}), unit {_py(unit.iloc[i])!r}, row {i}: value {_py(raw)!r} {what}",
                  column=col, unit=unit.iloc[i], row=int(i), value=None if pd.isna(raw) else raw)
+        huge = np.isfinite(vals.to_numpy()) & (np.abs(vals.to_numpy()) > MAX_ABS_VALUE)
+        for i in np.flatnonzero(huge)[:20]:
+            _add(rep, "error", "value_too_large",
+                 f"column '{col}' ({role}), unit {_py(unit.iloc[i])!r}, row {i}: value {vals.iloc[i]:g} "
+                 f"exceeds {MAX_ABS_VALUE:g} in magnitude; its squares overflow double precision "
+                 "(rescale the column, e.g. to thousands or logs)",
+                 column=col, unit=unit.iloc[i], row=int(i), value=float(vals.iloc[i]))
+        finite = vals[np.isfinite(vals.to_numpy())]
+        if role == "outcome" and len(finite) and finite.nunique() == 1:
+            _add(rep, "error", "constant_outcome",
+                 f"column '{col}' (outcome) takes the single value {finite.iloc[0]:g} in every row; "
+                 "there is no variation to explain", column=col, value=float(finite.iloc[0]))
 
     if cmap.cohort and cmap.cohort in df.columns:
         _check_cohort(rep, df, cmap, unit, time)
@@ -139,6 +192,15 @@ def validate_frame(df: pd.DataFrame, cmap: ColumnMap) -> ValidationReport:
         _check_treated(rep, df, cmap, unit, time)
     for gname, col in cmap.groups.items():
         if col in df.columns:
+            for i in np.flatnonzero(df[col].isna().to_numpy())[:20]:
+                _add(rep, "error", "missing_group",
+                     f"group '{gname}' (column '{col}'), unit {_py(unit.iloc[i])!r}, row {i}: the level "
+                     "is missing", column=col, unit=unit.iloc[i], row=int(i))
+            n_levels = df[col].nunique()
+            if n_levels < 2:
+                _add(rep, "error", "single_level_group",
+                     f"group '{gname}' (column '{col}') has {n_levels} level(s); heterogeneity needs "
+                     "at least 2 (drop the group from the map)", column=col, value=int(n_levels))
             counts = df.groupby(col, dropna=False)[cmap.unit].nunique()
             for level, n in counts.items():
                 if n < 2:
@@ -168,7 +230,9 @@ def validate_frame(df: pd.DataFrame, cmap: ColumnMap) -> ValidationReport:
 def _check_cohort(rep, df, cmap, unit, time):
     col = cmap.cohort
     raw = df[col]
-    coh = pd.to_numeric(raw, errors="coerce")
+    coh, note = time_as_numeric(raw)
+    if note:
+        _add(rep, "warning", "time_converted", f"column '{col}' (cohort): {note}", column=col)
     notnum = raw.notna() & coh.isna() & (raw.astype(str).str.strip() != "")
     for i in np.flatnonzero(notnum.to_numpy()):
         _add(rep, "error", "non_numeric",
@@ -188,6 +252,10 @@ def _check_cohort(rep, df, cmap, unit, time):
              f"column '{col}' (cohort), unit {_py(u)!r}: first treated period {v:g} is outside the "
              f"observed range {tmin:g}–{tmax:g}", column=col, unit=u, value=float(v))
     ever = coh.groupby(unit).apply(lambda s: s.notna().any())
+    if len(ever) and not ever.any():
+        _add(rep, "error", "no_treated_units",
+             f"column '{col}' (cohort): no unit is ever treated (every value is empty, 0 or "
+             "missing); there is no effect to estimate", column=col)
     if len(ever) and ever.all():
         _add(rep, "error", "no_comparison_units",
              f"column '{col}' (cohort): every unit is treated at some point; the design needs "
@@ -211,7 +279,48 @@ def _check_treated(rep, df, cmap, unit, time):
              f"column '{col}' (treated), unit {_py(r['u'])!r}: treatment switches off at time {r['t']:g}; "
              "the indicator must be absorbing (once 1, always 1)", column=col, unit=r["u"], value=r["t"])
     ever = s.groupby("u")["d"].max()
+    if len(ever) and not (ever == 1).any():
+        _add(rep, "error", "no_treated_units",
+             f"column '{col}' (treated): no unit is ever treated (the indicator is 0 everywhere); "
+             "there is no effect to estimate", column=col)
     if len(ever) and (ever == 1).all():
         _add(rep, "error", "no_comparison_units",
              f"column '{col}' (treated): every unit is treated at some point; the design needs "
              "never-treated comparison units", column=col)
+
+
+def _check_roles(rep, cmap):
+    """A column may play one role only: the outcome is not also a control, mediator, treatment,
+    threshold or regime; a mediator is not a control or the treatment; no role repeats a column."""
+    single = {"unit": cmap.unit, "time": cmap.time, "outcome": cmap.outcome, "cohort": cmap.cohort,
+              "treated": cmap.treated}
+    lists = {"controls": list(cmap.controls), "mediators": list(cmap.mediators)}
+
+    def clash(col, a, b):
+        _add(rep, "error", "role_conflict",
+             f"column '{col}' is given two roles, {a} and {b}; a column can play one role only",
+             column=col)
+
+    seen: dict[str, str] = {}
+    for role, col in single.items():
+        if col is None:
+            continue
+        if col in seen:
+            clash(col, seen[col], role)
+        seen.setdefault(col, role)
+    for role, cols in lists.items():
+        for col in dict.fromkeys(cols):
+            if col in seen:
+                clash(col, seen[col], role[:-1])
+            seen.setdefault(col, role[:-1])
+        dups = sorted({c for c in cols if cols.count(c) > 1})
+        for col in dups:
+            _add(rep, "error", "role_conflict", f"column '{col}' is listed twice in {role}", column=col)
+    # the threshold and regime variables may be controls (Hansen's q may enter X), but not the
+    # outcome, the treatment's source column or a mediator
+    for role in ("threshold", "regime"):
+        col = getattr(cmap, role)
+        if col is None:
+            continue
+        if col in (cmap.outcome, cmap.unit, cmap.time, cmap.cohort) or col in cmap.mediators:
+            clash(col, seen.get(col, "outcome"), role)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from ..errors import BayesNQPError, SectionSkipped
+from ..paths import output_root, safe_filename
 from ..results import SIMULATED_NOTICE, save_figure, save_table, write_json
 from .base import SECTIONS, SectionResult, section
 
@@ -79,14 +80,18 @@ def replicate(which, panel, **options) -> dict:
 
 def replicate_to_dir(which, panel, out: str | Path, progress=None, **options) -> dict:
     """Run sections and write DIR/replication/summary.json, tables/ and figures/."""
-    out = Path(out) / "replication"
+    with output_root(out):
+        return _replicate_to_dir(which, panel, Path(out) / "replication", progress, **options)
+
+
+def _replicate_to_dir(which, panel, out: Path, progress=None, **options) -> dict:
     results = run_sections(panel, which, progress=progress, **options)
     for name, res in results.items():
         if isinstance(res, SectionResult):
             for tname, df in res.tables.items():
-                save_table(df, out / "tables" / tname, simulated=panel.simulated)
+                save_table(df, out / "tables" / safe_filename(tname), simulated=panel.simulated)
             for fname, fig in res.figures.items():
-                save_figure(fig, out / "figures" / f"{fname}.png")
+                save_figure(fig, out / "figures" / f"{safe_filename(fname)}.png")
     summary = collect_summary(panel, results)
     # merge with an earlier summary so that `replicate did` after `replicate all` loses nothing
     path = out / "summary.json"

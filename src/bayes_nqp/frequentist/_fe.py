@@ -1,4 +1,4 @@
-"""Shared fixed-effects helpers for the replication sections: formulas, fits, entries.
+"""Shared fixed-effects helpers for the replication sections: fits, entries, demeaning.
 
 Every regression here is ``lhs ~ rhs + controls | unit [+ time]`` estimated by pyfixest with
 standard errors clustered by unit (CRV1), so that all sections use one variance convention:
@@ -24,25 +24,75 @@ def fe_part(panel) -> str:
     return "unit + time" if panel.time_effects else "unit"
 
 
-def formula(panel, lhs: str = "y", rhs: Sequence[str] = ("D",), controls: bool = True) -> str:
-    """Build ``lhs ~ rhs + controls | unit + time`` for pyfixest."""
-    terms = list(rhs) + (panel.controls if controls else [])
-    return f"{lhs} ~ {' + '.join(terms)} | {fe_part(panel)}"
+def terms(panel, rhs: Sequence[str] = ("D",), controls: bool = True) -> list[str]:
+    """The regressors ``rhs + controls`` (column names of ``panel.df``)."""
+    return list(rhs) + (panel.controls if controls else [])
 
 
-def feols(fml: str, data: pd.DataFrame, **kwargs):
-    """pyfixest ``feols`` with unit-clustered SEs; pyfixest's own chatter is silenced."""
+class FEFit:
+    """A pyfixest fit seen through the user's column names.
+
+    pyfixest parses its formula with formulaic, which evaluates terms as Python: a column named
+    ``exec("...")`` would run. So no column name ever reaches a formula string: :func:`feols`
+    copies the regressors into a frame with generated names ``v0, v1, …`` and this wrapper
+    maps the coefficient names back.
+    """
+
+    def __init__(self, fit, back: dict[str, str]):
+        self.fit = fit
+        self._back = back
+        self.coefnames = [back.get(n, n) for n in fit._coefnames]
+        self.n_obs = int(fit._N)
+        self.n_clusters = int(np.asarray(fit._G).ravel()[0])
+        self.beta = np.asarray(fit._beta_hat)
+        self.vcov = np.asarray(fit._vcov)
+
+    def _named(self, obj):
+        obj = obj.copy()
+        obj.index = self.coefnames
+        return obj
+
+    def coef(self) -> pd.Series:
+        return self._named(self.fit.coef())
+
+    def se(self) -> pd.Series:
+        return self._named(self.fit.se())
+
+    def pvalue(self) -> pd.Series:
+        return self._named(self.fit.pvalue())
+
+    def confint(self) -> pd.DataFrame:
+        return self._named(self.fit.confint())
+
+
+def feols(data: pd.DataFrame, lhs: str, rhs: Sequence[str], fe: str = "unit + time",
+          **kwargs) -> FEFit:
+    """pyfixest ``lhs ~ rhs | fe`` with unit-clustered SEs; pyfixest's own chatter is silenced.
+
+    ``lhs`` and ``rhs`` are column names of ``data`` (any text: a user's column names may hold
+    code, quotes, spaces or non-ASCII characters); the formula pyfixest sees holds only the
+    generated names ``v0, v1, …`` and the canonical ``unit``/``time`` (see :class:`FEFit`).
+    """
     import pyfixest as pf
 
+    if fe not in ("unit + time", "unit"):
+        raise ValueError(f"fixed effects must be 'unit + time' or 'unit', got {fe!r}")
+    cols = list(dict.fromkeys([lhs, *rhs]))
+    safe = {c: f"v{k}" for k, c in enumerate(cols)}
+    frame = pd.DataFrame({safe[c]: data[c].to_numpy() for c in cols})
+    for c in ("unit", "time"):
+        frame[c] = data[c].to_numpy()
+    fml = f"{safe[lhs]} ~ {' + '.join(safe[c] for c in rhs)} | {fe}"
     with warnings.catch_warnings():
         # singleton/collinearity notes are expected on split samples; the numbers carry the info
         warnings.simplefilter("ignore")
-        return pf.feols(fml, data=data, vcov=kwargs.pop("vcov", VCOV), **kwargs)
+        fit = pf.feols(fml, data=frame, vcov=kwargs.pop("vcov", VCOV), **kwargs)
+    return FEFit(fit, {v: c for c, v in safe.items()})
 
 
-def n_units_used(fit) -> int:
+def n_units_used(fit: FEFit) -> int:
     """Units (clusters) in the estimation sample."""
-    return int(np.asarray(fit._G).ravel()[0])
+    return fit.n_clusters
 
 
 def coef_entry(fit, name: str, **extra) -> dict:
@@ -61,10 +111,9 @@ def wald_pvalue(fit, names: Sequence[str], R: np.ndarray | None = None) -> float
     """
     from scipy import stats
 
-    coefnames = list(fit._coefnames)
-    idx = [coefnames.index(n) for n in names]
-    b = np.asarray(fit._beta_hat)[idx]
-    V = np.asarray(fit._vcov)[np.ix_(idx, idx)]
+    idx = [fit.coefnames.index(n) for n in names]
+    b = fit.beta[idx]
+    V = fit.vcov[np.ix_(idx, idx)]
     R = np.eye(len(idx)) if R is None else np.atleast_2d(R)
     Rb = R @ b
     W = float(Rb @ np.linalg.pinv(R @ V @ R.T) @ Rb)

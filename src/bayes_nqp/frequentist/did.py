@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ._fe import coef_entry, feols, formula, n_units_used
+from ._fe import coef_entry, fe_part, feols, n_units_used, terms
 from .base import SectionResult, section
 
 
 def twfe(panel, controls: bool = True):
     """The pyfixest fit of ``y ~ D (+ controls) | unit + time`` (unit effects only per the map)."""
-    return feols(formula(panel, "y", ("D",), controls=controls), panel.df)
+    return feols(panel.df, "y", terms(panel, ("D",), controls), fe_part(panel))
 
 
 def _entry(fit) -> dict:
-    return coef_entry(fit, "D", n_obs=int(fit._N), n_units=n_units_used(fit))
+    return coef_entry(fit, "D", n_obs=fit.n_obs, n_units=n_units_used(fit))
 
 
 @section("did")

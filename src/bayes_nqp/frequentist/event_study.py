@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ..results import estimate, jsonable
-from ._fe import coef_entry, fe_part, feols, wald_pvalue
+from ._fe import coef_entry, fe_part, feols, terms, wald_pvalue
 from .base import SectionResult, section
 
 #: default number of leads K; leads before −K are binned into −K
@@ -73,9 +73,8 @@ def twfe_event_study(panel, leads: int | None = None, lags: int | None = None,
         df[col] = (binned == e).astype(float)  # NaN rel_time (never treated) → 0 everywhere
         if df[col].any():
             names.append(col)
-    rhs = names + (panel.controls if controls else [])
-    fit = feols(f"y ~ {' + '.join(rhs)} | {fe_part(panel)}", df)
-    kept = set(fit._coefnames)
+    fit = feols(df, "y", terms(panel, names, controls), fe_part(panel))
+    kept = set(fit.coefnames)
     lead_names = [_name(e) for e in events if e <= -2 and _name(e) in kept]
 
     out: dict = {}
@@ -101,11 +100,18 @@ def twfe_event_study(panel, leads: int | None = None, lags: int | None = None,
     return jsonable(out), pd.DataFrame(rows), fit
 
 
-def _cohort_frame(panel) -> pd.DataFrame:
+def _cohort_frame(panel, covariates: list[str] | None = None) -> tuple[pd.DataFrame, list | None]:
+    """diff-diff's frame and covariate names: the covariates copied under generated names
+    ``cov0, cov1, …`` so that no user column name reaches diff-diff (see ``_fe.FEFit``)."""
     df = panel.df[["unit", "time", "y", "cohort"]].copy()
     # diff-diff codes never-treated units as first-treated period 0
     df["g"] = df["cohort"].fillna(0)
-    return df
+    if not covariates:
+        return df, None
+    names = [f"cov{k}" for k in range(len(covariates))]
+    for name, col in zip(names, covariates):
+        df[name] = panel.df[col].to_numpy()
+    return df, names
 
 
 def sun_abraham(panel, covariates: list[str] | None = None,
@@ -117,14 +123,12 @@ def sun_abraham(panel, covariates: list[str] | None = None,
     """
     from diff_diff import SunAbraham
 
-    df = _cohort_frame(panel)
-    if covariates:
-        df = df.join(panel.df[list(covariates)])
+    df, covariates = _cohort_frame(panel, covariates)
     sa = SunAbraham(control_group=control_group, cluster="unit", df_convention="cluster")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = sa.fit(df, outcome="y", unit="unit", time="time", first_treat="g",
-                     covariates=list(covariates) if covariates else None)
+                     covariates=covariates)
     lo, hi = res.overall_conf_int
     overall = estimate(res.overall_att, res.overall_se, pvalue=res.overall_p_value, ci95=[lo, hi],
                        control_group=control_group)
@@ -146,14 +150,12 @@ def callaway_santanna(panel, covariates: list[str] | None = None,
     """Callaway–Sant'Anna via diff-diff: overall ATT and the event-study aggregation."""
     from diff_diff import CallawaySantAnna
 
-    df = _cohort_frame(panel)
-    if covariates:
-        df = df.join(panel.df[list(covariates)])
+    df, covariates = _cohort_frame(panel, covariates)
     cs = CallawaySantAnna(control_group=control_group, cluster="unit")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = cs.fit(df, outcome="y", unit="unit", time="time", first_treat="g",
-                     covariates=list(covariates) if covariates else None)
+                     covariates=covariates)
         es = res.aggregate("event_study").to_dataframe()
     lo, hi = res.overall_conf_int
     overall = estimate(res.overall_att, res.overall_se, pvalue=res.overall_p_value, ci95=[lo, hi],

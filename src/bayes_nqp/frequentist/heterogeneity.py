@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..results import jsonable
-from ._fe import coef_entry, fe_part, feols, formula, n_units_used, wald_pvalue
+from ._fe import coef_entry, fe_part, feols, n_units_used, terms, wald_pvalue
 from .base import SectionResult, section
 
 
@@ -38,12 +38,12 @@ def split_sample(panel, group: str, controls: bool = True) -> dict:
     out = {}
     for level in _levels(panel.df[col]):
         sub = panel.subset(panel.df[col] == level)
-        fit = feols(formula(sub, "y", ("D",), controls=controls), sub.df)
-        if "D" not in fit._coefnames:
+        fit = feols(sub.df, "y", terms(sub, ("D",), controls), fe_part(sub))
+        if "D" not in fit.coefnames:
             out[str(level)] = _missing(sub.n_units, "D is collinear with the fixed effects in "
                                                     "this sub-sample (no treated or no control units)")
             continue
-        out[str(level)] = coef_entry(fit, "D", n_units=n_units_used(fit), n_obs=int(fit._N))
+        out[str(level)] = coef_entry(fit, "D", n_units=n_units_used(fit), n_obs=fit.n_obs)
     return out
 
 
@@ -57,12 +57,11 @@ def interaction(panel, group: str, controls: bool = True) -> dict:
         # plain generated names: group levels may hold spaces or non-ASCII characters
         names[level] = f"D_x_{k}"
         df[names[level]] = df["D"] * (df[col] == level)
-    rhs = list(names.values()) + (panel.controls if controls else [])
-    fit = feols(f"y ~ {' + '.join(rhs)} | {fe_part(panel)}", df)
-    kept = [lv for lv in levels if names[lv] in fit._coefnames]
+    fit = feols(df, "y", terms(panel, list(names.values()), controls), fe_part(panel))
+    kept = [lv for lv in levels if names[lv] in fit.coefnames]
     out: dict = {}
     for level in levels:
-        if names[level] in fit._coefnames:
+        if names[level] in fit.coefnames:
             out[str(level)] = coef_entry(fit, names[level])
         else:
             out[str(level)] = _missing(int(df.loc[df[col] == level, "unit"].nunique()),

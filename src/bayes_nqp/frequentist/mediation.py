@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from ..results import jsonable
-from ._fe import coef_entry, demean, feols, formula
+from ._fe import coef_entry, demean, fe_part, feols, terms
 from .base import SectionResult, section
 
 DEFAULT_REPS = 199
@@ -70,9 +70,10 @@ def mediate(panel, mediator: str, controls: bool = True, reps: int = DEFAULT_REP
     X = panel.controls if controls else []
     sub = panel.subset(panel.df[["y", "D", mediator, *X]].notna().all(axis=1))
     df = sub.df
-    f_total = feols(formula(sub, "y", ("D",), controls=controls), df)
-    f_a = feols(formula(sub, mediator, ("D",), controls=controls), df)
-    f_b = feols(formula(sub, "y", ("D", mediator), controls=controls), df)
+    fe = fe_part(sub)
+    f_total = feols(df, "y", terms(sub, ("D",), controls), fe)
+    f_a = feols(df, mediator, terms(sub, ("D",), controls), fe)
+    f_b = feols(df, "y", terms(sub, ("D", mediator), controls), fe)
     total, a = coef_entry(f_total, "D"), coef_entry(f_a, "D")
     b, direct = coef_entry(f_b, mediator), coef_entry(f_b, "D")
     ab = a["estimate"] * b["estimate"]
@@ -82,7 +83,7 @@ def mediate(panel, mediator: str, controls: bool = True, reps: int = DEFAULT_REP
     entry = {"total": total, "a": a, "b": b, "direct": direct, "indirect": ab,
              "indirect_ci95": None, "sobel_p": sobel_p, "sobel_z": z,
              "share_mediated": ab / total["estimate"] if total["estimate"] else None,
-             "n_obs": int(f_total._N), "bootstrap_reps": int(reps),
+             "n_obs": f_total.n_obs, "bootstrap_reps": int(reps),
              "stepwise_verdict": _wen_verdict(total, a, b, direct, sobel_p)}
     if reps > 0:
         draws = bootstrap_ab(sub, df, mediator, list(X), reps, seed)

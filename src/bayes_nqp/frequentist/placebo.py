@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._fe import coef_entry, complete_rows, demean, feols, formula
+from ._fe import coef_entry, complete_rows, demean, fe_part, feols, terms
 from .base import SectionResult, section
 
 DEFAULT_DRAWS = 500
@@ -30,7 +30,8 @@ def placebo_draws(panel, draws: int = DEFAULT_DRAWS, seed: int = 20250101,
     """(placebo coefficients, actual coefficient) of D in the TWFE with controls."""
     X = panel.controls if controls else []
     df = complete_rows(panel, ["y", "D", *X])
-    actual = coef_entry(feols(formula(panel, "y", ("D",), controls=controls), df), "D")["estimate"]
+    actual = coef_entry(feols(df, "y", terms(panel, ("D",), controls), fe_part(panel)),
+                        "D")["estimate"]
 
     Xt = demean(panel, df[X].to_numpy(float), df=df) if X else np.empty((len(df), 0))
     yt = demean(panel, df["y"].to_numpy(float), df=df)[:, 0]

@@ -18,6 +18,7 @@ import base64
 import json
 import logging
 import math
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from .. import registry
 from ..contract import CI, FitSummary, HDI
 from ..errors import BayesNQPError
+from ..paths import output_root
 from ..results import GATES, SIMULATED_NOTICE, read_json, save_figure, write_atomic
 from . import figures as F
 from .claims import SUPPORT, WEAK, claims as make_claims
@@ -75,8 +77,42 @@ def fmt(v) -> str:
     return str(v)
 
 
+#: characters that start Markdown formatting anywhere: code, emphasis, strike-through, a table
+#: cell's end, the escape itself; '_' only where it can open or close emphasis (not in did_controls)
+_MD_SPECIAL = re.compile(r"([\\`*~|]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z]))")
+
+
+def md_escape(s, start: bool = True) -> str:
+    """User text as literal Markdown: ``<``/``>``/``&`` become HTML entities (no raw HTML, no
+    autolink), characters that open formatting are backslash-escaped, ``](`` and ``![`` are
+    broken (no link or image), newlines become spaces. Brackets alone stay readable
+    (``tau[region=east]``). ``start``: also escape a leading ``#``, ``-``, ``+``, ``=`` or
+    ``1.`` (a heading or list); not needed inside a table cell. The ``md`` filter of the
+    templates."""
+    s = "" if s is None else str(s)
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    s = _MD_SPECIAL.sub(r"\\\1", s)
+    s = s.replace("](", "]\\(").replace("![", "!\\[").replace("[^", "[\\^")
+    if start:
+        s = re.sub(r"^(\s*)([#+\-=]|\d+\.)", r"\1\\\2", s)
+    return s.replace("\r", " ").replace("\n", " ")
+
+
+def md_pre(s) -> str:
+    """Text inside a ``` fence: a run of three backticks could close the fence, so it is broken."""
+    return re.sub("`{3,}", lambda m: "`\u200b" * len(m.group(0)), "" if s is None else str(s))
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A table written by ``results.save_table``: the simulated-data notice line is skipped. (Not
+    ``comment="#"``, which would also cut a user's column name or level holding '#'.)"""
+    with open(path, encoding="utf-8") as fh:
+        first = fh.readline()
+    return pd.read_csv(path, skiprows=1 if first.startswith("# ") else 0)
+
+
 def _md_cell(s: str) -> str:
-    return s.replace("|", "\\|").replace("\n", " ")
+    return md_escape(s, start=False)
 
 
 def table(df: pd.DataFrame, caption: str = "", row_cls: list[str] | None = None,
@@ -231,10 +267,11 @@ def data_section(out: Path, data_info: dict, assets: _Assets) -> dict:
     for name in ("variables", "cohorts"):
         p = out / "data" / f"{name}.csv"
         if p.exists():
-            blocks.append(table(pd.read_csv(p, comment="#"), {"variables": "Variables by role",
+            blocks.append(table(_read_csv(p), {"variables": "Variables by role",
                                                  "cohorts": "Adoption cohorts (units first treated)"}[name]))
     for p in sorted((out / "data").glob("group_*.csv")) if (out / "data").exists() else []:
-        blocks.append(table(pd.read_csv(p, comment="#"), f"Units by {p.stem[len('group_'):]}"))
+        g = _read_csv(p)  # its first column is named after the group (the file: sanitised)
+        blocks.append(table(g, f"Units by {g.columns[0] if len(g.columns) else p.stem[len('group_'):]}"))
     if d.get("n_warnings"):
         blocks.append(text(f"{d['n_warnings']} validation warning(s): " + "; ".join(d.get("warnings", [])[:10]), "warn"))
     if len(blocks) <= 2 and not (out / "data").exists():
@@ -280,7 +317,7 @@ def replication_section(out: Path, rep: dict | None, manifest: dict | None, asse
     csvs = sorted(tdir.glob("*.csv")) if tdir.exists() else []
     order = {n: i for i, n in enumerate(REPLICATION_TABLE_ORDER)}
     for p in sorted(csvs, key=lambda x: (order.get(x.stem, 99), x.stem)):
-        df = pd.read_csv(p, comment="#")
+        df = _read_csv(p)
         if len(df) > MAX_ROWS:
             blocks.append(text(f"Table {p.stem}: {len(df)} rows, not printed; see "
                                f"{p.relative_to(out).as_posix()}.", "muted"))
@@ -680,17 +717,21 @@ def context(out: str | Path) -> dict:
 
 
 def _env() -> Environment:
-    return Environment(loader=FileSystemLoader(str(TEMPLATES)),
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
                        autoescape=select_autoescape(enabled_extensions=("html", "html.j2"),
                                                     default_for_string=False),
                        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["md"] = md_escape
+    env.filters["md_pre"] = md_pre
+    return env
 
 
 def build_report(out: str | Path) -> dict[str, Path]:
     """Write DIR/report.html and DIR/report.md from the saved results; returns their paths."""
     out = Path(out)
-    ctx = context(out)
-    env = _env()
-    html = env.get_template("report.html.j2").render(**ctx)
-    md = env.get_template("report.md.j2").render(**ctx)
-    return {"html": write_atomic(out / "report.html", html), "md": write_atomic(out / "report.md", md)}
+    with output_root(out):
+        ctx = context(out)
+        env = _env()
+        html = env.get_template("report.html.j2").render(**ctx)
+        md = env.get_template("report.md.j2").render(**ctx)
+        return {"html": write_atomic(out / "report.html", html), "md": write_atomic(out / "report.md", md)}

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import xarray as xr
+from ..paths import nc_unname
 
 from ..contract import CI, FitSummary, HDI
 from ..results import title_figure
@@ -36,6 +37,7 @@ def _estimands(model_dir: Path, names: list[str]) -> xr.Dataset | None:
     if not p.exists():
         return None
     with xr.open_dataset(p, engine="netcdf4") as ds:
+        ds = ds.rename({k: nc_unname(k) for k in ds.data_vars if nc_unname(k) != k})
         keep = [n for n in names if n in ds.data_vars][:MAX_TRACE] or list(ds.data_vars)[:MAX_TRACE]
         if not keep:
             return None
