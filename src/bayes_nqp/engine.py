@@ -65,6 +65,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from .errors import BayesNQPError
 from .results import jsonable, read_json, write_json
@@ -332,7 +333,7 @@ def claim_compiledir(base: Path | None = None) -> Path:
     raise EngineError(f"no free PyTensor compile directory under {base}")
 
 
-class CompileDirPlugin:
+class CompileDirPlugin(WorkerPlugin):
     """A Dask worker plugin: each worker process claims its own PyTensor compile directory
     before any task imports PyTensor."""
 
