@@ -36,7 +36,7 @@ shapes, same non-lifted constants) is then refitted by swapping the values with 
 cohort, a column dropped for rank) is a cache miss and compiles: never a wrong reuse.
 
 Each worker process gets its own PyTensor compile directory (PyTensor compilation is not safe on
-a cache shared by processes): :class:`CompileDirPlugin` sets ``PYTENSOR_FLAGS=compiledir=...``
+a cache shared by processes): :class:`CompileDirPlugin` sets ``PYTENSOR_FLAGS`` (``base_compiledir``, which also holds the numba cache, and ``compiledir``)
 in each worker before PyTensor is imported, picking the first free ``slot-K`` directory under
 ``BAYES_NQP_COMPILEDIR`` (default: ``<tmp>/bayes-nqp-pytensor-<user>``) that it can lock, so a
 later run reuses the cache of an earlier one, and two processes never share one.
@@ -101,7 +101,15 @@ def task_key(fn: str, kwargs: dict, shared_digest: str = "") -> str:
 
 
 def digest(obj) -> str:
-    """A content digest of a picklable object (the shared data)."""
+    """A content digest of the shared data, stable across processes: a DataFrame by its values
+    (pandas' row hashes), anything else by its pickle."""
+    import pandas as pd
+
+    frame = getattr(obj, "df", obj)
+    if isinstance(frame, pd.DataFrame):
+        h = hashlib.sha256(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
+        h.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+        return h.hexdigest()[:20]
     return hashlib.sha256(pickle.dumps(obj, protocol=5)).hexdigest()[:20]
 
 
@@ -169,10 +177,17 @@ def _resolve(fn: str) -> Callable:
         raise EngineError(f"task function '{fn}' cannot be imported: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class _Pickled:
+    """The shared object as it travels: pickled once on the client, unpickled once per worker."""
+
+    blob: bytes
+
+
 def _shared_value(shared):
-    """The shared object; it travels pickled (bytes) and is unpickled once per process."""
-    if isinstance(shared, tuple) and len(shared) == 2 and shared[0] == "pickled":
-        blob = shared[1]
+    """The shared object (unpickled once per process when it came pickled)."""
+    if isinstance(shared, _Pickled):
+        blob = shared.blob
         key = hashlib.sha256(blob).hexdigest()
         if key not in _STATE["shared"]:
             _STATE["shared"] = {key: pickle.loads(blob)}  # keep one: a run has one shared object
@@ -204,6 +219,12 @@ def _compiledir() -> str | None:
         except Exception:  # noqa: BLE001 - informational only
             return None
     return None
+
+
+def noop(shared, **kwargs) -> dict:
+    """A task that does nothing with its inputs: measures the engine's per-task overhead
+    (scheduling, shipping, result writing) in benchmarks."""
+    return {"status": "ok", "n_obs": int(len(shared.df)) if hasattr(shared, "df") else None}
 
 
 # ---- compile once, refit with new data ---------------------------------------------------------
@@ -328,7 +349,9 @@ def claim_compiledir(base: Path | None = None) -> Path:
         _LOCK_FD.append((fd, str(slot)))  # held until the process ends
         flags = [f for f in os.environ.get("PYTENSOR_FLAGS", "").split(",")
                  if f and not f.strip().startswith(("compiledir=", "base_compiledir="))]
-        os.environ["PYTENSOR_FLAGS"] = ",".join([*flags, f"compiledir={slot}"])
+        # base_compiledir too: PyTensor's numba cache lives under it
+        os.environ["PYTENSOR_FLAGS"] = ",".join([*flags, f"base_compiledir={slot}",
+                                                 f"compiledir={slot / 'c'}"])
         return slot
     raise EngineError(f"no free PyTensor compile directory under {base}")
 
@@ -474,7 +497,7 @@ def _run_distributed(client, todo, shared, retries, state, record, tick, n_worke
     from distributed import as_completed
 
     if shared is not None:
-        blob = ("pickled", pickle.dumps(shared, protocol=5))
+        blob = _Pickled(pickle.dumps(shared, protocol=5))
         shared_f = client.scatter(blob, broadcast=True, hash=True)
     else:
         shared_f = None
