@@ -185,9 +185,14 @@ def _rows(res):
 
 
 def test_scheduler_run_equals_in_process_run(demo, cluster, tmp_path):
-    local = calibrate_placebo("did", demo, n=4, seed=3, workers=1, out=tmp_path / "a", **SAMPLER)
-    remote = calibrate_placebo("did", demo, n=4, seed=3, scheduler=cluster["address"],
-                               out=tmp_path / "b", **SAMPLER)
+    from concurrent.futures import ThreadPoolExecutor
+
+    # the two runs overlap: the workers compile while this process does
+    with ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(calibrate_placebo, "did", demo, n=4, seed=3, scheduler=cluster["address"],
+                          out=tmp_path / "b", **SAMPLER)
+        local = calibrate_placebo("did", demo, n=4, seed=3, workers=1, out=tmp_path / "a", **SAMPLER)
+        remote = fut.result()
     assert remote.run.engine == "scheduler" and remote.run.workers == 2
     assert (remote.run.done, remote.run.failed) == (4, 0)
     for (i, u, est, iv, tw), (j, u2, est2, iv2, tw2) in zip(_rows(local), _rows(remote)):

@@ -20,7 +20,8 @@ Simulation-based calibration (:func:`calibrate_sbc`)
     entry in :data:`SIMULATORS` here). The simulated outcome is standardised with the *observed*
     panel's mean and sd, so the priors that generated it are exactly those of the refit.
     Per estimand: the ranks, a uniformity p-value (the PIT uniformity test of ``arviz_stats``,
-    method ``pot_c``), and a Δ-ECDF plot with simultaneous bands (``arviz_plots``). ``passed`` is
+    method ``pot_c``), and ``figures/sbc_<name>.png``: the rank histogram and the Δ-ECDF with
+    simultaneous 95% bands (``arviz_stats.ecdf_utils``). ``passed`` is
     every p-value above ``alpha / k`` (Bonferroni over the k estimands). Writes
     ``DIR/calibration/sbc/<model>/summary.json``.
 
@@ -383,16 +384,37 @@ def uniformity_pvalue(ranks, n_draws: int, seed: int = 0) -> float:
     return float(np.asarray(p))
 
 
-def _sbc_figure(name: str, pit: np.ndarray, simulated: bool):
-    import xarray as xr
-    from arviz_plots import plot_ecdf_pit
+def _sbc_figure(name: str, ranks, n_draws: int, pvalue, seed: int, simulated: bool):
+    """Rank histogram (with the 99% band of a bin count under uniformity) and the Δ-ECDF of the
+    PIT with simultaneous 95% bands (``arviz_stats.ecdf_utils.ecdf_pit``)."""
+    import matplotlib.pyplot as plt
+    from arviz_stats.ecdf_utils import ecdf_pit
+    from scipy import stats
 
     from .results import title_figure
 
-    dt = xr.DataTree.from_dict({"prior_sbc": xr.Dataset({name: (("chain", "draw"), pit[None, :])})})
-    pc = plot_ecdf_pit(dt, var_names=[name], backend="matplotlib")
-    fig = pc.viz["figure"].item() if hasattr(pc.viz["figure"], "item") else pc.viz["figure"]
-    title_figure(fig, f"SBC of {name}: Δ-ECDF of the ranks with simultaneous 95% bands", simulated)
+    r = np.asarray(ranks, dtype=float)
+    n = len(r)
+    pit = (r + np.random.default_rng(seed).uniform(size=n)) / (n_draws + 1)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    bins = min(20, n_draws + 1, max(5, n // 5))
+    ax1.hist(r, bins=bins, range=(0, n_draws + 1), color="0.55", edgecolor="white")
+    lo, hi = stats.binom.ppf([0.005, 0.995], n, 1 / bins)
+    ax1.axhspan(lo, hi, color="C0", alpha=0.15, label="99% band per bin")
+    ax1.axhline(n / bins, color="C0", lw=1)
+    ax1.set(xlabel=f"rank of the true value among {n_draws} posterior draws", ylabel="replicates",
+            title="rank histogram")
+    ax1.legend(fontsize=7, loc="upper right")
+    x, ecdf, lower, upper = ecdf_pit(pit, 0.95, 1000, rng=np.random.default_rng(214))
+    ax2.fill_between(x, lower - x, upper - x, step="post", color="C0", alpha=0.15,
+                     label="simultaneous 95% band")
+    ax2.step(x, ecdf - x, where="post", color="C1")
+    ax2.axhline(0, color="0.4", lw=0.8, ls="--")
+    ax2.set(xlabel="PIT", ylabel="ECDF − uniform CDF",
+            title=f"Δ-ECDF (uniformity p = {pvalue:.3g})" if pvalue is not None else "Δ-ECDF")
+    ax2.legend(fontsize=7, loc="upper right")
+    title_figure(fig, f"SBC of {name} ({n} replicates)", simulated)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.93))
     return fig
 
 
@@ -435,8 +457,7 @@ def calibrate_sbc(model: str, panel, n: int = 100, *, priors="default", spec=Non
                            "histogram": hist.tolist()}
         if figures and len(rs) >= 2:
             try:
-                u = np.random.default_rng(seed).uniform(size=len(rs))
-                figs[f"ecdf_{name}"] = _sbc_figure(name, (np.asarray(rs) + u) / (L + 1), panel.simulated)
+                figs[f"sbc_{name}"] = _sbc_figure(name, rs, L, p, seed, panel.simulated)
             except Exception as exc:  # a figure that fails is logged, not fatal
                 log.warning("SBC figure for %s failed: %s", name, exc)
     pvals = [e["pvalue_uniform"] for e in estimands.values() if e["pvalue_uniform"] is not None]
