@@ -168,3 +168,20 @@ def test_sbc_of_did_with_100_replicates_passes(small, tmp_path):
     res = bn.calibrate_sbc("did", small, n=100, seed=2, thin_to=100, workers=1, out=tmp_path,
                            draws=400, tune=400, chains=2)
     assert res.summary["passed"]
+
+
+# ---- the command line ----------------------------------------------------------------------------
+
+def test_calibrate_subcommands_are_registered_and_bad_input_exits_two(tmp_path):
+    from typer.testing import CliRunner
+
+    from bayes_nqp.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["calibrate", "--help"])
+    assert res.exit_code == 0 and "placebo" in res.output and "sbc" in res.output
+    res = runner.invoke(app, ["calibrate", "placebo", "--data", str(tmp_path / "missing.csv"),
+                              "--map", str(tmp_path / "missing.toml"), "--n", "2", "--workers", "1"])
+    assert res.exit_code == 2
+    res = runner.invoke(app, ["calibrate", "placebo", "--model", "threshold", "--n", "2"])
+    assert res.exit_code == 2  # not a model the placebo calibration supports
