@@ -514,7 +514,10 @@ def _run_distributed(client, todo, shared, retries, state, record, tick, n_worke
         if f.status == "finished":
             res = f.result()
         else:
-            exc = f.exception()
+            try:
+                exc = f.exception()
+            except BaseException as cancelled:  # a cancelled future has no exception to give
+                exc = cancelled
             res = {"status": "error", "error": _error(exc) if exc else "the task was cancelled"}
         pending -= 1
         state.running = min(n_workers, pending)
