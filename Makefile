@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_did.py
 	$(PY) benchmarks/bench_sensitivity.py
 	$(PY) benchmarks/bench_run.py
+	$(PY) benchmarks/bench_engine.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

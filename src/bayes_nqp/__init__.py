@@ -61,6 +61,22 @@ def run(panel=None, out="reports", **kwargs):
     return _run(demo_panel() if panel is None else panel, out, **kwargs)
 
 
+def calibrate_placebo(model, panel, n=100, **kwargs):
+    """Placebo-law calibration of a model on a panel (false-positive rate beside TWFE), on the
+    many-fits engine; writes DIR/calibration/placebo/<model>/summary.json."""
+    from .calibration import calibrate_placebo as _calibrate_placebo
+
+    return _calibrate_placebo(model, panel, n, **kwargs)
+
+
+def calibrate_sbc(model, panel, n=100, **kwargs):
+    """Simulation-based calibration of a model on a panel's design, on the many-fits engine;
+    writes DIR/calibration/sbc/<model>/summary.json."""
+    from .calibration import calibrate_sbc as _calibrate_sbc
+
+    return _calibrate_sbc(model, panel, n, **kwargs)
+
+
 def report(out="reports"):
     """Rebuild DIR/report.html and DIR/report.md from saved results (no refitting)."""
     from .report import build_report
@@ -71,5 +87,6 @@ def report(out="reports"):
 __all__ = [
     "ColumnMap", "Panel", "demo_panel", "load_panel", "panel_from_frame", "read_column_map",
     "replicate", "entropy_index", "fit", "load_fit", "sensitivity", "run", "report",
+    "calibrate_placebo", "calibrate_sbc",
     "BayesNQPError", "ColumnMapError", "DataError", "ModelError", "SectionSkipped", "SpecError",
 ]

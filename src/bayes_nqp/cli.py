@@ -377,5 +377,9 @@ def report_cmd(out: Path = typer.Argument(Path("reports"), help="a results folde
         console.print(f"wrote {p}")
 
 
+from .cli_calibrate import calibrate_app  # noqa: E402  (the `calibrate` sub-app, its own module)
+app.add_typer(calibrate_app, name="calibrate")
+
+
 def main():  # pragma: no cover
     app()

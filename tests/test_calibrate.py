@@ -1,0 +1,187 @@
+"""Placebo-law calibration and simulation-based calibration on the engine (in-process)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import bayes_nqp as bn
+from bayes_nqp import engine
+from bayes_nqp.calibration import (placebo_draws, placebo_panel, simulate_twoway, twfe_placebo,
+                                   uniformity_pvalue, wilson)
+
+SAMPLER = {"draws": 150, "tune": 200, "chains": 2}
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return bn.demo_panel()
+
+
+@pytest.fixture(scope="module")
+def small(demo):
+    """The demo's 27 never-treated cities with one placebo adoption pattern (12 years)."""
+    d = placebo_draws(demo, 1, seed=5)[0]
+    return placebo_panel(demo, d["units"], d["years"])
+
+
+def test_wilson_interval_matches_the_closed_form():
+    lo, hi = wilson(5, 100)
+    assert lo == pytest.approx(0.02154, abs=1e-4) and hi == pytest.approx(0.11175, abs=1e-4)
+    assert wilson(0, 20)[0] == 0.0 and wilson(0, 0) == [None, None]
+
+
+def test_placebo_panels_use_never_treated_units_and_absorbing_adoption(demo):
+    draws = placebo_draws(demo, 3, seed=1)
+    never = set(demo.df.groupby("unit")["D"].max().loc[lambda s: s == 0].index)
+    for d in draws:
+        pp = placebo_panel(demo, d["units"], d["years"])
+        assert set(pp.units) == never and set(d["units"]) <= never
+        assert len(d["units"]) == round(0.5 * len(never))
+        g = pp.df.groupby("unit")["D"]
+        assert (g.diff().dropna() >= 0).all()  # absorbing
+        first = pp.df[pp.df["D"] == 1].groupby("unit")["time"].min()
+        assert dict(first) == dict(zip(d["units"], d["years"]))
+    assert placebo_draws(demo, 3, seed=1) == draws  # the seed fixes the placebo laws
+
+
+def test_placebo_mode_all_keeps_the_real_treatment_as_a_control(demo):
+    d = placebo_draws(demo, 1, seed=2, mode="all")[0]
+    pp = placebo_panel(demo, d["units"], d["years"], mode="all")
+    assert pp.n_units == demo.n_units and "D_real" in pp.controls
+    assert np.array_equal(pp.df["D_real"].to_numpy(), demo.df["D"].to_numpy())
+
+
+def test_placebo_calibration_writes_the_summary_with_twfe_on_the_same_panels(demo, tmp_path):
+    res = bn.calibrate_placebo("did", demo, n=6, seed=7, workers=1, out=tmp_path, **SAMPLER)
+    s = json.loads((tmp_path / "calibration/placebo/did/summary.json").read_text())
+    for k in ("n", "false_positive_rate", "false_positive_ci95", "twfe_iid_rate", "twfe_cluster_rate",
+              "replicates"):
+        assert k in s
+    assert s["n"] == 6 and len(s["replicates"]) == 6 and s["notice"]
+    rows = s["replicates"]
+    assert s["false_positive_rate"] == pytest.approx(np.mean([r["excludes_zero"] for r in rows]))
+    lo, hi = s["false_positive_ci95"]
+    assert lo <= s["false_positive_rate"] <= hi
+    for r in rows:
+        assert r["interval"][0] <= r["estimate"] <= r["interval"][1]
+        assert r["excludes_zero"] == (r["interval"][0] > 0 or r["interval"][1] < 0)
+    # the TWFE numbers are pyfixest's on the very same placebo panel
+    import pyfixest as pf
+
+    r = rows[0]
+    pp = placebo_panel(demo, r["placebo_units"], r["placebo_years"])
+    f = pf.feols("y ~ D + " + " + ".join(demo.controls) + " | unit + time", data=pp.df, vcov="iid")
+    assert r["twfe_iid"]["estimate"] == pytest.approx(float(f.coef()["D"]), rel=1e-10)
+    assert r["twfe_cluster"]["se"] == pytest.approx(twfe_placebo(pp)["cluster"]["se"], rel=1e-10)
+    assert r["twfe_iid"]["se"] != pytest.approx(r["twfe_cluster"]["se"], rel=1e-3)
+    assert res.summary["engine"]["compilations"] <= 1  # the refits reuse one compilation
+
+
+# ---- SBC ---------------------------------------------------------------------------------------
+
+def _potential_logp(small, truth, ys):
+    """The did model's own potential (its marginal likelihood) at ``truth`` for each outcome."""
+    from pymc.model.transform.conditioning import remove_value_transforms
+    from pytensor.compile import SharedVariable
+    from pytensor.graph.basic import ancestors
+
+    from bayes_nqp.bayes.fit import make_model
+
+    base = make_model("did", small, "default")
+    lifted, _, _ = engine.lift_constants(base.build())
+    plain = remove_value_transforms(lifted)
+    pot = plain.logp(vars=plain.potentials)  # in terms of the value variables
+    fn = plain.compile_fn(pot, inputs=plain.value_vars, point_fn=True, on_unused_input="ignore")
+    shared = {v.name: v for v in ancestors([pot]) if isinstance(v, SharedVariable)}
+    point = {v.name: np.asarray(truth[v.name]) for v in plain.value_vars}
+    out = []
+    for y in ys:
+        sim = small.subset(np.ones(small.n_obs, dtype=bool))
+        sim.df["y"] = base.y_mean + base.y_sd * y
+        m = make_model("did", sim, "default")
+        m.y_mean, m.y_sd, m.y_z = base.y_mean, base.y_sd, y
+        for name, v in engine.lift_constants(m.build())[2].items():
+            if name in shared:  # the potential's constants (the priors' are elsewhere)
+                shared[name].set_value(v)
+        out.append(float(fn(point)))
+    return np.array(out)
+
+
+def test_did_simulator_is_the_generative_process_of_its_likelihood(small):
+    from bayes_nqp.bayes.fit import make_model
+    from bayes_nqp.calibration import prior_draw
+
+    m = make_model("did", small, "default")
+    truth = prior_draw(m.build(), seed=3)
+    truth["sigma"], truth["sigma_unit"] = np.asarray(0.6), np.asarray(0.8)
+    rng = np.random.default_rng(0)
+    R = 40
+    ys = [simulate_twoway(m, truth, rng) for _ in range(R)]
+    # moments: residuals have variance σ² + σ_u², and σ_u² covariance within a unit
+    theta = np.concatenate([np.atleast_1d(truth[b.name]).ravel() for b in m.design])
+    r = np.array(ys) - m.W @ theta
+    var = r.var()
+    assert var == pytest.approx(0.6**2 + 0.8**2, rel=0.08)
+    first, second = r[:, m.unit_start], r[:, m.unit_start + 1]
+    assert np.mean(first * second) == pytest.approx(0.8**2, abs=0.12)
+    # the model's own marginal log density, averaged over simulations, is its expectation
+    # −½ Σ_i [n_i log 2π + log|Σ_i| + n_i] under the simulator (and not under a wrong one)
+    n = m.n_per_unit
+    s2, su2 = 0.36, 0.64
+    expected = -0.5 * np.sum(n * np.log(2 * np.pi) + (n - 1) * np.log(s2) + np.log(s2 + n * su2) + n)
+    lp = _potential_logp(small, truth, ys)
+    se = lp.std(ddof=1) / np.sqrt(R)
+    assert abs(lp.mean() - expected) < 5 * se
+    wrong = _potential_logp(small, truth, [simulate_twoway(m, truth, rng, noise_scale=1.5)
+                                           for _ in range(8)])
+    assert expected - wrong.mean() > 20 * se
+
+
+def test_sbc_passes_for_the_right_simulator_and_fails_for_a_wrong_noise_scale(small, tmp_path):
+    right = bn.calibrate_sbc("did", small, n=16, seed=1, thin_to=50, workers=1, out=tmp_path / "r",
+                             figures=False, **SAMPLER)
+    wrong = bn.calibrate_sbc("did", small, n=10, seed=1, thin_to=50, workers=1, out=tmp_path / "w",
+                             noise_scale=1.5, figures=False, **SAMPLER)
+    s = json.loads((tmp_path / "r/calibration/sbc/did/summary.json").read_text())
+    assert s["n"] == 16 and {"tau", "sigma", "sigma_unit"} <= set(s["estimands"])
+    assert all(len(e["ranks"]) == 16 and 0 <= min(e["ranks"]) and max(e["ranks"]) <= 50
+               for e in s["estimands"].values())
+    assert right.summary["passed"], {k: v["pvalue_uniform"] for k, v in s["estimands"].items()}
+    assert not wrong.summary["passed"]
+    # the data are noisier than the model thinks: σ is above its posterior draws every time
+    assert wrong.summary["estimands"]["sigma"]["pvalue_uniform"] < 1e-4
+    assert min(wrong.summary["estimands"]["sigma"]["ranks"]) == 0 or \
+        np.mean(wrong.summary["estimands"]["sigma"]["ranks"]) < 5
+
+
+def test_uniformity_pvalue_separates_uniform_from_piled_up_ranks():
+    rng = np.random.default_rng(0)
+    assert uniformity_pvalue(rng.integers(0, 51, 200), 50) > 0.01
+    assert uniformity_pvalue(np.r_[np.zeros(100), rng.integers(0, 51, 100)], 50) < 1e-4
+
+
+@pytest.mark.slow
+def test_sbc_of_did_with_100_replicates_passes(small, tmp_path):
+    res = bn.calibrate_sbc("did", small, n=100, seed=2, thin_to=100, workers=1, out=tmp_path,
+                           draws=400, tune=400, chains=2)
+    assert res.summary["passed"]
+
+
+# ---- the command line ----------------------------------------------------------------------------
+
+def test_calibrate_subcommands_are_registered_and_bad_input_exits_two(tmp_path):
+    from typer.testing import CliRunner
+
+    from bayes_nqp.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["calibrate", "--help"])
+    assert res.exit_code == 0 and "placebo" in res.output and "sbc" in res.output
+    res = runner.invoke(app, ["calibrate", "placebo", "--data", str(tmp_path / "missing.csv"),
+                              "--map", str(tmp_path / "missing.toml"), "--n", "2", "--workers", "1"])
+    assert res.exit_code == 2
+    res = runner.invoke(app, ["calibrate", "placebo", "--model", "threshold", "--n", "2"])
+    assert res.exit_code == 2  # not a model the placebo calibration supports
