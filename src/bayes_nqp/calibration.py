@@ -42,21 +42,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import registry
 from .engine import RunResult, Task, compiled_model, digest, run_tasks, task_key
 from .errors import ModelError, SectionSkipped
 from .results import SIMULATED_NOTICE, jsonable, write_json
 
 log = logging.getLogger(__name__)
 
-#: the headline estimand each model is calibrated on
-ESTIMANDS = {"did": "tau", "heterogeneity": "tau", "event_study": "att_post", "staggered": "att",
-             "mediation": "total", "threshold": "slope_diff[1-0]"}
 PLACEBO_MODES = ("never", "all")
 DEFAULT_SAMPLER = {"draws": 400, "tune": 400, "chains": 2}
 
 
 def _model_key(model: str) -> str:
     return model.replace("-", "_")
+
+
+def _headline(model: str) -> str:
+    """The estimand a calibration checks: ``headline`` in ``[model]`` of the model's spec."""
+    h = registry.info(_model_key(model)).headline
+    if h is None:
+        raise ModelError(f"model '{model}' declares no headline estimand in its spec")
+    return h
 
 
 def wilson(k: int, n: int, z: float = 1.959963984540054) -> list[float | None]:
@@ -88,7 +94,7 @@ def fit_once(model, pm_model, sampler: dict, seed: int, model_name: str):
     compiled, _ = compiled_model(pm_model, cache_key=model_name)
     idata = sample(compiled, settings)
     return finish(model, pm_model, idata, settings, replication=None, seconds0=t0, loo=False,
-                  ppc=False, psense=False, figures=False)
+                  ppc=False, psense=False)
 
 
 def _diag(fit) -> dict:
@@ -157,11 +163,11 @@ def placebo_draws(panel, n: int, seed: int = 0, mode: str = "never", share: floa
 
 def twfe_placebo(panel) -> dict:
     """TWFE on a placebo panel under iid and unit-clustered SEs: estimate, se, ci95, excludes 0."""
-    from .frequentist._fe import feols, formula
+    from .frequentist._fe import fe_part, feols, terms
 
     out = {}
     for name, vcov in (("iid", "iid"), ("cluster", {"CRV1": "unit"})):
-        f = feols(formula(panel, "y", ("D",), controls=True), panel.df, vcov=vcov)
+        f = feols(panel.df, "y", terms(panel, ("D",), controls=True), fe_part(panel), vcov=vcov)
         ci = f.confint().loc["D"]
         lo, hi = float(ci.iloc[0]), float(ci.iloc[1])
         out[name] = {"estimate": float(f.coef()["D"]), "se": float(f.se()["D"]), "ci95": [lo, hi],
@@ -177,7 +183,7 @@ def placebo_task(panel, *, model: str, priors, spec, sampler: dict, seed: int, u
     pp = placebo_panel(panel, units, years, mode)
     m = make_model(model, pp, priors, spec)
     fit = fit_once(m, m.build(), sampler, seed, model)
-    est = ESTIMANDS[_model_key(model)]
+    est = _headline(model)
     if est not in fit.params:
         raise ModelError(f"the {model} model gave no estimand '{est}' on this placebo panel")
     e = fit.params[est]
@@ -225,8 +231,9 @@ def calibrate_placebo(model: str, panel, n: int = 100, *, mode: str = "never", s
     refitted on the engine (``workers``/``scheduler`` as in :func:`.engine.run_tasks`). Writes
     ``out/calibration/placebo/<model>/summary.json`` and returns a :class:`CalibrationResult`."""
     key = _model_key(model)
-    if key not in ESTIMANDS:
-        raise ModelError(f"no placebo calibration for model '{model}'; choose from {', '.join(ESTIMANDS)}")
+    if key not in registry.headline_models():
+        raise ModelError(f"no placebo calibration for model '{model}' (its spec declares no headline "
+                         f"estimand); choose from {', '.join(registry.headline_models())}")
     if mode not in PLACEBO_MODES:
         raise ModelError(f"placebo mode '{mode}' is not one of {', '.join(PLACEBO_MODES)}")
     sampler = {"draws": draws or DEFAULT_SAMPLER["draws"], "tune": tune or DEFAULT_SAMPLER["tune"],
@@ -252,7 +259,7 @@ def calibrate_placebo(model: str, panel, n: int = 100, *, mode: str = "never", s
              "twfe_iid": r["twfe"]["iid"], "twfe_cluster": r["twfe"]["cluster"],
              "diagnostics": r["diagnostics"], "seconds": r["seconds"]} for r in ok]
     summary = {
-        "kind": "placebo", "model": key, "estimand": ESTIMANDS[key], "mode": mode, "share": share,
+        "kind": "placebo", "model": key, "estimand": _headline(key), "mode": mode, "share": share,
         "n": m, "n_requested": n, "failed": run.failed,
         "false_positive_rate": k / m if m else None, "false_positive_ci95": wilson(k, m),
         "twfe_iid_rate": k_iid / m if m else None, "twfe_iid_ci95": wilson(k_iid, m),

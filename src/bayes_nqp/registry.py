@@ -11,6 +11,7 @@ PyMC (the report needs it, and the report never fits anything)::
     intro = "Hierarchical two-way DID: ..."        # one paragraph under it
     sensitivity = true                             # refit the key estimands under each prior set
     figures = ["event_time"]                       # extra report figures (report/figures.py)
+    headline = "tau"                               # the one estimand calibrations check
 
 The model's key estimands are declared on its class (``key_estimands``), because some depend on
 the data (one indirect effect per mediator). Every other key in ``[model]`` is an option the
@@ -48,7 +49,7 @@ MODULES: dict[str, str] = {
 #: model name -> its spec file, for models whose TOML is not models/<name>.toml
 SPECS: dict[str, Path] = {}
 #: the keys of [model] that describe the model to the program rather than configure it
-REGISTRY_KEYS = ("title", "intro", "sensitivity", "figures", "description")
+REGISTRY_KEYS = ("title", "intro", "sensitivity", "figures", "description", "headline")
 ENV = "BAYES_NQP_MODELS"
 
 
@@ -64,6 +65,7 @@ class ModelInfo:
     description: str = ""
     sensitivity: bool = False
     figures: tuple[str, ...] = ()
+    headline: str | None = None
 
 
 def register_model(name: str, module: str, spec: str | Path | None = None) -> None:
@@ -127,12 +129,18 @@ def info(name: str) -> ModelInfo:
                                  title=str(m.get("title") or name), intro=str(m.get("intro", "")),
                                  description=str(m.get("description", "")),
                                  sensitivity=bool(m.get("sensitivity", False)),
-                                 figures=tuple(figures))
+                                 figures=tuple(figures),
+                                 headline=str(m["headline"]) if m.get("headline") else None)
     return _cache[name]
 
 
 def infos() -> dict[str, ModelInfo]:
     return {n: info(n) for n in names()}
+
+
+def headline_models() -> tuple[str, ...]:
+    """The models that declare a headline estimand (the one a calibration checks)."""
+    return tuple(n for n in names() if info(n).headline)
 
 
 def sensitivity_models() -> tuple[str, ...]:
