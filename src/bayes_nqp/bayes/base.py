@@ -112,6 +112,16 @@ class BayesModel:
         """Model-specific summary entries (sensitivity curves, probabilities ...)."""
         return {}
 
+    def assumptions(self) -> list[str]:
+        """What the model's intervals rest on, in words (summary.json ``assumptions``)."""
+        return ["errors are independent within a unit and the treatment effect is common to all "
+                "units: intervals are not robust to serial correlation or to units that disagree "
+                "(narrower than a unit-clustered SE can be)"]
+
+    def estimand_labels(self) -> dict[str, str]:
+        """Estimand name -> what it is (summary.json ``estimands``); optional."""
+        return {}
+
     def comparison(self, replication: dict) -> dict:
         """Frequentist counterparts: estimand name -> {estimate, ci95} from a replication summary."""
         return {}

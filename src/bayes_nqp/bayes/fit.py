@@ -73,9 +73,11 @@ class Fit:
         for name, c in self.comparison_.items():
             f, b = c.get("frequentist") or {}, c.get("bayesian") or {}
             fci, bhdi = f.get("ci95") or [None, None], b.get("hdi95") or [None, None]
-            rows.append({"param": name, "frequentist": f.get("estimate"), "freq_ci95_lo": fci[0],
-                         "freq_ci95_hi": fci[1], "bayesian_mean": b.get("mean"),
-                         "hdi95_lo": bhdi[0], "hdi95_hi": bhdi[1], "source": f.get("source")})
+            rows.append({"param": name, "frequentist": f.get("estimate"), "freq_se": f.get("se"),
+                         "freq_ci95_lo": fci[0], "freq_ci95_hi": fci[1], "bayesian_mean": b.get("mean"),
+                         "bayesian_sd": b.get("sd"), "hdi95_lo": bhdi[0], "hdi95_hi": bhdi[1],
+                         "sd_ratio": c.get("sd_ratio"), "source": f.get("source"),
+                         "estimand": c.get("estimand")})
         return pd.DataFrame(rows)
 
     def summary_json(self) -> dict:
@@ -240,12 +242,19 @@ def finish(model: BayesModel, pm_model, idata, settings: SamplerSettings, *, rep
             diag["warnings"].append(f"power-scaling sensitivity flags {', '.join(flagged)}")
     params = {k: param_entry(v) for k, v in draws.items()}
     comparison = {}
+    labels = model.estimand_labels()
     if replication is not None:
         for name, f in model.comparison(replication).items():
             if name in params:
                 comparison[name] = {"frequentist": f, "bayesian": {"mean": params[name]["mean"],
+                                                                   "sd": params[name]["sd"],
                                                                    "hdi95": params[name]["hdi95"]}}
-    extras = model.extras(idata, draws)
+                if labels.get(name):
+                    comparison[name]["estimand"] = labels[name]
+                if f.get("se"):
+                    comparison[name]["sd_ratio"] = params[name]["sd"] / f["se"]
+    extras = {"assumptions": model.assumptions(), **({"estimands": labels} if labels else {}),
+              **model.extras(idata, draws)}
     fit = Fit(model=model.name, idata=idata, spec=model.spec, priors=model.priors, sampler=settings,
               data={k: v for k, v in model.panel.data_block().items() if k in ("path", "sha256", "simulated", "n_obs", "n_units")},
               draws=draws, params=params, diag=diag, comparison_=comparison, extras=extras,

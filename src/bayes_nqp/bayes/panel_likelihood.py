@@ -156,7 +156,7 @@ def total_logp(q_total, s1, sd, a11, a1d, add, n, n_runs, sigma, sigma_unit, sig
     g11, g12, g22, det = _g(a11, a1d, add, sigma, sigma_unit, sigma_eff)
     b1, b2 = sigma_unit * s1, sigma_eff * sd
     quad = (g22 * b1**2 - 2.0 * g12 * b1 * b2 + g11 * b2**2) / det
-    N, runs = float(np.sum(n)), float(np.sum(n_runs))
+    N, runs = n.sum(), n_runs.sum()
     return -0.5 * (N * LOG_2PI + N * log(s2) + (N - runs) * log(1.0 - rho**2) + log(det).sum()
                    + q_total / s2 - quad.sum() / s2**2)
 
@@ -191,6 +191,8 @@ def simulate_ar1(layout: UnitLayout, rho: np.ndarray, sigma: np.ndarray, rng) ->
     per posterior draw: ``rho``/``sigma`` of shape (S, 1) → (S, N). Each run starts afresh."""
     rho, sigma = np.asarray(rho, float).reshape(-1, 1), np.asarray(sigma, float).reshape(-1, 1)
     z = rng.standard_normal((len(rho), len(layout.pair)))
+    if not np.any(rho):
+        return sigma * z
     e = np.empty_like(z)
     innov = np.sqrt(1.0 - rho[:, 0] ** 2)
     for j in range(z.shape[1]):
@@ -223,24 +225,67 @@ class PanelStatistics:
         self.sd_y = tuple(m[:, 1, 0] for m in Uy)
         self.s1_W = tuple(m[:, 0, :] for m in UW)
         self.sd_W = tuple(m[:, 1, :] for m in UW)
+        # stacked forms for the graph: k = 0, 1, 2 first; s1 (units) then sd (units) within k
+        self.B = tuple(np.vstack([b1, bd]) for b1, bd in zip(self.s1_W, self.sd_W))   # 3 × (2·units, P)
+        self.a = tuple(np.r_[a1, ad] for a1, ad in zip(self.s1_y, self.sd_y))         # 3 × (2·units,)
+        self.WW_stack, self.Wy_stack = np.stack(self.WW), np.stack(self.Wy)
+        self.yy_stack = np.array(self.yy)
+        self.B_stack = np.vstack(self.B)                                               # (3·2·units, P)
+        self.a_stack = np.concatenate(self.a)
 
-    def terms(self, theta, rho, dot=np.dot):
+    def arrays(self, rho=None) -> dict[str, np.ndarray]:
+        """The statistics the likelihood reads, by name: with a constant ``rho`` (0 for iid
+        errors) the three AR(1) moments are combined here, else stacked (k = 0, 1, 2 first).
+
+        A model may wrap them in ``pm.Data`` so that one compiled graph serves other data of the
+        same shapes (placebo refits)."""
+        if rho is not None:
+            r = float(rho)
+            return {"WW": combine(self.WW, r), "Wy": combine(self.Wy, r), "yy": np.asarray(combine(self.yy, r)),
+                    "B": combine(self.B, r), "a": combine(self.a, r),
+                    "a11": combine(self.a11, r), "a1d": combine(self.a1d, r), "add": combine(self.add, r),
+                    "n": self.layout.n, "n_runs": self.layout.n_runs}
+        return {"WW": self.WW_stack, "Wy": self.Wy_stack, "yy": self.yy_stack, "B": self.B_stack,
+                "a": self.a_stack, "a11": np.stack(self.a11), "a1d": np.stack(self.a1d),
+                "add": np.stack(self.add), "n": self.layout.n, "n_runs": self.layout.n_runs}
+
+    def terms(self, theta, rho, dot=np.dot, stack=np.stack):
         """(q_total, s1, sd, a11, a1d, add) for one θ (P,) — PyTensor or NumPy."""
-        c = ar1_weights(rho)
-        q = sum(ck * (yy - 2.0 * dot(theta, wy) + dot(theta, dot(ww, theta)))
-                for ck, yy, wy, ww in zip(c, self.yy, self.Wy, self.WW))
-        s1 = sum(ck * (a - dot(B, theta)) for ck, a, B in zip(c, self.s1_y, self.s1_W))
-        sd = sum(ck * (a - dot(B, theta)) for ck, a, B in zip(c, self.sd_y, self.sd_W))
-        a11 = sum(ck * a for ck, a in zip(c, self.a11))
-        a1d = sum(ck * a for ck, a in zip(c, self.a1d))
-        add = sum(ck * a for ck, a in zip(c, self.add))
-        return q, s1, sd, a11, a1d, add
+        const = rho if isinstance(rho, (int, float)) else None
+        return terms_from(self.arrays(const), theta, rho, constant_rho=const is not None, dot=dot, stack=stack)
 
-    def logp(self, theta, sigma, sigma_unit, sigma_eff, rho, log=np.log, dot=np.dot):
-        """The total log-likelihood (a scalar) for one θ."""
-        q, s1, sd, a11, a1d, add = self.terms(theta, rho, dot=dot)
-        return total_logp(q, s1, sd, a11, a1d, add, self.layout.n, self.layout.n_runs,
-                          sigma, sigma_unit, sigma_eff, rho, log=log)
+    def logp(self, theta, sigma, sigma_unit, sigma_eff, rho, log=np.log, dot=np.dot, stack=np.stack):
+        """The total log-likelihood (a scalar) for one θ (PyTensor: ``log=pt.log, dot=pt.dot,
+        stack=pt.stack``)."""
+        const = rho if isinstance(rho, (int, float)) else None
+        return logp_from(self.arrays(const), theta, sigma, sigma_unit, sigma_eff, rho,
+                         constant_rho=const is not None, log=log, dot=dot, stack=stack)
+
+
+def terms_from(arr, theta, rho, *, constant_rho: bool, dot=np.dot, stack=np.stack):
+    """(q_total, s1, sd, a11, a1d, add) from :meth:`PanelStatistics.arrays` (NumPy arrays or
+    their ``pm.Data``). A graph of few nodes (it compiles in proportion)."""
+    if constant_rho:
+        q = arr["yy"] - 2.0 * dot(theta, arr["Wy"]) + dot(theta, dot(arr["WW"], theta))
+        v = arr["a"] - dot(arr["B"], theta)
+        a11, a1d, add = arr["a11"], arr["a1d"], arr["add"]
+    else:
+        c = stack(ar1_weights(rho))
+        quad = arr["yy"] - 2.0 * dot(arr["Wy"], theta) + dot(dot(arr["WW"], theta), theta)
+        q = dot(c, quad)
+        v = dot(c, (arr["a"] - dot(arr["B"], theta)).reshape((3, -1)))
+        a11, a1d, add = dot(c, arr["a11"]), dot(c, arr["a1d"]), dot(c, arr["add"])
+    v = v.reshape((2, -1))
+    s1, sd = v[0], v[1]
+    return q, s1, sd, a11, a1d, add
+
+
+def logp_from(arr, theta, sigma, sigma_unit, sigma_eff, rho, *, constant_rho: bool, log=np.log,
+              dot=np.dot, stack=np.stack):
+    """The total log-likelihood from :meth:`PanelStatistics.arrays` (see :func:`terms_from`)."""
+    q, s1, sd, a11, a1d, add = terms_from(arr, theta, rho, constant_rho=constant_rho, dot=dot, stack=stack)
+    return total_logp(q, s1, sd, a11, a1d, add, arr["n"], arr["n_runs"], sigma, sigma_unit, sigma_eff,
+                      rho, log=log)
 
 
 def residual_terms(layout: UnitLayout, r: np.ndarray, d: np.ndarray, rho: np.ndarray):
