@@ -66,7 +66,8 @@ def raw_panel(name: str):
     if name == "munnell":
         from linearmodels.datasets import munnell
 
-        d = munnell.load()[["state", "year", "gsp"]].copy()
+        d = munnell.load().rename(columns={"STATE": "state", "YR": "year", "GSP": "gsp"})
+        d = d[["state", "year", "gsp"]].copy()
         d["l_gsp"] = np.log(d["gsp"])
         return d, {"unit": "state", "time": "year", "outcome": "l_gsp"}, \
             {"unit": "state", "time": "year", "pool": "all"}
@@ -201,6 +202,11 @@ def part_placebo(panels, configs, n, draws, chains) -> dict:
     return out
 
 
+def _write(path: Path, result: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--part", default="all", choices=("sd", "placebo", "all"))
@@ -226,13 +232,14 @@ def main() -> None:
         result["sd_settings"] = {"draws": a.sd_draws, "chains": a.sd_chains, "priors": "weak"}
     if a.part in ("placebo", "all"):
         result.setdefault("placebo", {})
-        for name, res in part_placebo(panels, configs, a.n, a.draws, a.chains).items():
-            prev = result["placebo"].get(name, {})
-            prev_cfg = prev.get("configs", {}) if prev.get("n") == res["n"] else {}
-            result["placebo"][name] = {**res, "configs": {**prev_cfg, **res["configs"]}}
         result["placebo_settings"] = {"draws": a.draws, "tune": a.draws, "chains": a.chains, "priors": "weak"}
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=2) + "\n")
+        for panel in panels:  # written after each panel: a long run keeps what it finished
+            for name, res in part_placebo([panel], configs, a.n, a.draws, a.chains).items():
+                prev = result["placebo"].get(name, {})
+                prev_cfg = prev.get("configs", {}) if prev.get("n") == res["n"] else {}
+                result["placebo"][name] = {**res, "configs": {**prev_cfg, **res["configs"]}}
+            _write(out_path, result)
+    _write(out_path, result)
     print(json.dumps({k: v for k, v in result.items() if k != "placebo"}, indent=1, default=str)[:6000])
     for name, res in result.get("placebo", {}).items():
         print(name, {k: v for k, v in res.items() if k != "configs"},

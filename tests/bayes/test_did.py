@@ -81,10 +81,14 @@ def test_did_recovers_the_known_effect_on_a_synthetic_unbalanced_panel(did_fit, 
     assert did_fit.passed, did_fit.diag["failures"]
 
 
-def test_did_tau_sits_next_to_the_twfe_estimate(did_fit):
+def test_did_tau_sits_next_to_the_mean_of_the_unit_effects(did_fit):
+    """The default (unit-varying effects) is compared with its own estimand's frequentist
+    number, named, with the posterior sd beside the frequentist SE."""
     c = did_fit.comparison_["tau"]
-    assert c["frequentist"]["source"] == "TWFE with controls"
+    assert c["frequentist"]["source"].startswith("mean of unit-specific TWFE effects")
+    assert "mean of the unit-specific effects" in c["estimand"]
     assert abs(c["bayesian"]["mean"] - c["frequentist"]["estimate"]) < did_fit.params["tau"]["sd"]
+    assert 0.6 < c["sd_ratio"] < 1.6
 
 
 def test_did_draws_alpha_per_city_after_sampling(did_fit, synthetic):

@@ -312,7 +312,11 @@ class TwoWayModel(BayesModel):
     def likelihood_data(self) -> dict[str, np.ndarray]:
         """The ``pm.Data`` values of the marginal likelihood (names without the ``stat__``
         prefix): pass ``{f"stat__{k}": v}`` to ``compiled.with_data`` to refit on other data."""
-        return self.statistics.arrays(None if self.errors == "ar1" else 0.0)
+        arr = self.statistics.arrays(None if self.errors == "ar1" else 0.0)
+        # what the graph does not read is left out (a with_data on it would fail): the effect's
+        # terms of the common-effect model (σ_τ = 0) and the run counts of the iid model (ρ = 0)
+        drop = (("a1d", "add") if self.effect == "common" else ()) + (("n_runs",) if self.errors == "iid" else ())
+        return {k: v for k, v in arr.items() if k not in drop}
 
     def build(self) -> pm.Model:
         W, y = self.W, self.y_z  # computes the design (and the unit-mean labels) first
@@ -338,7 +342,8 @@ class TwoWayModel(BayesModel):
                 rho = self.prior("rho") if self.errors == "ar1" else 0.0
                 # the statistics as pm.Data: one compiled model serves another panel of the same
                 # shapes (placebo refits: compiled.with_data(**model.likelihood_data()))
-                arr = {k: pm.Data(f"stat__{k}", v) for k, v in self.likelihood_data().items()}
+                arr = {**self.statistics.arrays(None if self.errors == "ar1" else 0.0),
+                       **{k: pm.Data(f"stat__{k}", v) for k, v in self.likelihood_data().items()}}
                 # a potential, not an observed variable: the density is per unit, not per
                 # observation; log_likelihood() and posterior_predictive() below stand in for
                 # what PyMC would derive from an observed variable

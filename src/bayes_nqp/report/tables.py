@@ -97,12 +97,14 @@ def comparison_rows(model: str, s: dict) -> list[dict]:
                      "hdi95_hi": hdi[1],
                      "p_positive": s.get("params", {}).get(name, {}).get("p_positive"),
                      "frequentist": f.get("estimate"), "ci95_lo": fci[0], "ci95_hi": fci[1],
-                     "source": f.get("source")})
+                     "bayes_sd": b.get("sd"), "freq_se": f.get("se"), "sd_ratio": c.get("sd_ratio"),
+                     "source": f.get("source"), "estimand": c.get("estimand")})
     return rows
 
 
 COMPARISON_COLUMNS = ["model", "param", "bayes_mean", "hdi95_lo", "hdi95_hi", "p_positive",
-                      "frequentist", "ci95_lo", "ci95_hi", "source"]
+                      "frequentist", "ci95_lo", "ci95_hi", "bayes_sd", "freq_se", "sd_ratio", "source",
+                      "estimand"]
 
 
 def comparison_table(out: str | Path, models: list[str] | None = None) -> pd.DataFrame:
