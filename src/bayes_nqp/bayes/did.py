@@ -2,11 +2,44 @@ r"""Hierarchical two-way difference-in-differences, with the unit effects integr
 
 .. math::
 
-    y_{it} = \alpha_i + \gamma_t + \tau D_{it} + X_{it}\beta + \varepsilon_{it},\qquad
+    y_{it} = \alpha_i + \gamma_t + \tau_i D_{it} + X_{it}\beta + \varepsilon_{it},\qquad
     \alpha_i \sim N(\mu + \bar x_i'\lambda,\ \sigma_\alpha^2),\qquad
-    \gamma \sim \mathrm{ZeroSumNormal}(\sigma_\gamma)\ \ (\textstyle\sum_t \gamma_t = 0),
+    \tau_i \sim N(\tau, \sigma_\tau^2),\qquad
+    \gamma \sim \mathrm{ZeroSumNormal}(s_\gamma)\ \ (\textstyle\sum_t \gamma_t = 0),
 
-    \varepsilon_{it} \sim N(0, \sigma^2)\ \text{or}\ t_\nu(0, \sigma)
+    \varepsilon_{i\cdot} \sim \text{iid } N(0, \sigma^2)\ \text{or stationary AR(1)}(\rho, \sigma^2)
+    \ \text{within unit } i\ \ (\text{or } t_\nu(0, \sigma))
+
+Honest uncertainty (issue 13; spec options, all in models/did.toml):
+
+``effect = "unit"`` (default) | ``"common"``
+    unit-specific effects :math:`\tau_i \sim N(\tau, \sigma_\tau^2)`, :math:`\sigma_\tau` learned
+    (prior ``sigma_effect``). :math:`\tau` is the **mean of the unit effects**; its posterior sd
+    reflects how much treated units disagree, which is what a unit-clustered SE measures (the
+    iid/common model's sd is the iid-OLS SE and its placebo intervals exclude 0 far too often).
+    Frequentist counterpart: the mean of the unit effects of the fully interacted TWFE regression
+    with its between-unit SE (:mod:`bayes_nqp.frequentist.unit_effects`). ``"common"``: one
+    :math:`\tau` (TWFE's estimand; counterpart TWFE with CRV1 SE), intervals not robust to
+    disagreeing units.
+``errors = "iid"`` (default) | ``"ar1"``
+    AR(1) errors within a unit over runs of consecutive periods, :math:`\rho` learned (prior
+    ``rho``), integrated out exactly (:mod:`.panel_likelihood`). A complement, not the default:
+    the estimate then becomes a GLS (quasi-differenced) comparison rather than TWFE's, and on
+    strongly trending outcomes :math:`\rho \to 1` makes it a first-difference estimator with too
+    narrow intervals (measured on Munnell's state GSP panel, benchmarks/bench_honest.py).
+``year_effects = "fixed"`` (default) | ``"pooled"``
+    fixed: zero-sum year effects with the prior set's fixed wide scale ``year`` — with the
+    Mundlak unit means, a balanced panel, the common effect and weak priors the posterior mean of
+    :math:`\tau` is TWFE's within estimate. pooled: a learned scale ``sigma_time``, which shrinks
+    the year effects when years are few and **changes the estimand** (moves τ off TWFE's).
+
+Both :math:`\alpha_i` and :math:`\tau_i` (and the AR(1) covariance) are integrated out: unit
+*i*'s residuals are :math:`MVN(0, \sigma^2R(\rho) + \sigma_\alpha^2 11' + \sigma_\tau^2 d_id_i')`,
+evaluated exactly from sufficient statistics (:mod:`.panel_likelihood`); afterwards
+:math:`(\alpha_i, \tau_i)` are drawn from their exact conditional posterior and stored as
+``alpha`` and ``tau_unit_z`` (standardised). The statistics are ``pm.Data``
+(:meth:`TwoWayModel.likelihood_data`), so one compiled model refits other panels of the same
+shapes (placebo calibration).
 
 The year effects are present when the column map asks for them (``time_effects``).
 
@@ -20,7 +53,8 @@ means absorb that correlation, so :math:`\tau` rests on within-unit changes as i
 Parameterisation of the unit effects (spec option ``unit_effects``):
 
 ``"marginal"`` (default; normal likelihood only)
-    :math:`\alpha_i` is integrated out analytically. Unit *i* with :math:`n_i` observations and
+    :math:`\alpha_i` (and :math:`\tau_i`, and the AR(1) covariance) integrated out analytically.
+    With the common effect and iid errors, unit *i* with :math:`n_i` observations and
     residuals :math:`r_{it} = y_{it} - (\mu + \bar x_i'\lambda + \gamma_t + \tau D_{it} + X_{it}\beta)`
     has :math:`r_i \sim MVN(0, \sigma^2 I + \sigma_\alpha^2 \mathbf{1}\mathbf{1}')`, so
 
@@ -51,15 +85,20 @@ Parameterisation of the unit effects (spec option ``unit_effects``):
     Student-t likelihood (``likelihood = "student_t"``), which has no closed-form marginal.
     Non-centred mixes poorly when units have many observations (the intercept and unit means
     then trade off against all :math:`z_i` at once); centred is the better choice there.
+    Unit-varying effects are then sampled non-centred (``effect_z``); AR(1) errors need the
+    marginal parameterisation.
     Pointwise LOO is then per city-year, conditional on :math:`\alpha`.
 
 Scale: the outcome and the controls are standardised (mean 0, sd 1); every prior lives on that
 scale. Prior names in the prior set: ``intercept`` (:math:`\mu`), ``sigma_unit``
-(:math:`\sigma_\alpha`), ``sigma_time`` (:math:`\sigma_\gamma`), ``tau``, ``beta`` (for
+(:math:`\sigma_\alpha`), ``year`` (fixed year effects) or ``sigma_time`` (pooled),
+``tau``, ``sigma_effect`` (:math:`\sigma_\tau`, unit effects), ``rho`` (AR(1)), ``beta`` (for
 :math:`\beta` and :math:`\lambda`), ``sigma``, ``nu`` (Student-t only).
 
-Estimand: ``tau``, the treatment effect on the outcome's original scale
-(:math:`\tau_z \cdot \mathrm{sd}(y)`). Under staggered adoption with effects that grow with
+Estimand: ``tau``, the (mean) treatment effect on the outcome's original scale
+(:math:`\tau_z \cdot \mathrm{sd}(y)`); summary.json names it (``estimands``), says what its
+interval rests on (``assumptions``) and sets the posterior sd beside the matching frequentist SE
+(``comparison.tau.sd_ratio``). Under staggered adoption with effects that grow with
 exposure, :math:`\tau` is a TWFE-type weighted average of the cell effects, not the ATT (see the
 event_study and staggered models); this model is the Bayesian counterpart of the replication's
 ``did_controls`` (``did`` without controls).

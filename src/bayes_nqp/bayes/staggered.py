@@ -208,6 +208,16 @@ class StaggeredModel(BayesModel):
                                                           sigma_unit, log=pt.log).sum())
         return m
 
+    def assumptions(self) -> list[str]:
+        return ["the untreated-outcome model is fitted on untreated cells only, so no "
+                "unit-specific effect enters its likelihood; unit-varying effects are what the "
+                "imputation averages over the treated cells",
+                "errors of the untreated outcome are independent within a unit given its "
+                "intercept: with serially correlated outcomes the imputed Y(0) of a unit's "
+                "treated cells share errors, and the ATT's interval can be too narrow",
+                "year effects are partially pooled (ZeroSumNormal with a learned scale)",
+                "Gaussian errors"]
+
     def mean_without_unit(self, p):
         """μ_g(i) + γ_t + X̃β on the untreated rows, from PyMC variables or draws (S, ...)."""
         eta = p["mu"][..., self.unit_cohort[self.u_rows]]
