@@ -35,11 +35,10 @@ def mean_unit_effect(panel, controls: bool = True) -> dict:
     units = share.index[(share > 0) & (share < 1)].to_numpy()
     if len(units) < 2:
         raise ValueError("fewer than two treated units with untreated periods: no between-unit SE")
-    data = df[["y", "unit", "time", *(panel.controls if controls else [])]].copy()
     names = [f"Dx{k}" for k in range(len(units))]
     uidx = df["unit_idx"].to_numpy()
-    for name, u in zip(names, units):
-        data[name] = D * (uidx == u)
+    inter = pd.DataFrame(D[:, None] * (uidx[:, None] == units[None, :]), columns=names, index=df.index)
+    data = pd.concat([df[["y", "unit", "time", *(panel.controls if controls else [])]], inter], axis=1)
     terms = names + (list(panel.controls) if controls else [])
     fit = feols(f"y ~ {' + '.join(terms)} | {fe_part(panel)}", data, vcov="iid")
     coef = fit.coef()
