@@ -89,6 +89,9 @@ def test_did_tau_sits_next_to_the_mean_of_the_unit_effects(did_fit):
     assert "mean of the unit-specific effects" in c["estimand"]
     assert abs(c["bayesian"]["mean"] - c["frequentist"]["estimate"]) < did_fit.params["tau"]["sd"]
     assert 0.6 < c["sd_ratio"] < 1.6
+    summary = did_fit.summary_json()
+    assert any("varies by unit" in a for a in summary["assumptions"])
+    assert "tau" in summary["estimands"]
 
 
 def test_did_draws_alpha_per_city_after_sampling(did_fit, synthetic):
