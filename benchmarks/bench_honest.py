@@ -204,7 +204,7 @@ def part_placebo(panels, configs, n, draws, chains) -> dict:
 
 def _write(path: Path, result: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path.write_text(json.dumps(result, indent=1) + "\n")
 
 
 def main() -> None:
