@@ -49,15 +49,22 @@ def posterior_stats(posterior, tau_var: str) -> dict:
             "rhat_max": float(np.nanmax(flat_rhat)), "n_scalars": len(flat_ess)}
 
 
-def run_ours(panel, draws, tune, chains, seed) -> dict:
-    import bayes_nqp as bn
+def run_ours(panel, draws, tune, chains, seed, options=None) -> dict:
+    """``options``: spec options over models/did.toml (e.g. the previous default, to compare)."""
+    from dataclasses import replace
 
+    import bayes_nqp as bn
+    from bayes_nqp.bayes.spec import load_spec
+
+    spec = load_spec("did")
+    spec = replace(spec, options={**spec.options, **(options or {})})
     t0 = time.perf_counter()
-    fit = bn.fit("did", panel, draws=draws, tune=tune, chains=chains, seed=seed,
+    fit = bn.fit("did", panel, spec=spec, draws=draws, tune=tune, chains=chains, seed=seed,
                  replication=False, loo=False, ppc=False, psense=False)
     seconds = time.perf_counter() - t0
     post = fit.idata["posterior"].to_dataset()
-    free = ["mu", "gamma", "beta", "tau_z", "lambda", "sigma", "sigma_unit", "sigma_time", "alpha"]
+    free = ["mu", "gamma", "beta", "tau_z", "lambda", "sigma", "sigma_unit", "sigma_time", "alpha",
+            "sigma_effect", "rho", "tau_unit_z"]
     out = posterior_stats(post[[v for v in free if v in post]], "tau_z")
     tau = fit.draws["tau"].ravel()
     return {"seconds": seconds, "tau_mean": float(tau.mean()), "tau_sd": float(tau.std(ddof=1)),
@@ -108,6 +115,9 @@ def main() -> None:
     ap.add_argument("--tune", type=int, default=1000)
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--seed", type=int, default=20250601)
+    ap.add_argument("--ours-only", action="store_true",
+                    help="time ours under the current default and the previous one (common effect, "
+                         "iid errors, pooled year effects) on the same machine state; no Bambi")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -117,6 +127,24 @@ def main() -> None:
 
     panel = bn.demo_panel()
     kw = dict(draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed)
+    if args.ours_only:
+        import json
+
+        res = {}
+        for label, opts in (("previous_default", {"effect": "common", "errors": "iid", "year_effects": "pooled"}),
+                            ("default", {}), ("previous_default_again", {"effect": "common", "errors": "iid",
+                                                                         "year_effects": "pooled"}),
+                            ("default_again", {})):
+            res[label] = run_ours(panel, **kw, options=opts)
+            print(label, json.dumps({k: res[label][k] for k in ("seconds", "ess_min", "ess_min_param",
+                                                                 "rhat_max", "tau_mean", "tau_sd")}))
+        from bayes_nqp.results import write_json
+
+        write_json(OUT.with_name("did_defaults.json"),
+                   {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                    "machine": "shared 2-core development machine (other work running)",
+                    "settings": vars(args), **res})
+        return
     ours = run_ours(panel, **kw)
     theirs = run_bambi(panel, **kw)
     for r in (ours, theirs):

@@ -127,7 +127,8 @@ def test_fits_are_compared_with_the_replication(quick_run):
     assert "tau" in set(cmp.loc[cmp["model"] == "did", "param"])
     rep = json.loads((out / "replication" / "summary.json").read_text(encoding="utf-8"))
     tau = cmp[(cmp["model"] == "did") & (cmp["param"] == "tau")].iloc[0]
-    assert tau["frequentist"] == pytest.approx(rep["did_controls"]["estimate"])
+    # the default did has unit-varying effects: its counterpart is the mean of the unit effects
+    assert tau["frequentist"] == pytest.approx(rep["did_unit_mean_controls"]["estimate"])
 
 
 def test_sensitivity_reuses_the_main_fits_compilation(quick_run):

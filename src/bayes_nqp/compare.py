@@ -8,7 +8,9 @@ frequentist counterpart of an estimand is found::
     param = "tau[{group}={level}]"              # the estimand (a template)
     estimate = "heterogeneity.{group}.{level}.estimate"   # a path into replication/summary.json
     ci = "heterogeneity.{group}.{level}.ci95"   # its interval (or se = "...": a normal interval)
+    se = "heterogeneity.{group}.{level}.se"     # its standard error (optional beside ci)
     source = "split-sample TWFE ({group} = {level})"
+    when = {effect = "common"}                  # optional: only for fits with these spec options
 
 A path is dotted keys; ``{name}`` in a path runs over the keys of that dict (or the positions
 of that list, when ``{name}`` also gives ``{name_1}``, the position counted from 1), and the same
@@ -17,7 +19,9 @@ fit has the estimand; for each estimand the first entry that matches wins (so a 
 written second). ``unique = true``: the entry applies only when its path matches exactly once;
 ``same_count = true``: only when it matches as often as the fit has estimands of the param's
 stem (``slope[...]``), so that, say, a replication with two thresholds is not paired with a
-model of one.
+model of one. ``when``: the entry applies only when the fit's spec options have those values
+(an option the spec does not set does not match), so that a model whose estimand changes with
+an option is compared with the matching frequentist number.
 """
 
 from __future__ import annotations
@@ -71,7 +75,10 @@ def compare(fit_summary, replication: dict | None, mapping) -> dict[str, Compari
     if not replication:
         return {}
     found: dict[str, ComparisonEntry] = {}
+    options = (s.spec or {}).get("options", {})
     for entry in mapping or ():
+        if any(options.get(k) != v for k, v in (entry.get("when") or {}).items()):
+            continue
         matches = [(env, v) for env, v in _bindings(replication, entry["estimate"].split("."), {})
                    if _number(v)]
         if entry.get("unique") and len(matches) != 1:
@@ -84,12 +91,13 @@ def compare(fit_summary, replication: dict | None, mapping) -> dict[str, Compari
             param = entry["param"].format(**env)
             if param in found or param not in s.params:
                 continue
-            if "se" in entry:
-                se = _get(replication, entry["se"], env)
-                ci = None if not _number(se) else [est - Z_INTERVAL * se, est + Z_INTERVAL * se]
+            se = _get(replication, entry["se"], env) if "se" in entry else None
+            se = se if _number(se) else None
+            if "ci" in entry:
+                ci = _get(replication, entry["ci"], env)
             else:
-                ci = _get(replication, entry["ci"], env) if "ci" in entry else None
-            f = Counterpart.from_json({"estimate": est, CI: ci,
+                ci = None if se is None else [est - Z_INTERVAL * se, est + Z_INTERVAL * se]
+            f = Counterpart.from_json({"estimate": est, CI: ci, "se": se,
                                        "source": entry.get("source", "").format(**env) or None})
             found[param] = ComparisonEntry(f, s.params[param])
     return {k: found[k] for k in s.params if k in found}

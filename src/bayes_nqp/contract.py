@@ -4,8 +4,9 @@ What to know first: a fit's ``DIR/<model>/summary.json`` is :meth:`FitSummary.to
 everything that reads one (the report, the CLI, the sensitivity stage, the tests) goes through
 :meth:`FitSummary.from_json`. The keys are documented in :mod:`.results` and stay as they are:
 ``params {"<name>": {mean, sd, hdi95: [lo, hi], p_positive}}``, ``comparison {"<name>":
-{frequentist: {estimate, ci95, ...}, bayesian: {mean, hdi95}}}``, ``diagnostics``, ...; a model's
-own entries (curves, probabilities, settings) are under the one key ``extras``.
+{frequentist: {estimate, se, ci95, ...}, bayesian: {mean, sd, hdi95}, sd_ratio, estimand}}``,
+``assumptions`` (what the intervals rest on), ``estimands`` (what each is), ``diagnostics``, ...;
+a model's own entries (curves, probabilities, settings) are under the one key ``extras``.
 
 The interval probability is :data:`INTERVAL_PROB`; the keys and the column names that carry it
 (``hdi95``, ``hdi95_lo``) are derived from it. :func:`tidy` turns a summary into the one
@@ -36,7 +37,8 @@ SENSITIVITY_COLUMNS = ["estimand", "prior_set", "mean", "sd", f"{HDI}_lo", f"{HD
                        "p_positive", "passed"]
 #: the columns of :func:`comparison_table`
 COMPARISON_COLUMNS = ["model", "param", "bayes_mean", f"{HDI}_lo", f"{HDI}_hi", "p_positive",
-                      "frequentist", f"{CI}_lo", f"{CI}_hi", "source"]
+                      "frequentist", f"{CI}_lo", f"{CI}_hi", "bayes_sd", "freq_se", "sd_ratio", "source",
+                      "estimand"]
 
 
 def jsonable(obj):
@@ -102,46 +104,63 @@ class ParamEntry:
 
 @dataclass(frozen=True)
 class Counterpart:
-    """A frequentist estimate the Bayesian one is compared with (``other``: any further keys
-    of its replication entry, kept as they are)."""
+    """A frequentist estimate the Bayesian one is compared with (``se``: its standard error where
+    the replication gives one; ``other``: any further keys of its replication entry, kept as
+    they are)."""
 
     estimate: float | None
     ci: tuple[float | None, float | None] = (None, None)
     source: str | None = None
     other: dict = field(default_factory=dict)
+    se: float | None = None
 
     def to_json(self) -> dict:
-        return {"estimate": self.estimate, CI: None if self.ci == (None, None) else list(self.ci),
+        return {"estimate": self.estimate, **({"se": self.se} if self.se is not None else {}),
+                CI: None if self.ci == (None, None) else list(self.ci),
                 **({"source": self.source} if self.source is not None else {}), **self.other}
 
     @classmethod
     def from_json(cls, d: dict | None) -> "Counterpart":
         d = dict(d or {})
-        est, ci, src = d.pop("estimate", None), d.pop(CI, None), d.pop("source", None)
-        return cls(_float(est), _pair(ci), src, d)
+        est, ci, src, se = d.pop("estimate", None), d.pop(CI, None), d.pop("source", None), d.pop("se", None)
+        return cls(_float(est), _pair(ci), src, d, _float(se))
 
 
 @dataclass(frozen=True)
 class ComparisonEntry:
-    """A Bayesian estimand next to its frequentist counterpart."""
+    """A Bayesian estimand next to its frequentist counterpart; ``estimand`` says in words what
+    both estimate, and ``sd_ratio`` (posterior sd / frequentist SE) how their uncertainties
+    compare."""
 
     frequentist: Counterpart
     bayesian: ParamEntry
+    estimand: str | None = None
+
+    @property
+    def sd_ratio(self) -> float | None:
+        sd, se = self.bayesian.sd, self.frequentist.se
+        return None if sd is None or not se else sd / se
 
     def to_json(self) -> dict:
-        return {"frequentist": self.frequentist.to_json(),
-                "bayesian": {"mean": self.bayesian.mean, HDI: list(self.bayesian.hdi)}}
+        out = {"frequentist": self.frequentist.to_json(),
+               "bayesian": {"mean": self.bayesian.mean, "sd": self.bayesian.sd, HDI: list(self.bayesian.hdi)}}
+        if self.sd_ratio is not None:
+            out["sd_ratio"] = self.sd_ratio
+        if self.estimand is not None:
+            out["estimand"] = self.estimand
+        return out
 
     @classmethod
     def from_json(cls, d: dict) -> "ComparisonEntry":
         b = d.get("bayesian") or {}
         return cls(Counterpart.from_json(d.get("frequentist")),
-                   ParamEntry(_float(b.get("mean")), None, _pair(b.get(HDI)), None))
+                   ParamEntry(_float(b.get("mean")), _float(b.get("sd")), _pair(b.get(HDI)), None),
+                   d.get("estimand"))
 
 
 #: the top-level keys of a fit's summary.json (anything else an older file has is an extra)
 SUMMARY_KEYS = ("model", "data", "priors", "spec", "sampler", "params", "diagnostics", "comparison",
-                "seconds", "notice", "extras")
+                "assumptions", "estimands", "seconds", "notice", "extras")
 
 
 @dataclass(frozen=True)
@@ -159,6 +178,10 @@ class FitSummary:
     seconds: float = 0.0
     extras: dict = field(default_factory=dict)
     notice: str | None = None
+    #: what the intervals rest on, in words (every model says it; the report shows it)
+    assumptions: tuple[str, ...] = ()
+    #: estimand name -> what it is, in words (where the model names it)
+    estimands: dict = field(default_factory=dict)
 
     @property
     def simulated(self) -> bool:
@@ -173,6 +196,7 @@ class FitSummary:
                "sampler": self.sampler, "params": {k: v.to_json() for k, v in self.params.items()},
                "diagnostics": self.diagnostics,
                "comparison": {k: v.to_json() for k, v in self.comparison.items()},
+               "assumptions": list(self.assumptions), "estimands": self.estimands,
                "seconds": self.seconds, "extras": self.extras}
         if self.notice is not None:
             out["notice"] = self.notice
@@ -190,13 +214,14 @@ class FitSummary:
             # the JSON keeps the posterior's mean and interval only; the estimand has the rest
             p = params.get(k)
             if p is not None and (p.mean, p.hdi) == (c.bayesian.mean, c.bayesian.hdi):
-                c = ComparisonEntry(c.frequentist, p)
+                c = ComparisonEntry(c.frequentist, p, c.estimand)
             comparison[k] = c
         return cls(model=s.get("model", ""), params=params,
                    diagnostics=dict(s.get("diagnostics") or {}), comparison=comparison,
                    data=dict(s.get("data") or {}), priors=dict(s.get("priors") or {}),
                    spec=dict(s.get("spec") or {}), sampler=dict(s.get("sampler") or {}),
-                   seconds=float(s.get("seconds") or 0.0), extras=extras, notice=s.get("notice"))
+                   seconds=float(s.get("seconds") or 0.0), extras=extras, notice=s.get("notice"),
+                   assumptions=tuple(s.get("assumptions") or ()), estimands=dict(s.get("estimands") or {}))
 
 
 def as_summary(s) -> FitSummary:
@@ -227,7 +252,8 @@ def comparison_table(summary) -> "pd.DataFrame":  # noqa: F821
         p = s.params.get(name)
         rows.append([s.model, name, c.bayesian.mean, c.bayesian.hdi[0], c.bayesian.hdi[1],
                      p.p_positive if p is not None else None, c.frequentist.estimate,
-                     c.frequentist.ci[0], c.frequentist.ci[1], c.frequentist.source])
+                     c.frequentist.ci[0], c.frequentist.ci[1], c.bayesian.sd, c.frequentist.se,
+                     c.sd_ratio, c.frequentist.source, c.estimand])
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 

@@ -5,6 +5,9 @@ Everything that writes or reads a summary goes through this module, so the keys 
 Replication (``DIR/replication/summary.json``)::
 
     did, did_controls   {estimate, se, ci95: [lo, hi], pvalue, n_obs, n_units}
+    did_unit_mean, did_unit_mean_controls   mean of the unit-specific effects of the fully
+                        interacted TWFE regression {estimate, se (between-unit), ci95, pvalue,
+                        n_treated_units, estimator, unit_effects: {unit: tau_i}}
     event_study         {"<rel_time>": {estimate, se, ci95}, ..., "pretrend_pvalue": p}
     sun_abraham         {overall: {estimate, se, ci95}, event_time: {"<e>": {...}}}
     callaway_santanna   (same as sun_abraham)
@@ -22,8 +25,11 @@ Bayesian fit (``DIR/<model>/summary.json``; typed as :class:`~.contract.FitSumma
     model, data {path, sha256, simulated}, priors {name, contents}, spec, sampler,
     params {"<name>": {mean, sd, hdi95: [lo, hi], p_positive}},
     diagnostics {rhat_max, ess_bulk_min, ess_tail_min, divergences, passed, ...},
-    comparison {"<name>": {frequentist: {estimate, ci95}, bayesian: {mean, hdi95}}},
-    seconds, extras {the model's own entries}, notice (simulated data only)
+    comparison {"<name>": {frequentist: {estimate, se, ci95, source}, bayesian: {mean, sd, hdi95},
+                estimand, sd_ratio (posterior sd / frequentist se)}},
+    seconds, extras {the model's own entries; for every model ``assumptions`` ["<what the
+    intervals rest on>", ...], and ``estimands`` {"<name>": "<what it is>"} where the model
+    names them}, notice (simulated data only)
 
 The interval probability (0.95, hence ``hdi95``/``ci95``) is ``contract.INTERVAL_PROB``.
 """

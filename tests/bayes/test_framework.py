@@ -18,7 +18,8 @@ def test_a_prior_set_missing_a_prior_the_model_needs_is_an_error_naming_it(tmp_p
     path = tmp_path / "thin.toml"
     path.write_text('intercept = { dist = "Normal", mu = 0.0, sigma = 1.0 }\n')
     model = make_model("did", synthetic.panel, priors=path)
-    with pytest.raises(SpecError, match="has no prior 'sigma_time'"):
+    # the first prior did reads after the intercept: the fixed scale of the year effects
+    with pytest.raises(SpecError, match="has no prior 'year'"):
         model.build()
 
 

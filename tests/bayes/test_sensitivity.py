@@ -20,6 +20,9 @@ beta = { dist = "Normal", mu = 0.0, sigma = 1.0 }
 sigma = { dist = "HalfNormal", sigma = 1.0 }
 sigma_unit = { dist = "HalfNormal", sigma = 1.0 }
 sigma_time = { dist = "HalfNormal", sigma = 1.0 }
+year = { dist = "ZeroSumNormal", sigma = 2.0 }
+sigma_effect = { dist = "HalfNormal", sigma = 0.5 }
+rho = { dist = "Uniform", lower = -1.0, upper = 1.0 }
 nu = { dist = "Gamma", alpha = 2.0, beta = 0.1 }
 """
 

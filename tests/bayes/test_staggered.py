@@ -236,3 +236,23 @@ def test_demo_figure_says_simulated_data(demo_fit, demo):
 
     fig = model_figures(None, demo_fit.summary_json(), None, ["att"])["att"]
     assert fig._suptitle.get_text().startswith("SIMULATED DATA")
+
+
+def test_staggered_ar1_errors_build_and_reduce_to_the_iid_likelihood_at_rho_zero(synthetic):
+    """errors = "ar1": ρ is a parameter, and at ρ = 0 the untreated-outcome likelihood is the
+    iid one (the random-intercept marginal of every unit's untreated rows)."""
+    from dataclasses import replace
+
+    from bayes_nqp.bayes.did import unit_marginal_logp
+    from bayes_nqp.bayes.spec import load_spec
+
+    spec = load_spec("staggered")
+    model = make_model("staggered", synthetic.panel, spec=replace(spec, options={**spec.options, "errors": "ar1"}))
+    assert "rho" in model.build().named_vars
+    theta = np.random.default_rng(0).normal(size=model.W_rows.shape[1]) * 0.3
+    r = model.y_z[model.rows] - model.W_rows @ theta
+    s1 = np.add.reduceat(r, model.unit_start)
+    s2 = np.add.reduceat(r**2, model.unit_start)
+    iid = unit_marginal_logp(s1, s2, model.n_per_unit, 0.6, 0.9).sum()
+    # a 0-d array takes the AR(1) path (weights of the three moments), not the folded iid one
+    assert model.statistics.logp(theta, 0.6, 0.9, 0.0, np.array(0.0)) == pytest.approx(iid, rel=1e-10)

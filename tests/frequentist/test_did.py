@@ -37,7 +37,8 @@ def test_did_uses_unit_effects_only_when_map_turns_time_effects_off(make_panel):
 def test_did_without_controls_in_map_reports_plain_did_only(make_panel):
     p = make_panel(controls=False, seed=4)
     out = did(p)
-    assert set(out.summary) == {"did"}
+    # plain TWFE and, for unit-varying effects, the mean of the unit effects (no controls)
+    assert set(out.summary) == {"did", "did_unit_mean"}
     assert list(out.tables["did"].columns) == ["statistic", "TWFE"]
 
 

@@ -121,6 +121,17 @@ class BayesModel:
         data: ``[[compare]]`` in the model's spec, read by :func:`bayes_nqp.compare.compare`.)"""
         return {}
 
+    def assumptions(self) -> list[str]:
+        """What the model's intervals rest on, in words (summary.json ``extras.assumptions``)."""
+        return ["errors are independent within a unit and the treatment effect is common to all "
+                "units: intervals are not robust to serial correlation or to units that disagree "
+                "(narrower than a unit-clustered SE can be)"]
+
+    def estimand_labels(self) -> dict[str, str]:
+        """Estimand name -> what it is (summary.json ``extras.estimands``, and ``estimand`` of its
+        comparison entry); optional."""
+        return {}
+
     def log_likelihood(self, idata, pm_model):
         """Pointwise log-likelihood for LOO; default: PyMC's for the observed variable."""
         ll = pm.compute_log_likelihood(idata, model=pm_model, var_names=[self.observed],

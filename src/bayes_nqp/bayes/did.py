@@ -2,11 +2,44 @@ r"""Hierarchical two-way difference-in-differences, with the unit effects integr
 
 .. math::
 
-    y_{it} = \alpha_i + \gamma_t + \tau D_{it} + X_{it}\beta + \varepsilon_{it},\qquad
+    y_{it} = \alpha_i + \gamma_t + \tau_i D_{it} + X_{it}\beta + \varepsilon_{it},\qquad
     \alpha_i \sim N(\mu + \bar x_i'\lambda,\ \sigma_\alpha^2),\qquad
-    \gamma \sim \mathrm{ZeroSumNormal}(\sigma_\gamma)\ \ (\textstyle\sum_t \gamma_t = 0),
+    \tau_i \sim N(\tau, \sigma_\tau^2),\qquad
+    \gamma \sim \mathrm{ZeroSumNormal}(s_\gamma)\ \ (\textstyle\sum_t \gamma_t = 0),
 
-    \varepsilon_{it} \sim N(0, \sigma^2)\ \text{or}\ t_\nu(0, \sigma)
+    \varepsilon_{i\cdot} \sim \text{iid } N(0, \sigma^2)\ \text{or stationary AR(1)}(\rho, \sigma^2)
+    \ \text{within unit } i\ \ (\text{or } t_\nu(0, \sigma))
+
+Honest uncertainty (issue 13; spec options, all in models/did.toml):
+
+``effect = "unit"`` (default) | ``"common"``
+    unit-specific effects :math:`\tau_i \sim N(\tau, \sigma_\tau^2)`, :math:`\sigma_\tau` learned
+    (prior ``sigma_effect``). :math:`\tau` is the **mean of the unit effects**; its posterior sd
+    reflects how much treated units disagree, which is what a unit-clustered SE measures (the
+    iid/common model's sd is the iid-OLS SE and its placebo intervals exclude 0 far too often).
+    Frequentist counterpart: the mean of the unit effects of the fully interacted TWFE regression
+    with its between-unit SE (:mod:`bayes_nqp.frequentist.unit_effects`). ``"common"``: one
+    :math:`\tau` (TWFE's estimand; counterpart TWFE with CRV1 SE), intervals not robust to
+    disagreeing units.
+``errors = "iid"`` (default) | ``"ar1"``
+    AR(1) errors within a unit over runs of consecutive periods, :math:`\rho` learned (prior
+    ``rho``), integrated out exactly (:mod:`.panel_likelihood`). A complement, not the default:
+    the estimate then becomes a GLS (quasi-differenced) comparison rather than TWFE's, and on
+    strongly trending outcomes :math:`\rho \to 1` makes it a first-difference estimator with too
+    narrow intervals (measured on Munnell's state GSP panel, benchmarks/bench_honest.py).
+``year_effects = "fixed"`` (default) | ``"pooled"``
+    fixed: zero-sum year effects with the prior set's fixed wide scale ``year`` — with the
+    Mundlak unit means, a balanced panel, the common effect and weak priors the posterior mean of
+    :math:`\tau` is TWFE's within estimate. pooled: a learned scale ``sigma_time``, which shrinks
+    the year effects when years are few and **changes the estimand** (moves τ off TWFE's).
+
+Both :math:`\alpha_i` and :math:`\tau_i` (and the AR(1) covariance) are integrated out: unit
+*i*'s residuals are :math:`MVN(0, \sigma^2R(\rho) + \sigma_\alpha^2 11' + \sigma_\tau^2 d_id_i')`,
+evaluated exactly from sufficient statistics (:mod:`.panel_likelihood`); afterwards
+:math:`(\alpha_i, \tau_i)` are drawn from their exact conditional posterior and stored as
+``alpha`` and ``tau_unit_z`` (standardised). The statistics are ``pm.Data``
+(:meth:`TwoWayModel.likelihood_data`), so one compiled model refits other panels of the same
+shapes (placebo calibration).
 
 The year effects are present when the column map asks for them (``time_effects``).
 
@@ -20,7 +53,8 @@ means absorb that correlation, so :math:`\tau` rests on within-unit changes as i
 Parameterisation of the unit effects (spec option ``unit_effects``):
 
 ``"marginal"`` (default; normal likelihood only)
-    :math:`\alpha_i` is integrated out analytically. Unit *i* with :math:`n_i` observations and
+    :math:`\alpha_i` (and :math:`\tau_i`, and the AR(1) covariance) integrated out analytically.
+    With the common effect and iid errors, unit *i* with :math:`n_i` observations and
     residuals :math:`r_{it} = y_{it} - (\mu + \bar x_i'\lambda + \gamma_t + \tau D_{it} + X_{it}\beta)`
     has :math:`r_i \sim MVN(0, \sigma^2 I + \sigma_\alpha^2 \mathbf{1}\mathbf{1}')`, so
 
@@ -51,15 +85,20 @@ Parameterisation of the unit effects (spec option ``unit_effects``):
     Student-t likelihood (``likelihood = "student_t"``), which has no closed-form marginal.
     Non-centred mixes poorly when units have many observations (the intercept and unit means
     then trade off against all :math:`z_i` at once); centred is the better choice there.
+    Unit-varying effects are then sampled non-centred (``effect_z``); AR(1) errors need the
+    marginal parameterisation.
     Pointwise LOO is then per city-year, conditional on :math:`\alpha`.
 
 Scale: the outcome and the controls are standardised (mean 0, sd 1); every prior lives on that
 scale. Prior names in the prior set: ``intercept`` (:math:`\mu`), ``sigma_unit``
-(:math:`\sigma_\alpha`), ``sigma_time`` (:math:`\sigma_\gamma`), ``tau``, ``beta`` (for
+(:math:`\sigma_\alpha`), ``year`` (fixed year effects) or ``sigma_time`` (pooled),
+``tau``, ``sigma_effect`` (:math:`\sigma_\tau`, unit effects), ``rho`` (AR(1)), ``beta`` (for
 :math:`\beta` and :math:`\lambda`), ``sigma``, ``nu`` (Student-t only).
 
-Estimand: ``tau``, the treatment effect on the outcome's original scale
-(:math:`\tau_z \cdot \mathrm{sd}(y)`). Under staggered adoption with effects that grow with
+Estimand: ``tau``, the (mean) treatment effect on the outcome's original scale
+(:math:`\tau_z \cdot \mathrm{sd}(y)`); summary.json names it (``estimands``), says what its
+interval rests on (``assumptions``) and sets the posterior sd beside the matching frequentist SE
+(``comparison.tau.sd_ratio``). Under staggered adoption with effects that grow with
 exposure, :math:`\tau` is a TWFE-type weighted average of the cell effects, not the ATT (see the
 event_study and staggered models); this model is the Bayesian counterpart of the replication's
 ``did_controls`` (``did`` without controls).
@@ -81,11 +120,19 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from ..errors import SpecError
+from . import panel_likelihood as pl
 from .base import BayesModel, register
 
 LOG_2PI = float(np.log(2 * np.pi))
 LIKELIHOODS = ("normal", "student_t")
 UNIT_EFFECTS = ("marginal", "noncentered", "centered")
+#: spec option ``effect``: one τ for every unit, or τ_i ~ N(τ, σ_τ²) around it
+EFFECTS = ("unit", "common")
+#: spec option ``errors``: AR(1) within a unit (ρ learned) or independent
+ERRORS = ("ar1", "iid")
+#: spec option ``year_effects``: a fixed wide zero-sum prior (TWFE's within estimand) or
+#: partially pooled with a learned scale (shrinks the year effects: changes the estimand)
+YEAR_EFFECTS = ("fixed", "pooled")
 #: posterior draws processed at once after sampling: (draws × observations) arrays stay small
 CHUNK = 250
 #: posterior predictive draws kept per chain: enough for p-values, keeps posterior.nc small
@@ -160,9 +207,22 @@ class TwoWayModel(BayesModel):
             raise SpecError(f"{self.name}: unit_effects = 'marginal' needs the normal likelihood "
                             f"(the Student-t marginal has no closed form); set unit_effects = "
                             f"'noncentered' or 'centered' for likelihood = '{self.likelihood}'{where}")
+        self.effect = self.spec.option("effect", "unit")
+        self.errors = self.spec.option("errors", "iid")
+        self.year_effects = self.spec.option("year_effects", "fixed")
+        for opt, value, choices in (("effect", self.effect, EFFECTS), ("errors", self.errors, ERRORS),
+                                    ("year_effects", self.year_effects, YEAR_EFFECTS)):
+            if value not in choices:
+                raise SpecError(f"{self.name}: {opt} '{value}' is not one of {', '.join(choices)}{where}")
+        if self.errors == "ar1" and self.unit_effects != "marginal":
+            raise SpecError(f"{self.name}: errors = 'ar1' needs unit_effects = 'marginal' (the AR(1) "
+                            f"covariance is integrated out analytically); set errors = 'iid' for "
+                            f"unit_effects = '{self.unit_effects}'{where}")
         # the canonical frame is sorted by unit, so each unit's rows are one contiguous block
         self.unit_start = np.flatnonzero(np.r_[True, np.diff(self.unit_idx) != 0])
         self.n_per_unit = np.diff(np.r_[self.unit_start, len(self.unit_idx)]).astype(float)
+        #: units and their runs of consecutive periods (the AR(1) chains; a gap breaks a chain)
+        self.layout = pl.UnitLayout.from_rows(self.unit_idx, self.time_idx)
 
     @property
     def marginal(self) -> bool:
@@ -176,6 +236,50 @@ class TwoWayModel(BayesModel):
     def effect_design(self) -> list[Block]:
         """The treatment term's blocks of θ."""
         return [Block("tau_z", self.D[:, None], ["D"])]
+
+    @property
+    def effect_rows(self) -> np.ndarray:
+        """d: the rows where a unit's own effect deviation t_i acts (τ_i = centre + t_i)."""
+        return self.D
+
+    def effect_centre(self, theta: np.ndarray) -> np.ndarray:
+        """Centre of each unit's effect (S, units) from θ draws (S, P): here τ for every unit."""
+        return np.repeat(self._block(theta, "tau_z"), self.panel.n_units, axis=1)
+
+    def _block(self, theta: np.ndarray, name: str) -> np.ndarray:
+        pos = 0
+        for b in self.design:
+            k = b.cols.shape[1]
+            if b.name == name:
+                return theta[:, pos:pos + k]
+            pos += k
+        raise KeyError(name)
+
+    def assumptions(self) -> list[str]:
+        out = []
+        if self.effect == "unit":
+            out.append("the treatment effect varies by unit: tau_i ~ N(tau, sigma_tau^2), sigma_tau learned; "
+                       "tau is the mean of the unit effects, and its interval reflects how much "
+                       "treated units disagree (as a unit-clustered SE does)")
+        else:
+            out.append("one treatment effect common to every unit (effect = 'common'): the interval "
+                       "does not widen when treated units disagree")
+        if self.errors == "ar1":
+            out.append("errors within a unit are AR(1) over consecutive periods (rho learned, "
+                       "stationary); a gap in a unit's periods breaks the chain")
+        else:
+            out.append("errors are independent within a unit given its intercept"
+                       + (" and effect" if self.effect == "unit" else ""))
+        if self.panel.time_effects:
+            out.append("year effects have a fixed wide zero-sum prior (the TWFE within comparison)"
+                       if self.year_effects == "fixed" else
+                       "year effects are partially pooled with a learned scale (year_effects = "
+                       "'pooled'): they shrink, which moves tau away from the TWFE within estimate")
+        out.append("unit intercepts are random effects whose mean depends on the unit means of "
+                   "the treatment and controls (Mundlak)" if self.unit_means else
+                   "unit intercepts are random effects independent of the treatment (unit_means = false)")
+        out.append("Gaussian errors" if self.likelihood == "normal" else "Student-t errors")
+        return out
 
     # ---- shared machinery -------------------------------------------------------------------
     @cached_property
@@ -239,13 +343,30 @@ class TwoWayModel(BayesModel):
             c["unit_mean"] = self.unit_mean_labels
         return c
 
+    @cached_property
+    def statistics(self) -> pl.PanelStatistics:
+        """The data's sufficient statistics for the marginal likelihood (computed once)."""
+        return pl.PanelStatistics(self.layout, self.y_z, self.W, self.effect_rows)
+
+    def likelihood_data(self) -> dict[str, np.ndarray]:
+        """The ``pm.Data`` values of the marginal likelihood (names without the ``stat__``
+        prefix): pass ``{f"stat__{k}": v}`` to ``compiled.with_data`` to refit on other data."""
+        arr = self.statistics.arrays(None if self.errors == "ar1" else 0.0)
+        # what the graph does not read is left out (a with_data on it would fail): the effect's
+        # terms of the common-effect model (σ_τ = 0) and the run counts of the iid model (ρ = 0)
+        drop = (("a1d", "add") if self.effect == "common" else ()) + (("n_runs",) if self.errors == "iid" else ())
+        return {k: v for k, v in arr.items() if k not in drop}
+
     def build(self) -> pm.Model:
         W, y = self.W, self.y_z  # computes the design (and the unit-mean labels) first
         with pm.Model(coords=self.coords()) as m:
             p = {"mu": self.prior("mu", "intercept")}
             if self.panel.time_effects:
-                sigma_time = self.prior("sigma_time")
-                p["gamma"] = pm.ZeroSumNormal("gamma", sigma=sigma_time, dims="year")
+                if self.year_effects == "pooled":
+                    sigma_time = self.prior("sigma_time")
+                    p["gamma"] = pm.ZeroSumNormal("gamma", sigma=sigma_time, dims="year")
+                else:
+                    p["gamma"] = self.prior("gamma", "year", dims="year")
             if self.X_z.shape[1]:
                 p["beta"] = self.prior("beta", dims="control")
             p.update(self.effect_params())
@@ -255,15 +376,19 @@ class TwoWayModel(BayesModel):
             theta = pt.concatenate([pt.atleast_1d(p[b.name]) for b in self.design])
             sigma_unit = self.prior("sigma_unit")
             sigma = self.prior("sigma")
+            sigma_effect = self.prior("sigma_effect") if self.effect == "unit" else 0.0
             if self.marginal:
-                ssr = y @ y - 2 * theta @ (W.T @ y) + theta @ (W.T @ W) @ theta
-                s1 = (np.add.reduceat(y, self.unit_start)
-                      - np.add.reduceat(W, self.unit_start, axis=0) @ theta)
+                rho = self.prior("rho") if self.errors == "ar1" else 0.0
+                # the statistics as pm.Data: one compiled model serves another panel of the same
+                # shapes (placebo refits: compiled.with_data(**model.likelihood_data()))
+                arr = {**self.statistics.arrays(None if self.errors == "ar1" else 0.0),
+                       **{k: pm.Data(f"stat__{k}", v) for k, v in self.likelihood_data().items()}}
                 # a potential, not an observed variable: the density is per unit, not per
                 # observation; log_likelihood() and posterior_predictive() below stand in for
                 # what PyMC would derive from an observed variable
-                pm.Potential("y_marginal", marginal_logp(ssr, s1, self.n_per_unit, sigma,
-                                                         sigma_unit, log=pt.log))
+                pm.Potential("y_marginal", pl.logp_from(arr, theta, sigma, sigma_unit, sigma_effect, rho,
+                                                        constant_rho=self.errors == "iid", log=pt.log,
+                                                        dot=pt.dot, stack=pt.stack))
             else:
                 centre = pt.dot(self.W_unit, theta)  # μ + x̄_i'λ
                 if self.unit_effects == "centered":
@@ -272,6 +397,10 @@ class TwoWayModel(BayesModel):
                     z = pm.Normal("unit_z", 0.0, 1.0, dims="city")
                     alpha = pm.Deterministic("alpha", centre + sigma_unit * z, dims="city")
                 mean = pt.dot(W, theta) + (alpha - centre)[self.unit_idx]
+                if self.effect == "unit":
+                    # the unit effects' deviations, non-centred (most units have few treated rows)
+                    z_eff = pm.Normal("effect_z", 0.0, 1.0, dims="city")
+                    mean = mean + (sigma_effect * z_eff)[self.unit_idx] * self.effect_rows
                 if self.likelihood == "student_t":
                     nu = self.prior("nu")
                     pm.StudentT("y", nu=nu, mu=mean, sigma=sigma, observed=y, dims="obs")
@@ -284,34 +413,50 @@ class TwoWayModel(BayesModel):
         for start in range(0, S, CHUNK):
             yield slice(start, min(start + CHUNK, S))
 
-    def _unit_sums(self, theta: np.ndarray):
-        """Per-unit sums of residuals and squared residuals for draws θ (S_c, P): (S_c, n_units)."""
-        r = self.y_z - theta @ self.W.T
-        return (np.add.reduceat(r, self.unit_start, axis=1),
-                np.add.reduceat(r**2, self.unit_start, axis=1))
-
     def _scalars(self, post, *names) -> list[np.ndarray]:
-        return [post[n].to_numpy().reshape(-1, 1) for n in names]
+        """Scalar draws as (S, 1); a parameter the model does not have (ρ of the iid model,
+        σ_τ of the common-effect model) is zero."""
+        S = post.sizes["chain"] * post.sizes["draw"]
+        return [post[n].to_numpy().reshape(-1, 1) if n in post.data_vars else np.zeros((S, 1))
+                for n in names]
+
+    def _terms(self, theta: np.ndarray, rho: np.ndarray):
+        """Per-unit (q, s1, sd, a11, a1d, add) of the panel likelihood for draws θ (S_c, P)."""
+        r = self.y_z - theta @ self.W.T
+        return pl.residual_terms(self.layout, r, self.effect_rows, rho)
 
     def postprocess(self, idata, pm_model):
-        """Draw α_i from its exact conditional posterior (marginal parameterisation)."""
-        if not self.marginal:
-            return idata
+        """Draw α_i (and τ_i with unit-varying effects) from their exact joint conditional
+        posterior (marginal parameterisation); τ_i is stored standardised as ``tau_unit_z``."""
         post = idata["posterior"].to_dataset()
+        coords = {"chain": post["chain"], "draw": post["draw"], "city": self.coords()["city"]}
+        shape = (post.sizes["chain"], post.sizes["draw"], -1)
+        if not self.marginal:
+            if self.effect == "unit":
+                theta = self.theta_draws(post)
+                sig_e, = self._scalars(post, "sigma_effect")
+                z = post["effect_z"].to_numpy().reshape(len(theta), -1)
+                idata["posterior"]["tau_unit_z"] = xr.DataArray(
+                    (self.effect_centre(theta) + sig_e * z).reshape(shape),
+                    dims=("chain", "draw", "city"), coords=coords)
+            return idata
         theta = self.theta_draws(post)
-        sigma, sigma_unit = self._scalars(post, "sigma", "sigma_unit")
+        sigma, sigma_unit, sig_e, rho = self._scalars(post, "sigma", "sigma_unit", "sigma_effect", "rho")
         # postprocess is given no seed: derive one from the draws themselves, so the same
         # posterior (the same sampler seed) always gives the same alpha
         rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(sigma).tobytes()))
         alpha = np.empty((len(theta), self.panel.n_units))
+        tau_unit = np.empty_like(alpha)
         for sl in self._chunks(len(theta)):
-            s1, _ = self._unit_sums(theta[sl])
-            mean, sd = unit_conditional(s1, self.n_per_unit, sigma[sl], sigma_unit[sl])
-            alpha[sl] = theta[sl] @ self.W_unit.T + mean + sd * rng.standard_normal(mean.shape)
-        idata["posterior"]["alpha"] = xr.DataArray(
-            alpha.reshape(post.sizes["chain"], post.sizes["draw"], -1),
-            dims=("chain", "draw", "city"),
-            coords={"chain": post["chain"], "draw": post["draw"], "city": self.coords()["city"]})
+            _, s1, sd, a11, a1d, add = self._terms(theta[sl], rho[sl])
+            dev = pl.draw_deviations(s1, sd, a11, a1d, add, sigma[sl], sigma_unit[sl], sig_e[sl], rng)
+            alpha[sl] = theta[sl] @ self.W_unit.T + dev[..., 0]
+            tau_unit[sl] = self.effect_centre(theta[sl]) + dev[..., 1]
+        idata["posterior"]["alpha"] = xr.DataArray(alpha.reshape(shape), dims=("chain", "draw", "city"),
+                                                   coords=coords)
+        if self.effect == "unit":
+            idata["posterior"]["tau_unit_z"] = xr.DataArray(tau_unit.reshape(shape),
+                                                            dims=("chain", "draw", "city"), coords=coords)
         return idata
 
     def log_likelihood(self, idata, pm_model):
@@ -320,26 +465,31 @@ class TwoWayModel(BayesModel):
             return super().log_likelihood(idata, pm_model)
         post = idata["posterior"].to_dataset()
         theta = self.theta_draws(post)
-        sigma, sigma_unit = self._scalars(post, "sigma", "sigma_unit")
+        sigma, sigma_unit, sig_e, rho = self._scalars(post, "sigma", "sigma_unit", "sigma_effect", "rho")
         ll = np.empty((len(theta), self.panel.n_units))
         for sl in self._chunks(len(theta)):
-            s1, s2 = self._unit_sums(theta[sl])
-            ll[sl] = unit_marginal_logp(s1, s2, self.n_per_unit, sigma[sl], sigma_unit[sl])
+            terms = self._terms(theta[sl], rho[sl])
+            ll[sl] = pl.unit_logp(*terms, self.layout.n, self.layout.n_runs, sigma[sl], sigma_unit[sl],
+                                  sig_e[sl], rho[sl])
         return self.unit_log_likelihood(post, ll)
 
     def posterior_predictive(self, idata, pm_model, seed: int):
-        """y (standardised) simulated from the draws including α, thinned to
-        PPC_DRAWS_PER_CHAIN draws per chain (enough for the p-values, keeps posterior.nc small)."""
+        """y (standardised) simulated from the draws including α (and τ_i), with AR(1) or iid
+        errors, thinned to PPC_DRAWS_PER_CHAIN draws per chain (enough for the p-values, keeps
+        posterior.nc small)."""
         if not self.marginal:
             return super().posterior_predictive(idata, pm_model, seed)
         post = idata["posterior"].to_dataset()
         n_draw = post.sizes["draw"]
         post = post.isel(draw=np.unique(np.linspace(0, n_draw - 1, min(PPC_DRAWS_PER_CHAIN, n_draw)).astype(int)))
         theta = self.theta_draws(post)
-        sigma, = self._scalars(post, "sigma")
+        sigma, rho = self._scalars(post, "sigma", "rho")
         deviation = post["alpha"].to_numpy().reshape(len(theta), -1) - theta @ self.W_unit.T
         mean = theta @ self.W.T + deviation[:, self.unit_idx]
-        y = mean + sigma * np.random.default_rng(seed).standard_normal(mean.shape)
+        if "tau_unit_z" in post.data_vars:
+            t = post["tau_unit_z"].to_numpy().reshape(len(theta), -1) - self.effect_centre(theta)
+            mean = mean + t[:, self.unit_idx] * self.effect_rows
+        y = mean + pl.simulate_ar1(self.layout, rho, sigma, np.random.default_rng(seed))
         return xr.Dataset({self.observed: (("chain", "draw", "obs"),
                                            y.reshape(post.sizes["chain"], post.sizes["draw"], -1))})
 
@@ -353,3 +503,12 @@ class DIDModel(TwoWayModel):
 
     def estimands(self, idata):
         return {"tau": idata["posterior"]["tau_z"].to_numpy() * self.y_sd}
+
+    def estimand_labels(self) -> dict:
+        return {"tau": ("the mean of the unit-specific effects tau_i (population mean of "
+                        "N(tau, sigma_tau^2)); frequentist counterpart: the mean of the unit effects of "
+                        "the fully interacted TWFE regression with its between-unit SE")
+                if self.effect == "unit" else
+                ("the treatment effect common to all units, TWFE's estimand; frequentist "
+                 "counterpart: TWFE with unit-clustered (CRV1) SE")}
+

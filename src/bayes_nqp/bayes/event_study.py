@@ -275,6 +275,13 @@ class EventStudyModel(BayesModel):
     def coords(self) -> dict:
         return {**super().coords(), "event_time": list(self.events)}
 
+    def assumptions(self) -> list[str]:
+        return ["errors are independent within a unit given its intercept, and each event-time "
+                "effect is common to all units (no unit-level deviations yet): on serially "
+                "correlated real panels these intervals can be narrower than unit-clustered SEs",
+                "year effects are partially pooled (ZeroSumNormal with a learned scale)",
+                "Gaussian errors"]
+
     def build(self) -> pm.Model:
         with pm.Model(coords=self.coords()) as m:
             mu = self.prior("mu", "intercept")

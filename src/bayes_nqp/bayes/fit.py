@@ -45,6 +45,9 @@ class Fit:
     comparison_: dict
     extras: dict = field(default_factory=dict)
     seconds: float = 0.0
+    #: what the intervals rest on, in words; estimand name -> what it is
+    assumptions: tuple = ()
+    estimands: dict = field(default_factory=dict)
     #: (model, pm_model, compiled) when fit(keep_compiled=True): lets sensitivity refits reuse it
     compiled_: tuple | None = field(default=None, repr=False)
 
@@ -78,7 +81,8 @@ class Fit:
             comparison={k: v if isinstance(v, ComparisonEntry) else ComparisonEntry.from_json(v)
                         for k, v in self.comparison_.items()},
             seconds=self.seconds, extras=dict(self.extras),
-            notice=SIMULATED_NOTICE if self.data.get("simulated") else None)
+            notice=SIMULATED_NOTICE if self.data.get("simulated") else None,
+            assumptions=tuple(self.assumptions), estimands=dict(self.estimands))
 
     def summary_json(self) -> dict:
         return self.to_summary().to_json()
@@ -137,7 +141,7 @@ def load_fit(path: str | Path) -> Fit:
     return Fit(model=s.model, idata=idata, spec=s.spec, priors=s.priors, sampler=s.sampler,
                data=s.data, draws=draws, params={k: v.to_json() for k, v in s.params.items()},
                diag=s.diagnostics, comparison_={k: v.to_json() for k, v in s.comparison.items()},
-               extras=s.extras, seconds=s.seconds)
+               extras=s.extras, seconds=s.seconds, assumptions=s.assumptions, estimands=s.estimands)
 
 
 # ---- fitting ---------------------------------------------------------------------------------
@@ -226,13 +230,17 @@ def finish(model: BayesModel, pm_model, idata, settings: SamplerSettings, *, rep
             diag["warnings"].append(f"power-scaling sensitivity flags {', '.join(flagged)}")
     entries = {k: ParamEntry.from_draws(v) for k, v in draws.items()}
     params = {k: e.to_json() for k, e in entries.items()}
-    comparison = {k: c.to_json() for k, c in
-                  compare(FitSummary(model.name, entries), replication, model.spec.compare).items()}
+    labels = model.estimand_labels()
+    spec_dict = model.spec.to_dict() if isinstance(model.spec, ModelSpec) else {}
+    comparison = {k: ComparisonEntry(c.frequentist, c.bayesian, labels.get(k)).to_json() for k, c in
+                  compare(FitSummary(model.name, entries, spec=spec_dict), replication,
+                          model.spec.compare).items()}
     extras = model.extras(idata, draws, replication)
     fit = Fit(model=model.name, idata=idata, spec=model.spec, priors=model.priors, sampler=settings,
               data={k: v for k, v in model.panel.data_block().items() if k in ("path", "sha256", "simulated", "n_obs", "n_units")},
               draws=draws, params=params, diag=diag, comparison_=comparison, extras=extras,
-              seconds=time.perf_counter() - seconds0)
+              seconds=time.perf_counter() - seconds0, assumptions=tuple(model.assumptions()),
+              estimands=labels)
     return fit
 
 

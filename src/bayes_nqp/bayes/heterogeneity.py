@@ -13,6 +13,11 @@ varies by the levels of one grouping variable, or additively over crossed ones (
     \delta^{v} \sim \mathrm{ZeroSumNormal}(\sigma_v)\quad(\textstyle\sum_l \delta^v_l = 0),
     \qquad \sigma_v \sim \text{prior } \texttt{sigma\_group}\ \text{(one scale per group variable)}
 
+With the spec option ``effect = "unit"`` (default, as in did) each unit's effect also varies
+around its group's, :math:`\tau_i \sim N(\tau_{g(i),h(i)}, \sigma_\tau^2)`, integrated out
+with :math:`\alpha_i` (:mod:`.panel_likelihood`); ``errors`` and ``year_effects`` are did's
+options.
+
 The deviations are partially pooled towards :math:`\tau` with a scale learned from the data. They
 sum to zero, so :math:`\tau` is the unweighted mean of the level effects and is identified by
 the data; with unconstrained :math:`\delta \sim N(0, \sigma_v)` and three levels, :math:`\tau`

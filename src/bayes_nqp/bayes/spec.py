@@ -49,6 +49,8 @@ DISTRIBUTIONS = {
     "Exponential": ("lam",),
     "Gamma": ("alpha", "beta"),
     "Uniform": ("lower", "upper"),
+    # sum-to-zero effects with a fixed scale (the year effects of the two-way models)
+    "ZeroSumNormal": ("sigma",),
 }
 
 

@@ -83,8 +83,9 @@ import xarray as xr
 
 from ..errors import ModelError, SpecError
 from .base import BayesModel, register
-from .did import unit_conditional, unit_marginal_logp
+from . import panel_likelihood as pl
 from .algebra import FixedEffects
+from .did import ERRORS
 from .event_study import label
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,10 @@ class StaggeredModel(BayesModel):
         if self.imputation not in IMPUTATIONS:
             raise SpecError(f"staggered: imputation '{self.imputation}' is not one of "
                             f"{', '.join(IMPUTATIONS)}" + (f" ({self.spec.source})" if self.spec.source else ""))
+        self.errors = self.spec.option("errors", "iid")
+        if self.errors not in ERRORS:
+            raise SpecError(f"staggered: errors '{self.errors}' is not one of {', '.join(ERRORS)}"
+                            + (f" ({self.spec.source})" if self.spec.source else ""))
         df = self.df
         D = self.D.astype(bool)
         untreated = np.flatnonzero(~D)
@@ -143,6 +148,9 @@ class StaggeredModel(BayesModel):
         self.u_rows = self.u_fit[untreated]
         self.unit_start = np.flatnonzero(np.r_[True, np.diff(self.u_rows) != 0])
         self.n_per_unit = np.diff(np.r_[self.unit_start, len(self.u_rows)]).astype(float)
+        #: the untreated rows' units and runs of consecutive periods (of the panel's grid: a
+        #: dropped period is a gap that breaks the AR(1) chain)
+        self.layout = pl.UnitLayout.from_rows(self.u_rows, self.time_idx[untreated])
 
         # cohort of every unit in the fit sample; "never" for never-treated units
         coh = df.groupby("unit_idx")["cohort"].first().reindex(units_ok)
@@ -199,14 +207,46 @@ class StaggeredModel(BayesModel):
             if self.X_w.shape[1]:
                 p["beta"] = self.prior("beta", dims="control")
             sigma = self.prior("sigma")
-            resid = self.y_z[r] - self.mean_without_unit(p)
-            s1 = pt.zeros(len(self.fit_units))[self.u_rows].inc(resid)
-            s2 = pt.zeros(len(self.fit_units))[self.u_rows].inc(resid**2)
-            # a potential: the density is per unit (α integrated out); log_likelihood and
+            rho = self.prior("rho") if self.errors == "ar1" else 0.0
+            theta = pt.concatenate([pt.atleast_1d(p[k]) for k in ("mu", "gamma", "beta") if k in p])
+            # a potential: the density is per unit (α, and the AR(1) covariance, integrated out:
+            # panel_likelihood with no unit effect, σ_τ = 0); log_likelihood and
             # posterior_predictive below stand in for what PyMC derives from an observed variable
-            pm.Potential("y_marginal", unit_marginal_logp(s1, s2, self.n_per_unit, sigma,
-                                                          sigma_unit, log=pt.log).sum())
+            pm.Potential("y_marginal", self.statistics.logp(theta, sigma, sigma_unit, 0.0, rho, log=pt.log,
+                                                            dot=pt.dot, stack=pt.stack))
         return m
+
+    @property
+    def W_rows(self) -> np.ndarray:
+        """The untreated rows' design for θ = (μ by cohort, γ, β): y_z[rows] − W θ is the
+        residual of :meth:`mean_without_unit`."""
+        r = self.rows
+        cols = [np.eye(len(self.cohort_levels))[self.unit_cohort[self.u_rows]]]
+        if self.panel.time_effects:
+            cols.append(np.eye(len(self.fit_times))[self.t_fit[r]])
+        if self.X_w.shape[1]:
+            cols.append(self.X_w[r])
+        return np.hstack(cols)
+
+    @property
+    def statistics(self) -> pl.PanelStatistics:
+        if not hasattr(self, "_statistics"):
+            self._statistics = pl.PanelStatistics(self.layout, self.y_z[self.rows], self.W_rows,
+                                                  np.zeros(len(self.rows)))
+        return self._statistics
+
+    def assumptions(self) -> list[str]:
+        return ["the untreated-outcome model is fitted on untreated cells only, so no "
+                "unit-specific effect enters its likelihood; unit-varying effects are what the "
+                "imputation averages over the treated cells",
+                ("errors of the untreated outcome are AR(1) within a unit over consecutive "
+                 "periods (rho learned); the imputed mean E[Y(0)] ignores the error's persistence "
+                 "into the treated periods" if self.errors == "ar1" else
+                 "errors of the untreated outcome are independent within a unit given its "
+                 "intercept (errors = 'iid'): with serially correlated outcomes the imputed Y(0) "
+                 "of a unit's treated cells share errors, and the ATT's interval can be too narrow"),
+                "year effects are partially pooled (ZeroSumNormal with a learned scale)",
+                "Gaussian errors"]
 
     def mean_without_unit(self, p):
         """μ_g(i) + γ_t + X̃β on the untreated rows, from PyMC variables or draws (S, ...)."""
@@ -220,17 +260,18 @@ class StaggeredModel(BayesModel):
     def _draws(self, post) -> dict:
         """Posterior draws as (S, ...) arrays; scalars as (S, 1)."""
         out = {}
-        for name in ("mu", "gamma", "beta", "sigma", "sigma_unit", "alpha"):
+        for name in ("mu", "gamma", "beta", "sigma", "sigma_unit", "alpha", "rho"):
             if name in post.data_vars:
                 x = post[name].to_numpy()
                 x = x.reshape((-1,) + x.shape[2:])
                 out[name] = x[:, None] if x.ndim == 1 else x
         return out
 
-    def _unit_sums(self, d: dict, sl: slice):
+    def _terms(self, d: dict, sl: slice):
+        """Per-unit terms of the panel likelihood for the draws ``sl`` (see panel_likelihood)."""
         resid = self.y_z[self.rows] - self.mean_without_unit({k: v[sl] for k, v in d.items()})
-        return (np.add.reduceat(resid, self.unit_start, axis=1),
-                np.add.reduceat(resid**2, self.unit_start, axis=1))
+        rho = d["rho"][sl] if "rho" in d else np.zeros((resid.shape[0], 1))
+        return pl.residual_terms(self.layout, resid, np.zeros(len(self.rows)), rho), rho
 
     def postprocess(self, idata, pm_model):
         post = idata["posterior"]
@@ -243,9 +284,9 @@ class StaggeredModel(BayesModel):
         alpha = np.empty((S, len(self.fit_units)))
         for start in range(0, S, CHUNK):
             sl = slice(start, min(start + CHUNK, S))
-            s1, _ = self._unit_sums(d, sl)
-            mean, sd = unit_conditional(s1, self.n_per_unit, d["sigma"][sl], d["sigma_unit"][sl])
-            alpha[sl] = d["mu"][sl][:, self.unit_cohort] + mean + rng.standard_normal(mean.shape) * sd
+            (_, s1, sd, a11, a1d, add), _ = self._terms(d, sl)
+            dev = pl.draw_deviations(s1, sd, a11, a1d, add, d["sigma"][sl], d["sigma_unit"][sl], 0.0, rng)
+            alpha[sl] = d["mu"][sl][:, self.unit_cohort] + dev[..., 0]
         idata["posterior"]["alpha"] = xr.DataArray(
             alpha.reshape(n_chain, n_draw, -1), dims=("chain", "draw", "city"),
             coords={"chain": post["chain"], "draw": post["draw"], "city": self.coords()["city"]})
@@ -258,8 +299,9 @@ class StaggeredModel(BayesModel):
         ll = np.empty((S, len(self.fit_units)))
         for start in range(0, S, CHUNK):
             sl = slice(start, min(start + CHUNK, S))
-            s1, s2 = self._unit_sums(d, sl)
-            ll[sl] = unit_marginal_logp(s1, s2, self.n_per_unit, d["sigma"][sl], d["sigma_unit"][sl])
+            terms, rho = self._terms(d, sl)
+            ll[sl] = pl.unit_logp(*terms, self.layout.n, self.layout.n_runs, d["sigma"][sl],
+                                  d["sigma_unit"][sl], 0.0, rho)
         return self.unit_log_likelihood(post, ll)
 
     def posterior_predictive(self, idata, pm_model, seed: int):
@@ -270,7 +312,8 @@ class StaggeredModel(BayesModel):
         rng = np.random.default_rng(seed)
         mean = (self.mean_without_unit(d) - d["mu"][:, self.unit_cohort[self.u_rows]]
                 + d["alpha"][:, self.u_rows])
-        y = mean + d["sigma"] * rng.standard_normal(mean.shape)
+        rho = d["rho"] if "rho" in d else np.zeros((mean.shape[0], 1))
+        y = mean + pl.simulate_ar1(self.layout, rho, d["sigma"], rng)
         return xr.Dataset({self.observed: (("chain", "draw", "obs"),
                                            y.reshape(thin.sizes["chain"], len(keep), -1))},
                           coords={"obs": self.rows})

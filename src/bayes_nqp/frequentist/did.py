@@ -13,6 +13,7 @@ import pandas as pd
 
 from ._fe import coef_entry, fe_part, feols, n_units_used, terms
 from .base import SectionResult, section
+from .unit_effects import mean_unit_effect
 
 
 def twfe(panel, controls: bool = True):
@@ -35,6 +36,14 @@ def did(panel, controls: bool = True) -> SectionResult:
     summary = {"did": _entry(twfe(panel, controls=False))}
     if controls and panel.controls:
         summary["did_controls"] = _entry(twfe(panel, controls=True))
+    # the counterpart of the Bayesian τ under unit-varying effects (frequentist/unit_effects.py)
+    for key, ctrl in (("did_unit_mean", False), ("did_unit_mean_controls", True)):
+        if ctrl and not (controls and panel.controls):
+            continue
+        try:
+            summary[key] = mean_unit_effect(panel, controls=ctrl)
+        except ValueError as exc:
+            summary[key] = {"estimate": None, "reason": str(exc)}
     rows = []
     for key, label in (("did", "TWFE"), ("did_controls", "TWFE + controls")):
         if key not in summary:

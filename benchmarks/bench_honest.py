@@ -1,0 +1,250 @@
+"""Benchmark: honest uncertainty of the Bayesian did on real public panels (issue 13).
+
+    python benchmarks/bench_honest.py [--part sd|placebo|all] [--n 40] [--configs before,after]
+                                      [--panels castle,munnell] [--draws 500] [--chains 2]
+
+Panels (real data shipped by PyPI packages; not this project's):
+
+* ``castle``: Cheng & Hoekstra (2013), castle-doctrine laws, 50 US states × 2000–2010, from
+  ``causaldata`` (``causaldata.castle``): outcome ``l_homicide`` (log homicides per 100,000),
+  treatment ``post`` (absorbing), unit ``sid``, time ``year``. Placebo pool: the 29 never-treated
+  states (the treated states are dropped).
+* ``munnell``: Munnell (1990), public capital in 48 US states × 1970–1986, from
+  ``linearmodels.datasets.munnell``: outcome log(``gsp``), unit ``state``, time ``year``. No real
+  treatment: every state may get a placebo adoption; the sd comparison uses placebo seed 0.
+
+Part ``sd``: posterior sd of τ under the weak prior set against the frequentist SE of the
+matching estimand (TWFE with unit-clustered CRV1 SE for the common effect; the mean of the
+unit-specific effects of the fully interacted regression with its between-unit SE for
+unit-varying effects); target ratio 0.75–1.4.
+
+Part ``placebo``: Bertrand–Duflo–Mullainathan placebo laws (:func:`bayes_nqp.data.placebo.
+assign_placebo`): share of the ``n`` placebo panels whose 95% HDI of τ excludes 0, next to TWFE
+with iid and with unit-clustered SEs on the same panels. One compilation per configuration serves
+all the placebo panels (the likelihood's statistics are ``pm.Data``; ``compiled.with_data``).
+
+Configurations: ``before`` = the previous default (common effect, iid errors, pooled year
+effects); ``after`` = the current default of models/did.toml; ``unit_ar1`` = unit effects and
+AR(1) errors; ``common`` = common effect, iid errors, fixed year effects.
+
+Writes benchmarks/results/honest.json. The machine is shared (2 cores, other work running):
+timings are indicative only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "honest.json"
+
+CONFIGS = {
+    "before": {"effect": "common", "errors": "iid", "year_effects": "pooled"},
+    "after": {},
+    "unit_ar1": {"effect": "unit", "errors": "ar1"},
+    "common": {"effect": "common", "errors": "iid", "year_effects": "fixed"},
+}
+
+
+def raw_panel(name: str):
+    """(raw frame, column map dict, placebo options) of a benchmark panel."""
+    if name == "castle":
+        import causaldata
+
+        d = causaldata.castle.load_pandas().data[["sid", "year", "l_homicide", "post"]].copy()
+        d["post"] = d["post"].astype(int)
+        return d, {"unit": "sid", "time": "year", "outcome": "l_homicide", "treated": "post"}, \
+            {"unit": "sid", "time": "year", "treated": "post", "pool": "never"}
+    if name == "munnell":
+        from linearmodels.datasets import munnell
+
+        d = munnell.load().rename(columns={"STATE": "state", "YR": "year", "GSP": "gsp"})
+        d = d[["state", "year", "gsp"]].copy()
+        d["l_gsp"] = np.log(d["gsp"])
+        return d, {"unit": "state", "time": "year", "outcome": "l_gsp"}, \
+            {"unit": "state", "time": "year", "pool": "all"}
+    raise SystemExit(f"unknown panel {name}")
+
+
+def placebo_panel(name: str, seed: int):
+    from bayes_nqp.data.panel import panel_from_frame
+    from bayes_nqp.data.placebo import assign_placebo
+
+    raw, cmap, opts = raw_panel(name)
+    p = assign_placebo(raw, rng=np.random.default_rng(seed), **opts)
+    cmap = {k: v for k, v in cmap.items() if k != "treated"}
+    cmap["treated"] = p.column
+    return panel_from_frame(p.frame, cmap, source=f"{name} placebo seed {seed}"), p
+
+
+def real_panel(name: str):
+    from bayes_nqp.data.panel import panel_from_frame
+
+    raw, cmap, _ = raw_panel(name)
+    if "treated" not in cmap:
+        return placebo_panel(name, 0)[0]
+    return panel_from_frame(raw, cmap, source=name)
+
+
+def spec_for(config: str):
+    from bayes_nqp.bayes.spec import load_spec
+
+    spec = load_spec("did")
+    return replace(spec, options={**spec.options, **CONFIGS[config]})
+
+
+def frequentist(panel) -> dict:
+    from bayes_nqp.frequentist.did import twfe
+    from bayes_nqp.frequentist.unit_effects import mean_unit_effect
+
+    f = twfe(panel, controls=False)
+    iid = __import__("bayes_nqp.frequentist._fe", fromlist=["feols"]).feols(
+        "y ~ D | unit + time", panel.df, vcov="iid")
+    u = mean_unit_effect(panel, controls=False)
+    return {"twfe": float(f.coef()["D"]), "twfe_se_crv1": float(f.se()["D"]),
+            "twfe_p_crv1": float(f.pvalue()["D"]), "twfe_se_iid": float(iid.se()["D"]),
+            "twfe_p_iid": float(iid.pvalue()["D"]),
+            "unit_mean": u["estimate"], "unit_mean_se": u["se"], "unit_mean_p": u.get("pvalue")}
+
+
+def part_sd(panels, configs, draws, chains) -> dict:
+    import bayes_nqp as bn
+
+    out = {}
+    for name in panels:
+        panel = real_panel(name)
+        freq = frequentist(panel)
+        rows = {}
+        for cfg in configs:
+            t0 = time.perf_counter()
+            spec = spec_for(cfg)
+            fit = bn.fit("did", panel, priors="weak", spec=spec, draws=draws, tune=draws, chains=chains,
+                         seed=1, replication=False, loo=False, ppc=False, psense=False)
+            e = fit.params["tau"]
+            unit = spec.options.get("effect", "unit") == "unit"
+            ref_se = freq["unit_mean_se"] if unit else freq["twfe_se_crv1"]
+            ref = freq["unit_mean"] if unit else freq["twfe"]
+            post = fit.idata["posterior"]
+            rows[cfg] = {"options": spec.options, "tau_mean": e["mean"], "tau_sd": e["sd"],
+                         "hdi95": e["hdi95"], "p_positive": e["p_positive"],
+                         "matching_estimand": "unit_mean" if unit else "twfe",
+                         "frequentist": ref, "frequentist_se": ref_se, "sd_ratio": e["sd"] / ref_se,
+                         "mean_gap_in_se": (e["mean"] - ref) / ref_se,
+                         "rho_mean": float(post["rho"].mean()) if "rho" in post else None,
+                         "sigma_effect_mean": float(post["sigma_effect"].mean() * fit_ysd(fit, panel))
+                         if "sigma_effect" in post else None,
+                         "passed": fit.passed, "ess_bulk_min": fit.diag.get("ess_bulk_min"),
+                         "seconds": time.perf_counter() - t0}
+            logging.info("%s %s %s", name, cfg, rows[cfg])
+        out[name] = {"frequentist": freq, "bayesian": rows}
+    return out
+
+
+def fit_ysd(fit, panel) -> float:
+    return float(np.std(panel.df["y"].to_numpy(float)))
+
+
+def part_placebo(panels, configs, n, draws, chains) -> dict:
+    from arviz_stats.base import array_stats
+
+    from bayes_nqp.bayes.fit import compile_model, make_model, sample
+
+    out = {}
+    for name in panels:
+        reps = [placebo_panel(name, seed) for seed in range(1, n + 1)]
+        freq = [frequentist(p) for p, _ in reps]
+        res = {"twfe_iid_rate": float(np.mean([f["twfe_p_iid"] < 0.05 for f in freq])),
+               "twfe_cluster_rate": float(np.mean([f["twfe_p_crv1"] < 0.05 for f in freq])),
+               "unit_mean_rate": float(np.mean([(f["unit_mean_p"] or 1) < 0.05 for f in freq])),
+               "n": n, "configs": {}}
+        for cfg in configs:
+            t0 = time.perf_counter()
+            spec = spec_for(cfg)
+            compiled = None
+            rows = []
+            for seed, (panel, pl) in enumerate(reps, start=1):
+                m = make_model("did", panel, "weak", spec)
+                if compiled is None:
+                    pm_model, compiled = compile_model(m)
+                    shapes = {k: np.shape(v) for k, v in m.likelihood_data().items()}
+                data = m.likelihood_data()
+                if {k: np.shape(v) for k, v in data.items()} != shapes:
+                    pm_model, this = compile_model(m)
+                else:
+                    this = compiled.with_data(**{f"stat__{k}": v for k, v in data.items()})
+                settings = m.spec.sampler.override(draws=draws, tune=draws, chains=chains, seed=seed)
+                idata = sample(this, settings)
+                tau = idata["posterior"]["tau_z"].to_numpy().ravel() * m.y_sd
+                lo, hi = array_stats.hdi(tau, prob=0.95)
+                rows.append({"seed": seed, "placebo_units": [str(u) for u in pl.units],
+                             "estimate": float(tau.mean()), "sd": float(tau.std()),
+                             "hdi95": [float(lo), float(hi)], "excludes_zero": bool(lo > 0 or hi < 0)})
+            k = sum(r["excludes_zero"] for r in rows)
+            rate = k / n
+            # Wilson 95% interval of the false-positive rate
+            z = 1.959963984540054
+            c = (rate + z**2 / (2 * n)) / (1 + z**2 / n)
+            h = z * np.sqrt(rate * (1 - rate) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+            res["configs"][cfg] = {"options": spec.options, "false_positive_rate": rate,
+                                   "false_positive_ci95": [max(c - h, 0.0), min(c + h, 1.0)],
+                                   "seconds": time.perf_counter() - t0, "replicates": rows}
+            logging.info("%s %s placebo rate %.3f (%d/%d) in %.0fs", name, cfg, rate, k, n,
+                         time.perf_counter() - t0)
+        out[name] = res
+    return out
+
+
+def _write(path: Path, result: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--part", default="all", choices=("sd", "placebo", "all"))
+    ap.add_argument("--n", type=int, default=40)
+    ap.add_argument("--configs", default="before,after")
+    ap.add_argument("--panels", default="castle,munnell")
+    ap.add_argument("--draws", type=int, default=500)
+    ap.add_argument("--chains", type=int, default=2)
+    ap.add_argument("--sd-draws", type=int, default=1000)
+    ap.add_argument("--sd-chains", type=int, default=4)
+    ap.add_argument("--out", default=str(OUT))
+    a = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for noisy in ("pymc", "pytensor", "bayes_nqp", "nutpie"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    panels, configs = a.panels.split(","), a.configs.split(",")
+    out_path = Path(a.out)
+    result = json.loads(out_path.read_text()) if out_path.exists() else {}
+    result.update({"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                   "machine": "shared 2-core development machine (other work running)"})
+    if a.part in ("sd", "all"):
+        result.setdefault("sd", {}).update(part_sd(panels, configs, a.sd_draws, a.sd_chains))
+        result["sd_settings"] = {"draws": a.sd_draws, "chains": a.sd_chains, "priors": "weak"}
+    if a.part in ("placebo", "all"):
+        result.setdefault("placebo", {})
+        result["placebo_settings"] = {"draws": a.draws, "tune": a.draws, "chains": a.chains, "priors": "weak"}
+        for panel in panels:  # written after each panel: a long run keeps what it finished
+            for name, res in part_placebo([panel], configs, a.n, a.draws, a.chains).items():
+                prev = result["placebo"].get(name, {})
+                prev_cfg = prev.get("configs", {}) if prev.get("n") == res["n"] else {}
+                result["placebo"][name] = {**res, "configs": {**prev_cfg, **res["configs"]}}
+            _write(out_path, result)
+    _write(out_path, result)
+    print(json.dumps({k: v for k, v in result.items() if k != "placebo"}, indent=1, default=str)[:6000])
+    for name, res in result.get("placebo", {}).items():
+        print(name, {k: v for k, v in res.items() if k != "configs"},
+              {c: (r["false_positive_rate"], r["false_positive_ci95"]) for c, r in res["configs"].items()})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+r"""The exact per-unit marginal likelihood of a two-way panel model with a random intercept, a
+random unit-specific treatment effect and AR(1) errors within a unit, from sufficient statistics.
+
+Unit *i* has :math:`n_i` rows (sorted by time) with residuals
+:math:`r_i = y_i - W_i\theta` (everything of the linear predictor except the unit's own
+deviations) and treated-row indicator :math:`d_i`. Its deviations are an intercept
+:math:`a_i \sim N(0, \sigma_\alpha^2)` and an effect :math:`t_i \sim N(0, \sigma_\tau^2)` on its
+treated rows (:math:`\tau_i = \tau + t_i`), the errors are AR(1) with marginal variance
+:math:`\sigma^2` and correlation :math:`\rho^{|s-t|}`:
+
+.. math::
+
+    r_i \sim MVN\big(0,\ \Sigma_i\big),\qquad
+    \Sigma_i = \sigma^2 R_i(\rho) + U_i \Lambda U_i',\qquad U_i = [\mathbf 1,\ d_i],\quad
+    \Lambda = \mathrm{diag}(\sigma_\alpha^2, \sigma_\tau^2).
+
+**AR(1) precision.** For one run of consecutive periods, :math:`R^{-1}` is tridiagonal, so for
+any two vectors :math:`x, z` of the unit
+
+.. math::
+
+    x'R^{-1}z = \frac{M_0(x,z) + \rho^2 M_1(x,z) - \rho M_2(x,z)}{1-\rho^2},
+
+with :math:`M_0 = \sum_t x_t z_t` (all rows), :math:`M_1 = \sum_t (k_t - 1) x_t z_t` with
+:math:`k_t \in \{0, 1, 2\}` the row's neighbours in its run (+1 for interior rows, 0 at the ends
+of a run, −1 for a run of one row, whose precision is 1) and :math:`M_2 = \sum_t (x_t z_{t-1} +
+x_{t-1} z_t)` over adjacent pairs; :math:`\log\det R = (n_i - \text{runs}_i)\log(1-\rho^2)`.
+
+**Gaps and unbalanced panels.** A unit may have any subset of the panel's periods. Its rows are
+split into *runs* of consecutive periods of the panel's time grid (``time_idx`` differing by
+one); the AR(1) chain is applied within each run and runs are independent of each other given
+the unit's deviations (a gap breaks the chain: the correlation across a gap of *k* missing
+periods, :math:`\rho^{k+1}`, is set to zero; exact for a balanced panel, a documented
+approximation with gaps). The unit's intercept and effect are shared by all its runs.
+
+**Woodbury and the determinant lemma.** With :math:`b = \Lambda^{1/2}U'R^{-1}r` and the 2×2
+:math:`G = I + \Lambda^{1/2}U'R^{-1}U\Lambda^{1/2}/\sigma^2`,
+
+.. math::
+
+    \log p(r_i) = -\tfrac12\Big[n_i\log 2\pi + n_i\log\sigma^2 + \log\det R_i + \log\det G_i
+        + \frac{r'R^{-1}r}{\sigma^2} - \frac{b'G_i^{-1}b}{\sigma^4}\Big].
+
+Written with :math:`\Lambda^{1/2}` (not :math:`\Lambda^{-1}`) it stays exact at
+:math:`\sigma_\tau = 0` (the common-effect model) and for never-treated units (:math:`d_i = 0`);
+:math:`\rho = 0` is the iid model.
+
+**Sufficient statistics.** :math:`r = y - W\theta` is linear in θ, so each :math:`M_k(r, r)`
+summed over units is a quadratic form in θ of three P×P matrices computed once, and the
+per-unit :math:`M_k(\mathbf 1, r)`, :math:`M_k(d, r)` are linear in θ (units × P matrices). A
+gradient costs :math:`O(P^2 + n_{units} P)` whatever the number of rows.
+
+**Conditional posterior of the deviations.** Given θ and the scales, with
+:math:`(a_i, t_i) = \Lambda^{1/2} v`, :math:`v \mid \cdot \sim N(G^{-1}b/\sigma^2,\ G^{-1})`
+(:func:`draw_deviations`), used to store :math:`\alpha_i` and :math:`\tau_i` after sampling.
+
+Every function is written with operators and a ``log``/``sqrt`` argument, so the same code
+serves NumPy and PyTensor (``log=pt.log``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+LOG_2PI = float(np.log(2 * np.pi))
+
+
+@dataclass(frozen=True)
+class UnitLayout:
+    """Where the units and their AR(1) runs lie in rows sorted by unit, then time.
+
+    ``pair[j]``: row j follows row j−1 in the same unit at the next period (an AR(1) link);
+    ``interior[j]``: the row's neighbours in its run minus one (1 interior, 0 end, −1 alone),
+    the weight of M1.
+    """
+
+    unit_start: np.ndarray  # first row of each unit
+    n: np.ndarray            # rows per unit (float)
+    n_runs: np.ndarray       # runs of consecutive periods per unit (float)
+    pair: np.ndarray         # bool, per row
+    interior: np.ndarray     # float in {-1, 0, 1}, per row
+
+    @classmethod
+    def from_rows(cls, unit_idx, time_idx) -> "UnitLayout":
+        unit_idx, time_idx = np.asarray(unit_idx), np.asarray(time_idx)
+        if len(unit_idx) > 1 and (np.any(np.diff(unit_idx) < 0)
+                                  or np.any((np.diff(unit_idx) == 0) & (np.diff(time_idx) <= 0))):
+            raise ValueError("rows must be sorted by unit, then strictly by time")
+        start = np.flatnonzero(np.r_[True, np.diff(unit_idx) != 0])
+        n = np.diff(np.r_[start, len(unit_idx)]).astype(float)
+        pair = np.r_[False, (np.diff(unit_idx) == 0) & (np.diff(time_idx) == 1)]
+        interior = pair.astype(float) + np.r_[pair[1:], False] - 1.0
+        n_pairs = np.add.reduceat(pair.astype(float), start) if len(start) else np.zeros(0)
+        return cls(start, n, n - n_pairs, pair, interior)
+
+    @property
+    def n_units(self) -> int:
+        return len(self.unit_start)
+
+    def moments(self, X: np.ndarray, Z: np.ndarray, per_unit: bool = True):
+        """(M0, M1, M2) of the columns of X (N, p) against those of Z (N, q): per unit
+        (units, p, q) or, with ``per_unit=False``, summed over units (p, q)."""
+        X = np.asarray(X, float).reshape(len(self.pair), -1)
+        Z = np.asarray(Z, float).reshape(len(self.pair), -1)
+        prod0 = X[:, :, None] * Z[:, None, :]
+        prod1 = prod0 * self.interior[:, None, None]
+        prod2 = np.zeros_like(prod0)
+        j = np.flatnonzero(self.pair)
+        prod2[j] = X[j, :, None] * Z[j - 1, None, :] + X[j - 1, :, None] * Z[j, None, :]
+        if not per_unit:
+            return tuple(p.sum(0) for p in (prod0, prod1, prod2))
+        return tuple(np.add.reduceat(p, self.unit_start, axis=0) for p in (prod0, prod1, prod2))
+
+
+def ar1_weights(rho):
+    """The coefficients (c0, c1, c2) with x'R⁻¹z = c0·M0 + c1·M1 + c2·M2."""
+    c = 1.0 / (1.0 - rho**2)
+    return c, rho**2 * c, -rho * c
+
+
+def combine(moments, rho):
+    """c0·M0 + c1·M1 + c2·M2 for ``moments`` = (M0, M1, M2) of any (matching) shape."""
+    c0, c1, c2 = ar1_weights(rho)
+    return c0 * moments[0] + c1 * moments[1] + c2 * moments[2]
+
+
+def _g(a11, a1d, add, sigma, sigma_unit, sigma_eff):
+    s2 = sigma**2
+    g11 = 1.0 + sigma_unit**2 * a11 / s2
+    g12 = sigma_unit * sigma_eff * a1d / s2
+    g22 = 1.0 + sigma_eff**2 * add / s2
+    return g11, g12, g22, g11 * g22 - g12**2
+
+
+def unit_logp(q, s1, sd, a11, a1d, add, n, n_runs, sigma, sigma_unit, sigma_eff, rho, log=np.log):
+    """Per-unit marginal log density.
+
+    ``q`` = r'R⁻¹r, ``s1`` = 1'R⁻¹r, ``sd`` = d'R⁻¹r (per unit, for the residuals r),
+    ``a11``/``a1d``/``add`` = 1'R⁻¹1, 1'R⁻¹d, d'R⁻¹d; ``n``/``n_runs`` rows and runs per unit.
+    """
+    s2 = sigma**2
+    g11, g12, g22, det = _g(a11, a1d, add, sigma, sigma_unit, sigma_eff)
+    b1, b2 = sigma_unit * s1, sigma_eff * sd
+    quad = (g22 * b1**2 - 2.0 * g12 * b1 * b2 + g11 * b2**2) / det
+    return -0.5 * (n * LOG_2PI + n * log(s2) + (n - n_runs) * log(1.0 - rho**2) + log(det)
+                   + q / s2 - quad / s2**2)
+
+
+def total_logp(q_total, s1, sd, a11, a1d, add, n, n_runs, sigma, sigma_unit, sigma_eff, rho,
+               log=np.log):
+    """The sum of :func:`unit_logp` over units, with the quadratic forms entering only through
+    their total ``q_total`` = Σ_i r_i'R⁻¹r_i (which the model gets from P×P statistics)."""
+    s2 = sigma**2
+    g11, g12, g22, det = _g(a11, a1d, add, sigma, sigma_unit, sigma_eff)
+    b1, b2 = sigma_unit * s1, sigma_eff * sd
+    quad = (g22 * b1**2 - 2.0 * g12 * b1 * b2 + g11 * b2**2) / det
+    N, runs = n.sum(), n_runs.sum()
+    return -0.5 * (N * LOG_2PI + N * log(s2) + (N - runs) * log(1.0 - rho**2) + log(det).sum()
+                   + q_total / s2 - quad.sum() / s2**2)
+
+
+def deviation_moments(s1, sd, a11, a1d, add, sigma, sigma_unit, sigma_eff):
+    """Conditional posterior of (a_i, t_i): means (…, 2) and the 2×2 lower Cholesky factor
+    entries (l11, l21, l22) of its covariance, per unit (NumPy)."""
+    s2 = sigma**2
+    g11, g12, g22, det = _g(a11, a1d, add, sigma, sigma_unit, sigma_eff)
+    b1, b2 = sigma_unit * s1, sigma_eff * sd
+    # v ~ N(G⁻¹b/σ², G⁻¹); G⁻¹ = [[g22, −g12], [−g12, g11]] / det
+    v1 = (g22 * b1 - g12 * b2) / det / s2
+    v2 = (g11 * b2 - g12 * b1) / det / s2
+    c11, c12, c22 = g22 / det, -g12 / det, g11 / det
+    l11 = np.sqrt(c11)
+    l21 = c12 / l11
+    l22 = np.sqrt(np.maximum(c22 - l21**2, 0.0))
+    # back to (a, t) = Λ^{1/2} v
+    mean = np.stack([sigma_unit * v1, sigma_eff * v2], axis=-1)
+    return mean, (sigma_unit * l11, sigma_eff * l21, sigma_eff * l22)
+
+
+def draw_deviations(s1, sd, a11, a1d, add, sigma, sigma_unit, sigma_eff, rng):
+    """One draw of (a_i, t_i) per unit and posterior draw from the exact conditional: (…, 2)."""
+    mean, (l11, l21, l22) = deviation_moments(s1, sd, a11, a1d, add, sigma, sigma_unit, sigma_eff)
+    z1, z2 = rng.standard_normal(np.shape(l11 + 0 * s1)), rng.standard_normal(np.shape(l11 + 0 * s1))
+    return np.stack([mean[..., 0] + l11 * z1, mean[..., 1] + l21 * z1 + l22 * z2], axis=-1)
+
+
+def simulate_ar1(layout: UnitLayout, rho: np.ndarray, sigma: np.ndarray, rng) -> np.ndarray:
+    """Stationary AR(1) errors with marginal sd ``sigma`` on the rows of ``layout``, one series
+    per posterior draw: ``rho``/``sigma`` of shape (S, 1) → (S, N). Each run starts afresh."""
+    rho, sigma = np.asarray(rho, float).reshape(-1, 1), np.asarray(sigma, float).reshape(-1, 1)
+    z = rng.standard_normal((len(rho), len(layout.pair)))
+    if not np.any(rho):
+        return sigma * z
+    e = np.empty_like(z)
+    innov = np.sqrt(1.0 - rho[:, 0] ** 2)
+    for j in range(z.shape[1]):
+        e[:, j] = rho[:, 0] * e[:, j - 1] + innov * z[:, j] if layout.pair[j] else z[:, j]
+    return sigma * e
+
+
+class PanelStatistics:
+    """The sufficient statistics of ``y`` (N,) and design ``W`` (N, P) for the panel likelihood,
+    computed once, with the residual functions of θ the model needs (NumPy or PyTensor θ).
+
+    ``d`` is the treated-row indicator (the rows where τ_i acts).
+    """
+
+    def __init__(self, layout: UnitLayout, y: np.ndarray, W: np.ndarray, d: np.ndarray):
+        self.layout = layout
+        one = np.ones((len(y), 1))
+        d = np.asarray(d, float).reshape(-1, 1)
+        self.WW = layout.moments(W, W, per_unit=False)                         # 3 × (P, P)
+        self.Wy = tuple(m[:, 0] for m in layout.moments(W, y, per_unit=False))  # 3 × (P,)
+        self.yy = tuple(float(m[0, 0]) for m in layout.moments(y, y, per_unit=False))
+        U = np.hstack([one, d])
+        UU = layout.moments(U, U)                                               # 3 × (units, 2, 2)
+        self.a11 = tuple(m[:, 0, 0] for m in UU)
+        self.a1d = tuple(m[:, 0, 1] for m in UU)
+        self.add = tuple(m[:, 1, 1] for m in UU)
+        Uy = layout.moments(U, y)                                               # 3 × (units, 2, 1)
+        UW = layout.moments(U, W)                                               # 3 × (units, 2, P)
+        self.s1_y = tuple(m[:, 0, 0] for m in Uy)
+        self.sd_y = tuple(m[:, 1, 0] for m in Uy)
+        self.s1_W = tuple(m[:, 0, :] for m in UW)
+        self.sd_W = tuple(m[:, 1, :] for m in UW)
+        # stacked forms for the graph: k = 0, 1, 2 first; s1 (units) then sd (units) within k
+        self.B = tuple(np.vstack([b1, bd]) for b1, bd in zip(self.s1_W, self.sd_W))   # 3 × (2·units, P)
+        self.a = tuple(np.r_[a1, ad] for a1, ad in zip(self.s1_y, self.sd_y))         # 3 × (2·units,)
+        self.WW_stack, self.Wy_stack = np.stack(self.WW), np.stack(self.Wy)
+        self.yy_stack = np.array(self.yy)
+        self.B_stack = np.vstack(self.B)                                               # (3·2·units, P)
+        self.a_stack = np.concatenate(self.a)
+
+    def arrays(self, rho=None) -> dict[str, np.ndarray]:
+        """The statistics the likelihood reads, by name: with a constant ``rho`` (0 for iid
+        errors) the three AR(1) moments are combined here, else stacked (k = 0, 1, 2 first).
+
+        A model may wrap them in ``pm.Data`` so that one compiled graph serves other data of the
+        same shapes (placebo refits)."""
+        if rho is not None:
+            r = float(rho)
+            return {"WW": combine(self.WW, r), "Wy": combine(self.Wy, r), "yy": np.asarray(combine(self.yy, r)),
+                    "B": combine(self.B, r), "a": combine(self.a, r),
+                    "a11": combine(self.a11, r), "a1d": combine(self.a1d, r), "add": combine(self.add, r),
+                    "n": self.layout.n, "n_runs": self.layout.n_runs}
+        return {"WW": self.WW_stack, "Wy": self.Wy_stack, "yy": self.yy_stack, "B": self.B_stack,
+                "a": self.a_stack, "a11": np.stack(self.a11), "a1d": np.stack(self.a1d),
+                "add": np.stack(self.add), "n": self.layout.n, "n_runs": self.layout.n_runs}
+
+    def terms(self, theta, rho, dot=np.dot, stack=np.stack):
+        """(q_total, s1, sd, a11, a1d, add) for one θ (P,) — PyTensor or NumPy."""
+        const = rho if isinstance(rho, (int, float)) else None
+        return terms_from(self.arrays(const), theta, rho, constant_rho=const is not None, dot=dot, stack=stack)
+
+    def logp(self, theta, sigma, sigma_unit, sigma_eff, rho, log=np.log, dot=np.dot, stack=np.stack):
+        """The total log-likelihood (a scalar) for one θ (PyTensor: ``log=pt.log, dot=pt.dot,
+        stack=pt.stack``)."""
+        const = rho if isinstance(rho, (int, float)) else None
+        return logp_from(self.arrays(const), theta, sigma, sigma_unit, sigma_eff, rho,
+                         constant_rho=const is not None, log=log, dot=dot, stack=stack)
+
+
+def terms_from(arr, theta, rho, *, constant_rho: bool, dot=np.dot, stack=np.stack):
+    """(q_total, s1, sd, a11, a1d, add) from :meth:`PanelStatistics.arrays` (NumPy arrays or
+    their ``pm.Data``). A graph of few nodes (it compiles in proportion)."""
+    if constant_rho:
+        q = arr["yy"] - 2.0 * dot(theta, arr["Wy"]) + dot(theta, dot(arr["WW"], theta))
+        v = arr["a"] - dot(arr["B"], theta)
+        a11, a1d, add = arr["a11"], arr["a1d"], arr["add"]
+    else:
+        c = stack(ar1_weights(rho))
+        quad = arr["yy"] - 2.0 * dot(arr["Wy"], theta) + dot(dot(arr["WW"], theta), theta)
+        q = dot(c, quad)
+        v = dot(c, (arr["a"] - dot(arr["B"], theta)).reshape((3, -1)))
+        a11, a1d, add = dot(c, arr["a11"]), dot(c, arr["a1d"]), dot(c, arr["add"])
+    v = v.reshape((2, -1))
+    s1, sd = v[0], v[1]
+    return q, s1, sd, a11, a1d, add
+
+
+def logp_from(arr, theta, sigma, sigma_unit, sigma_eff, rho, *, constant_rho: bool, log=np.log,
+              dot=np.dot, stack=np.stack):
+    """The total log-likelihood from :meth:`PanelStatistics.arrays` (see :func:`terms_from`)."""
+    q, s1, sd, a11, a1d, add = terms_from(arr, theta, rho, constant_rho=constant_rho, dot=dot, stack=stack)
+    return total_logp(q, s1, sd, a11, a1d, add, arr["n"], arr["n_runs"], sigma, sigma_unit, sigma_eff,
+                      rho, log=log)
+
+
+def residual_terms(layout: UnitLayout, r: np.ndarray, d: np.ndarray, rho: np.ndarray):
+    """Per-unit (q, s1, sd, a11, a1d, add) for residual draws ``r`` (S, N) and ``rho`` (S, 1)
+    (NumPy; after sampling: per-unit log-likelihoods and the deviations' conditionals)."""
+    rho = np.asarray(rho, float).reshape(-1, 1)
+    d = np.asarray(d, float)
+    c0, c1, c2 = ar1_weights(rho)
+    start = layout.unit_start
+    j = np.flatnonzero(layout.pair)
+
+    def m(x, z):
+        """M0, M1, M2 per unit of rows x (S, N) against z (S, N) or (N,)."""
+        z = np.broadcast_to(z, x.shape)
+        p0 = x * z
+        p2 = np.zeros_like(p0)
+        p2[:, j] = x[:, j] * z[:, j - 1] + x[:, j - 1] * z[:, j]
+        red = lambda p: np.add.reduceat(p, start, axis=1)  # noqa: E731
+        return red(p0), red(p0 * layout.interior), red(p2)
+
+    def comb(ms):
+        return c0 * ms[0] + c1 * ms[1] + c2 * ms[2]
+
+    one = np.ones(r.shape[1])
+    ones = np.ones((1, r.shape[1]))
+    q, s1, sd = comb(m(r, r)), comb(m(r, one)), comb(m(r, d))
+    a11, a1d, add = comb(m(ones, one)), comb(m(ones, d)), comb(m(d[None, :], d))
+    return q, s1, sd, a11, a1d, add

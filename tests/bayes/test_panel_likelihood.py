@@ -1,0 +1,95 @@
+"""The panel likelihood (bayes_nqp.bayes.panel_likelihood) against dense references: the
+multivariate normal density of each unit's residuals, and the conjugate posterior of its
+deviations, on small unbalanced panels with gaps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from bayes_nqp.bayes.panel_likelihood import (PanelStatistics, UnitLayout, deviation_moments,
+                                              residual_terms, simulate_ar1, unit_logp)
+
+
+def gapped_panel(seed=0):
+    """Units with 1..7 rows, some with gaps and with treated rows at the end."""
+    rng = np.random.default_rng(seed)
+    units, times, d = [], [], []
+    for u, (T, keep, first) in enumerate([(6, [0, 1, 2, 3, 4, 5], 3), (7, [0, 2, 3, 6], 2),
+                                          (1, [0], 9), (5, [1, 2, 3, 4], 99), (7, [0, 1, 3, 4, 5, 6], 0),
+                                          (3, [0, 2], 1)]):
+        for t in keep:
+            units.append(u)
+            times.append(t)
+            d.append(float(t >= first))
+    return np.array(units), np.array(times), np.array(d), rng
+
+
+def dense_cov(times, d, sigma, sigma_unit, sigma_eff, rho):
+    """σ²R + σ_α²11' + σ_τ²dd' with R the AR(1) correlation within runs of consecutive periods."""
+    n = len(times)
+    run = np.cumsum(np.r_[True, np.diff(times) != 1])
+    R = np.where(run[:, None] == run[None, :], rho ** np.abs(times[:, None] - times[None, :]), 0.0)
+    return sigma**2 * R + sigma_unit**2 * np.ones((n, n)) + sigma_eff**2 * np.outer(d, d)
+
+
+@pytest.mark.parametrize("rho,sigma_eff", [(0.0, 0.0), (0.7, 0.0), (0.0, 0.5), (0.6, 0.8), (-0.4, 1.3)])
+def test_unit_logp_equals_the_dense_multivariate_normal(rho, sigma_eff):
+    units, times, d, rng = gapped_panel()
+    layout = UnitLayout.from_rows(units, times)
+    sigma, sigma_unit = 0.7, 1.1
+    r = rng.normal(size=(1, len(units)))
+    q, s1, sd, a11, a1d, add = residual_terms(layout, r, d, np.array([[rho]]))
+    got = unit_logp(q, s1, sd, a11, a1d, add, layout.n, layout.n_runs, sigma, sigma_unit, sigma_eff, rho)[0]
+    for i, s in enumerate(layout.unit_start):
+        rows = slice(s, s + int(layout.n[i]))
+        cov = dense_cov(times[rows], d[rows], sigma, sigma_unit, sigma_eff, rho)
+        expected = stats.multivariate_normal(np.zeros(len(cov)), cov).logpdf(r[0, rows])
+        assert got[i] == pytest.approx(expected, abs=1e-8, rel=1e-10)
+
+
+def test_the_sufficient_statistics_give_the_same_total_as_the_residuals():
+    units, times, d, rng = gapped_panel(1)
+    layout = UnitLayout.from_rows(units, times)
+    W = np.column_stack([np.ones(len(units)), d, rng.normal(size=len(units))])
+    y = rng.normal(size=len(units))
+    theta = np.array([0.3, -0.2, 0.5])
+    stats_ = PanelStatistics(layout, y, W, d)
+    args = (0.8, 0.9, 0.4, 0.55)
+    total = stats_.logp(theta, *args)
+    q, s1, sd, a11, a1d, add = residual_terms(layout, (y - W @ theta)[None], d, np.array([[args[3]]]))
+    per_unit = unit_logp(q, s1, sd, a11, a1d, add, layout.n, layout.n_runs, *args)
+    assert total == pytest.approx(per_unit.sum(), rel=1e-10)
+
+
+def test_deviation_draws_follow_the_dense_conjugate_posterior():
+    units, times, d, rng = gapped_panel(2)
+    layout = UnitLayout.from_rows(units, times)
+    sigma, sigma_unit, sigma_eff, rho = 0.6, 1.2, 0.7, 0.5
+    r = rng.normal(size=(1, len(units)))
+    q, s1, sd, a11, a1d, add = residual_terms(layout, r, d, np.array([[rho]]))
+    mean, (l11, l21, l22) = deviation_moments(s1, sd, a11, a1d, add, sigma, sigma_unit, sigma_eff)
+    for i, s in enumerate(layout.unit_start):
+        rows = slice(s, s + int(layout.n[i]))
+        U = np.column_stack([np.ones(int(layout.n[i])), d[rows]])
+        Rinv = np.linalg.inv(dense_cov(times[rows], d[rows], sigma, 0.0, 0.0, rho) / sigma**2)
+        prec = np.diag([sigma_unit**-2, sigma_eff**-2]) + U.T @ Rinv @ U / sigma**2
+        cov = np.linalg.inv(prec)
+        m = cov @ U.T @ Rinv @ r[0, rows] / sigma**2
+        np.testing.assert_allclose(mean[0, i], m, atol=1e-10)
+        L = np.array([[l11[0, i], 0], [l21[0, i], l22[0, i]]])
+        np.testing.assert_allclose(L @ L.T, cov, atol=1e-10)
+
+
+def test_simulated_ar1_errors_have_the_stationary_variance_and_lag_one_correlation():
+    layout = UnitLayout.from_rows(np.repeat(np.arange(400), 10), np.tile(np.arange(10), 400))
+    e = simulate_ar1(layout, np.array([[0.7]]), np.array([[2.0]]), np.random.default_rng(0))[0]
+    assert e.std() == pytest.approx(2.0, rel=0.03)
+    lag = np.corrcoef(e[layout.pair], e[np.flatnonzero(layout.pair) - 1])[0, 1]
+    assert lag == pytest.approx(0.7, abs=0.03)
+
+
+def test_rows_out_of_order_are_refused():
+    with pytest.raises(ValueError):
+        UnitLayout.from_rows([0, 0, 1], [1, 0, 0])
