@@ -29,7 +29,7 @@ def test_a_fit_summary_survives_json():
     assert back == s
     assert s.to_json()["params"]["tau"] == {"mean": 0.5, "sd": 0.1, HDI: [0.3, 0.7], "p_positive": 0.99}
     assert s.to_json()["comparison"]["tau"] == {"frequentist": {"estimate": 0.45, CI: [0.2, 0.7], "source": "TWFE"},
-                                                "bayesian": {"mean": 0.5, HDI: [0.3, 0.7]}}
+                                                "bayesian": {"mean": 0.5, "sd": 0.1, HDI: [0.3, 0.7]}}
 
 
 def test_an_older_summary_with_top_level_extras_reads_them_under_extras():
@@ -59,4 +59,5 @@ def test_comparison_table_puts_the_counterpart_beside_the_posterior():
     t = comparison_table(_summary().to_json())  # a summary.json dict works as well
     assert t.to_dict("records") == [{"model": "did", "param": "tau", "bayes_mean": 0.5, f"{HDI}_lo": 0.3,
                                      f"{HDI}_hi": 0.7, "p_positive": 0.99, "frequentist": 0.45,
-                                     f"{CI}_lo": 0.2, f"{CI}_hi": 0.7, "source": "TWFE"}]
+                                     f"{CI}_lo": 0.2, f"{CI}_hi": 0.7, "bayes_sd": 0.1, "freq_se": None,
+                                     "sd_ratio": None, "source": "TWFE", "estimand": None}]

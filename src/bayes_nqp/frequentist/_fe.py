@@ -43,7 +43,9 @@ class FEFit:
         self._back = back
         self.coefnames = [back.get(n, n) for n in fit._coefnames]
         self.n_obs = int(fit._N)
-        self.n_clusters = int(np.asarray(fit._G).ravel()[0])
+        G = getattr(fit, "_G", None)
+        G = np.asarray([] if G is None else G, dtype=float).ravel()
+        self.n_clusters = int(G[0]) if G.size else None  # None: not a clustered vcov
         self.beta = np.asarray(fit._beta_hat)
         self.vcov = np.asarray(fit._vcov)
 

@@ -40,7 +40,7 @@ def mean_unit_effect(panel, controls: bool = True) -> dict:
     inter = pd.DataFrame(D[:, None] * (uidx[:, None] == units[None, :]), columns=names, index=df.index)
     data = pd.concat([df[["y", "unit", "time", *(panel.controls if controls else [])]], inter], axis=1)
     terms = names + (list(panel.controls) if controls else [])
-    fit = feols(f"y ~ {' + '.join(terms)} | {fe_part(panel)}", data, vcov="iid")
+    fit = feols(data, "y", terms, fe_part(panel), vcov="iid")  # names never reach a formula
     coef = fit.coef()
     kept = [n for n in names if n in coef.index and np.isfinite(coef[n])]
     tau_i = coef[kept].to_numpy(float)
@@ -51,7 +51,7 @@ def mean_unit_effect(panel, controls: bool = True) -> dict:
     p = float(2 * stats.t.sf(abs(mean / se), n1 - 1)) if se > 0 else None
     labels = {f"Dx{k}": str(panel.units[u]) for k, u in enumerate(units)}
     return estimate(mean, se, pvalue=p, ci95=[mean - q * se, mean + q * se],
-                    n_obs=int(fit._N), n_units=int(panel.n_units), n_treated_units=n1,
+                    n_obs=fit.n_obs, n_units=int(panel.n_units), n_treated_units=n1,
                     estimator="mean of the unit-specific effects of the fully interacted TWFE "
                               "regression; between-unit SE sd(tau_i)/sqrt(n1), t(n1-1) CI",
                     unit_effects={labels[n]: float(coef[n]) for n in kept})
