@@ -94,15 +94,33 @@ def check_data(data: Optional[Path] = typer.Argument(None, help="panel file; def
 
 @app.command()
 def simulate(seed: int = typer.Option(20250601, "--seed", help="random seed"),
-             out: Optional[Path] = typer.Option(None, "--out", help="folder; default the repository's data/")):
-    """Write the simulated demo panel, its column map and its truth (SIMULATED data)."""
-    from .data import DATA_DIR
-    from .data.simulate import write_demo
+             out: Optional[Path] = typer.Option(None, "--out", help="folder; default the repository's data/"),
+             units: int = typer.Option(287, "--units", help="units; beyond 287 on a SYNTHETIC frame"),
+             periods: int = typer.Option(12, "--periods", help="periods (years from 2011)"),
+             rho: float = typer.Option(0.5, "--rho", help="AR(1) coefficient of the unit errors"),
+             effect_sd: float = typer.Option(0.0, "--effect-sd", help="sd of a unit-level effect factor")):
+    """Write a simulated panel (default: the demo), its column map and its exact truth."""
+    from dataclasses import replace
 
-    paths = write_demo(out or DATA_DIR, seed)
+    from .data import DATA_DIR
+    from .data.simulate import DemoParams, write_demo
+    from .errors import DataError
+
+    custom = (units, periods) != (287, 12) or rho != 0.5 or effect_sd != 0.0
+    if custom and out is None:
+        err.print("[red]a non-default panel needs --out (data/ holds the committed demo)[/]")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    params = replace(DemoParams(), rho_y=rho, effect_sd=effect_sd)
+    try:
+        paths = write_demo(out or DATA_DIR, seed, units, periods, params)
+    except DataError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_BAD_INPUT)
     for p in paths:
         console.print(f"wrote {p}")
-    console.print("[yellow]These data are SIMULATED on the real city frame; they are not the study's data.[/]")
+    console.print("[yellow]These data are SIMULATED on "
+                  + ("a SYNTHETIC frame (made-up units)" if units != 287 else "the real city frame")
+                  + "; they are not the study's data.[/]")
 
 
 class Section(str, Enum):

@@ -133,6 +133,9 @@ class DemoParams:
     rho_y: float = 0.5                    # AR(1) coefficient of e
     trend_y: float = 0.35                 # common upward trend of γ_t per year
     sd_year: float = 0.1                  # year-specific wiggle around the trend
+    #: sd of a city-level multiplicative effect factor (1 + effect_sd·N(0,1)) on δ: unit-varying
+    #: effects beyond region × size; 0 for the committed demo (its truth unchanged)
+    effect_sd: float = 0.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -154,6 +157,7 @@ class DemoWorlds:
     params: DemoParams
     seed: int
     dnqp_dystar: float             # ∂nqp/∂Y*, fixed by the weights, mins and maxs
+    synthetic: bool = False        # units on a synthetic frame (not the 287 real cities)
 
 
 def _ar1(rng, n: int, t: int, rho: float, sd: float) -> np.ndarray:
@@ -178,13 +182,17 @@ def _assign_pilots(rng, frame: pd.DataFrame, s: np.ndarray, p: DemoParams) -> np
     key = -p.selection_kappa * s + rng.gumbel(size=n)
     order = np.argsort(-key, kind="stable")
     never: list[int] = []
+    is_never = np.zeros(n, bool)  # membership in O(1): the generator serves 100,000-unit panels
     # reserve the comparison group of every split sample first, then fill by the same ranking
     for col, levels in (("size", SIZE_LEVELS), ("region", REGION_LEVELS)):
+        vals = frame[col].to_numpy()
         for level in levels:
-            members = [i for i in order if frame[col].iat[i] == level]
-            have = sum(frame[col].iat[i] == level for i in never)
-            never += [i for i in members if i not in never][: max(0, p.min_never_per_group - have)]
-    never += [i for i in order if i not in never][: n_never - len(never)]
+            have = int((vals[never] == level).sum()) if never else 0
+            need = max(0, p.min_never_per_group - have)
+            add = [int(i) for i in order[(vals[order] == level) & ~is_never[order]][:need]]
+            never += add
+            is_never[add] = True
+    never += [int(i) for i in order[~is_never[order]][: n_never - len(never)]]
     if len(never) != n_never:
         raise DataError(f"cannot reserve {p.min_never_per_group} never-treated cities per group "
                         f"with only {n_never} never-treated")
@@ -199,12 +207,55 @@ def _assign_pilots(rng, frame: pd.DataFrame, s: np.ndarray, p: DemoParams) -> np
     return cohort
 
 
-def simulate_worlds(seed: int = DEFAULT_SEED, params: DemoParams | None = None) -> DemoWorlds:
-    """Simulate the demo panel and its no-pilot counterfactual (equations in the module doc)."""
+def synthetic_frame(n_units: int, seed: int) -> pd.DataFrame:
+    """A SYNTHETIC frame of ``n_units`` units: provinces, regions, size levels and 2010 urban
+    populations resampled (with replacement) from the 287 real cities, names ``syn000001``…
+
+    Not real cities: it carries the real frame's mix of groups so that a panel of any size has
+    the demo's structure (groups, split samples, selection on a latent development level)."""
+    real = city_frame()
+    rng = np.random.default_rng([seed, n_units, 287])
+    pick = rng.integers(0, len(real), n_units)
+    out = real.iloc[pick].reset_index(drop=True).copy()
+    width = max(6, len(str(n_units)))
+    out["city"] = [f"syn{i:0{width}d}" for i in range(1, n_units + 1)]
+    out["city_code"] = np.arange(1, n_units + 1) + 10**width
+    return out
+
+
+def scaled_batches(p: DemoParams, n_units: int, periods: int) -> dict:
+    """The demo's pilot batches scaled to ``n_units`` (same shares of 287), dropping batch years
+    outside a panel of ``periods`` years from 2011 (the first year stays pre-treatment)."""
+    years = [y for y in sorted(p.batches) if y <= YEARS[0] + periods - 1]
+    if not years:
+        raise DataError(f"a panel of {periods} period(s) has no room for a pilot year "
+                        f"(batches {sorted(p.batches)}, first year {YEARS[0]}); use --periods >= 2")
+    share = {y: p.batches[y] / 287 for y in years}
+    return {y: int(round(share[y] * n_units)) for y in years}
+
+
+def simulate_worlds(seed: int = DEFAULT_SEED, params: DemoParams | None = None,
+                    n_units: int | None = None, periods: int | None = None) -> DemoWorlds:
+    """Simulate the demo panel and its no-pilot counterfactual (equations in the module doc).
+
+    ``n_units``/``periods`` (default 287 × 12, the real city frame and 2011–2022): any other
+    number of units draws a :func:`synthetic_frame` (labelled as such in the map and the
+    truth), and the pilot batches are scaled to it (:func:`scaled_batches`)."""
     p = params or DemoParams()
+    T = len(YEARS) if periods is None else int(periods)
+    if T < 2:
+        raise DataError(f"periods must be at least 2 (got {T})")
+    synthetic = n_units is not None and int(n_units) != 287
+    if n_units is not None and int(n_units) < 20:
+        raise DataError(f"units must be at least 20 (got {n_units}): the split samples need "
+                        f"never-treated units in every region and size level")
+    if synthetic or T != len(YEARS):
+        from dataclasses import replace
+        p = replace(p, batches=scaled_batches(p, int(n_units or 287), T))
     rng = np.random.default_rng(seed)
-    frame = city_frame()
-    n, T = len(frame), len(YEARS)
+    frame = synthetic_frame(int(n_units), seed) if synthetic else city_frame()
+    n = len(frame)
+    years_all = tuple(range(YEARS[0], YEARS[0] + T))
     tau = np.arange(T)[None, :].astype(float)                  # years since 2011, 1 × T
     region = frame["region"].to_numpy()
     size = frame["size"].to_numpy()
@@ -229,12 +280,17 @@ def simulate_worlds(seed: int = DEFAULT_SEED, params: DemoParams | None = None) 
 
     # ---- pilots ---------------------------------------------------------------------------
     cohort = _assign_pilots(rng, frame, _std(gdp_pc[:, 0]), p)
-    years = np.array(YEARS, float)[None, :]
+    years = np.array(years_all, float)[None, :]
     D = (years >= cohort[:, None]).astype(float)               # NaN compares False: never = 0
     exposure = np.where(D > 0, years - cohort[:, None], 0.0)
     ramp = np.minimum(1.0, p.ramp_start + (1 - p.ramp_start) * exposure / p.ramp_years)
     mult = (pd.Series(p.region_mult)[region].to_numpy() * pd.Series(p.size_mult)[size].to_numpy())
     delta = p.base * mult[:, None] * ramp * (1 + p.jump * (upgrading > p.gamma)) * D
+    if p.effect_sd > 0:
+        # unit-varying effects: a city factor drawn from its own stream (the default demo's
+        # draws are untouched when effect_sd = 0)
+        factor = 1.0 + p.effect_sd * np.random.default_rng([seed, 13]).standard_normal(n)
+        delta = delta * factor[:, None]
 
     # ---- mediators ------------------------------------------------------------------------
     hc0 = (4.6 + 0.5 * z + rng.normal(0, 0.4, (n, 1)) + 0.02 * tau + rng.normal(0, 0.02, (1, T))
@@ -275,7 +331,7 @@ def simulate_worlds(seed: int = DEFAULT_SEED, params: DemoParams | None = None) 
 
     base = pd.DataFrame({c: np.repeat(frame[c].to_numpy(), T)
                          for c in ("city", "city_code", "province", "region", "size")})
-    base["year"] = np.tile(np.array(YEARS), n)
+    base["year"] = np.tile(np.array(years_all), n)
     base["pilot_year"] = pd.array(np.repeat(cohort, T), dtype="Float64").astype("Int64")
     base["treated"] = D.reshape(-1).astype(int)
     obs = long(ind1)
@@ -287,20 +343,24 @@ def simulate_worlds(seed: int = DEFAULT_SEED, params: DemoParams | None = None) 
                        long({"upgrading": upgrading})], axis=1)[list(PANEL_COLUMNS)]
     direct_only = long(indd)
     dnqp = float((ew.slopes() * pd.Series({nm: d * k for nm, d, _, k, _, _ in INDICATORS})).sum())
-    log.info("simulated demo panel: %d rows, seed %d, %d never-treated cities",
-             len(panel), seed, int(np.isnan(cohort).sum()))
+    log.info("simulated %s panel: %d rows, seed %d, %d never-treated cities",
+             "synthetic-frame" if synthetic else "demo", len(panel), seed, int(np.isnan(cohort).sum()))
     return DemoWorlds(panel, un, direct_only, (nqp1 - nqp0).rename("effect"),
                       pd.Series(delta.reshape(-1), name="delta"),
-                      pd.Series(y1.reshape(-1), name="ystar"), ew, p, seed, dnqp)
+                      pd.Series(y1.reshape(-1), name="ystar"), ew, p, seed, dnqp,
+                      synthetic=synthetic)
 
 
-def column_map() -> dict:
+def column_map(synthetic: bool = False, n_units: int = 287) -> dict:
     """The demo panel's column map (the contents of demo_map.toml)."""
+    desc = (f"SIMULATED panel on a SYNTHETIC frame of {n_units} units (groups resampled from the "
+            f"287 real cities); not real cities, not the study's data" if synthetic else
+            "SIMULATED demo panel on the real 287-city frame; not the study's data")
     return {
         "unit": "city", "time": "year", "outcome": "nqp", "cohort": "pilot_year",
         "controls": list(CONTROLS), "mediators": list(MEDIATORS), "threshold": "upgrading",
         "time_effects": True, "simulated": True,
-        "description": "SIMULATED demo panel on the real 287-city frame; not the study's data",
+        "description": desc,
         "groups": {"region": "region", "size": "size"},
     }
 
@@ -327,8 +387,12 @@ def truth_of(w: DemoWorlds) -> dict:
     q = df["upgrading"].to_numpy()
     cohort_years = sorted(int(c) for c in df["pilot_year"].dropna().unique())
     n_never = int(df.loc[df["pilot_year"].isna(), "city"].nunique())
+    frame = ({"frame": "synthetic", "frame_note": "SYNTHETIC units: provinces, regions, size levels "
+              "and populations resampled from the 287 real cities; unit names are made up"}
+             if w.synthetic else {})
     return {
         "simulated": True,
+        **frame,
         "seed": w.seed,
         "scale": "nqp index points (entropy index; weights, mins and maxs fixed on the simulated panel)",
         "att": _mean(eff, tr),
@@ -401,13 +465,16 @@ def _shift_mediator(w: DemoWorlds, k: str) -> pd.DataFrame:
     return out
 
 
-def simulate_demo(seed: int = DEFAULT_SEED) -> tuple[pd.DataFrame, dict, dict]:
+def simulate_demo(seed: int = DEFAULT_SEED, n_units: int | None = None, periods: int | None = None,
+                  params: DemoParams | None = None) -> tuple[pd.DataFrame, dict, dict]:
     """The demo panel (287 cities × 2011–2022), its column map and its truth, for ``seed``.
 
-    SIMULATED on the real city frame; not the study's data. Deterministic for a seed.
+    SIMULATED on the real city frame; not the study's data. Deterministic for a seed. Other
+    ``n_units``/``periods`` give a panel of that size with the same structure (a synthetic frame
+    beyond the 287 cities); ``params`` changes the DGP (e.g. ``effect_sd``, ``rho_y``).
     """
-    w = simulate_worlds(seed)
-    return w.panel, column_map(), truth_of(w)
+    w = simulate_worlds(seed, params, n_units=n_units, periods=periods)
+    return w.panel, column_map(w.synthetic, len(w.panel) // max(1, w.panel["year"].nunique())), truth_of(w)
 
 
 def _toml(d: dict) -> str:
@@ -420,7 +487,8 @@ def _toml(d: dict) -> str:
             return "[" + ", ".join(val(x) for x in v) + "]"
         raise TypeError(f"no TOML form for {v!r}")
 
-    head = ["# SIMULATED demo panel on the real 287-city frame; NOT the study's data.",
+    head = ["# SIMULATED demo panel on the real 287-city frame; NOT the study's data."
+            if "SYNTHETIC" not in d.get("description", "") else f"# {d['description']}.",
             "# Written by `bayes-nqp simulate` (bayes_nqp.data.simulate.write_demo)."]
     lines = [f"{k} = {val(v)}" for k, v in d.items() if not isinstance(v, dict)]
     for k, v in d.items():
@@ -429,16 +497,36 @@ def _toml(d: dict) -> str:
     return "\n".join(head + lines) + "\n"
 
 
-def write_demo(out_dir: str | Path | None = None, seed: int = DEFAULT_SEED) -> list[Path]:
+def _write_csv(path: Path, panel: pd.DataFrame) -> Path:
+    """The panel as CSV, written in chunks of rows to a temp file then renamed (a million-row
+    panel never becomes one string in memory)."""
+    if len(panel) <= 100_000:
+        return write_atomic(path, panel.to_csv(index=False, float_format=FLOAT_FORMAT, lineterminator="\n"))
+    import os
+    import tempfile
+
+    from ..paths import check_under
+
+    path = check_under(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        panel.to_csv(fh, index=False, float_format=FLOAT_FORMAT, lineterminator="\n", chunksize=50_000)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
+
+
+def write_demo(out_dir: str | Path | None = None, seed: int = DEFAULT_SEED, n_units: int | None = None,
+               periods: int | None = None, params: DemoParams | None = None) -> list[Path]:
     """Simulate and write demo_panel.csv, demo_map.toml and demo_truth.json to ``out_dir``.
 
     Default ``out_dir``: the repository's data/ folder. Returns the three paths.
     """
     out = Path(out_dir) if out_dir is not None else DATA_DIR
-    panel, cmap, truth = simulate_demo(seed)
+    panel, cmap, truth = simulate_demo(seed, n_units, periods, params)
     return [
-        write_atomic(out / PANEL_FILE, panel.to_csv(index=False, float_format=FLOAT_FORMAT,
-                                                    lineterminator="\n")),
+        _write_csv(out / PANEL_FILE, panel),
         write_atomic(out / MAP_FILE, _toml(cmap)),
         write_json(out / TRUTH_FILE, truth),
     ]
