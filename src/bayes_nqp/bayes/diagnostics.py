@@ -203,6 +203,10 @@ def _power_scaling(model, pm_model, idata, draws, max_size) -> dict:
     for rv in priors:
         if rv in post and rv not in quantities and post[rv].size // (post.sizes["chain"] * post.sizes["draw"]) <= max_size:
             quantities[rv] = post[rv].astype(float)
+    if ll.sizes.get("draw") != post.sizes["draw"]:
+        # a long panel's log-likelihood is on thinned draws (bayes/did.py LOO_MAX_VALUES)
+        keep = {"draw": ll["draw"].to_numpy()}
+        quantities, lp = quantities.sel(keep), lp.sel(keep)
     dt = xr.DataTree.from_dict({"posterior": quantities, "log_prior": lp, "log_likelihood": ll})
     df = psense_summary(dt, threshold=PSENSE_THRESHOLD, round_to=4)
     out = {}

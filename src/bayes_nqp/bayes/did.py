@@ -137,6 +137,16 @@ YEAR_EFFECTS = ("fixed", "pooled")
 CHUNK = 250
 #: posterior predictive draws kept per chain: enough for p-values, keeps posterior.nc small
 PPC_DRAWS_PER_CHAIN = 250
+#: at most this many posterior-predictive values (draws × rows) are stored; a larger panel gets
+#: fewer PPC draws per chain (at least 2) — 2·10⁷ values are 160 MB
+PPC_MAX_VALUES = 20_000_000
+#: draws × rows above which the per-unit log-likelihoods for LOO use evenly thinned draws
+#: (LOO_THIN_DRAWS in all) instead of every draw: the residuals cost draws × rows × P
+LOO_MAX_VALUES = 400_000_000
+LOO_THIN_DRAWS = 500
+#: draws × units above which α_i and τ_i are not stored per draw (3 GB for 4,000 draws × 100,000
+#: units) but as their posterior mean and sd per unit (group ``unit_effects``)
+UNIT_DRAW_MAX_VALUES = 25_000_000
 
 
 def unit_marginal_logp(s1, s2, n, sigma, sigma_unit, log=np.log):
@@ -410,8 +420,10 @@ class TwoWayModel(BayesModel):
 
     # ---- after sampling (marginal parameterisation) -----------------------------------------
     def _chunks(self, S: int):
-        for start in range(0, S, CHUNK):
-            yield slice(start, min(start + CHUNK, S))
+        """Slices of draws: CHUNK at most, fewer on a long panel (draws × rows bounded)."""
+        step = pl.draw_chunk(len(self.y_z), CHUNK)
+        for start in range(0, S, step):
+            yield slice(start, min(start + step, S))
 
     def _scalars(self, post, *names) -> list[np.ndarray]:
         """Scalar draws as (S, 1); a parameter the model does not have (ρ of the iid model,
@@ -445,13 +457,38 @@ class TwoWayModel(BayesModel):
         # postprocess is given no seed: derive one from the draws themselves, so the same
         # posterior (the same sampler seed) always gives the same alpha
         rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(sigma).tobytes()))
-        alpha = np.empty((len(theta), self.panel.n_units))
-        tau_unit = np.empty_like(alpha)
-        for sl in self._chunks(len(theta)):
-            _, s1, sd, a11, a1d, add = self._terms(theta[sl], rho[sl])
+        S, n_units = len(theta), self.panel.n_units
+        store = S * n_units <= UNIT_DRAW_MAX_VALUES
+        if store:
+            alpha = np.empty((S, n_units))
+            tau_unit = np.empty_like(alpha)
+        else:  # running sums for the per-unit posterior mean and sd
+            sums = np.zeros((4, n_units))
+        # the deviations' conditionals come from the per-unit statistics: no pass over the rows
+        step = max(1, min(CHUNK, UNIT_DRAW_MAX_VALUES // (10 * n_units)))
+        for start in range(0, S, step):
+            sl = slice(start, min(start + step, S))
+            s1, sd, a11, a1d, add = self.statistics.unit_terms(theta[sl], rho[sl])
             dev = pl.draw_deviations(s1, sd, a11, a1d, add, sigma[sl], sigma_unit[sl], sig_e[sl], rng)
-            alpha[sl] = theta[sl] @ self.W_unit.T + dev[..., 0]
-            tau_unit[sl] = self.effect_centre(theta[sl]) + dev[..., 1]
+            a = theta[sl] @ self.W_unit.T + dev[..., 0]
+            t = self.effect_centre(theta[sl]) + dev[..., 1]
+            if store:
+                alpha[sl], tau_unit[sl] = a, t
+            else:
+                sums += np.stack([a.sum(0), (a**2).sum(0), t.sum(0), (t**2).sum(0)])
+        if not store:
+            mean_a, mean_t = sums[0] / S, sums[2] / S
+            sd_a = np.sqrt(np.maximum(sums[1] / S - mean_a**2, 0.0))
+            sd_t = np.sqrt(np.maximum(sums[3] / S - mean_t**2, 0.0))
+            ds = {"alpha_mean": mean_a, "alpha_sd": sd_a}
+            if self.effect == "unit":
+                ds |= {"tau_unit_z_mean": mean_t, "tau_unit_z_sd": sd_t}
+            idata["unit_effects"] = xr.DataTree(xr.Dataset(
+                {k: ("city", v) for k, v in ds.items()}, coords={"city": coords["city"]},
+                attrs={"note": f"{S} draws x {n_units} units exceed {UNIT_DRAW_MAX_VALUES:,} values: "
+                               "alpha and tau_unit_z are stored as their posterior mean and sd per "
+                               "unit, not per draw (UNIT_DRAW_MAX_VALUES in bayes/did.py)"}))
+            return idata
         idata["posterior"]["alpha"] = xr.DataArray(alpha.reshape(shape), dims=("chain", "draw", "city"),
                                                    coords=coords)
         if self.effect == "unit":
@@ -464,6 +501,12 @@ class TwoWayModel(BayesModel):
         if not self.marginal:
             return super().log_likelihood(idata, pm_model)
         post = idata["posterior"].to_dataset()
+        S = post.sizes["chain"] * post.sizes["draw"]
+        if S * len(self.y_z) > LOO_MAX_VALUES:
+            # a long panel: LOO on evenly thinned draws (the same for every chain)
+            per_chain = max(1, LOO_THIN_DRAWS // post.sizes["chain"])
+            post = post.isel(draw=np.unique(np.linspace(0, post.sizes["draw"] - 1,
+                                                        min(per_chain, post.sizes["draw"])).astype(int)))
         theta = self.theta_draws(post)
         sigma, sigma_unit, sig_e, rho = self._scalars(post, "sigma", "sigma_unit", "sigma_effect", "rho")
         ll = np.empty((len(theta), self.panel.n_units))
@@ -480,16 +523,26 @@ class TwoWayModel(BayesModel):
         if not self.marginal:
             return super().posterior_predictive(idata, pm_model, seed)
         post = idata["posterior"].to_dataset()
-        n_draw = post.sizes["draw"]
-        post = post.isel(draw=np.unique(np.linspace(0, n_draw - 1, min(PPC_DRAWS_PER_CHAIN, n_draw)).astype(int)))
+        n_draw, n_rows = post.sizes["draw"], len(self.y_z)
+        per_chain = min(PPC_DRAWS_PER_CHAIN, max(2, PPC_MAX_VALUES // (n_rows * post.sizes["chain"])))
+        post = post.isel(draw=np.unique(np.linspace(0, n_draw - 1, min(per_chain, n_draw)).astype(int)))
         theta = self.theta_draws(post)
-        sigma, rho = self._scalars(post, "sigma", "rho")
-        deviation = post["alpha"].to_numpy().reshape(len(theta), -1) - theta @ self.W_unit.T
-        mean = theta @ self.W.T + deviation[:, self.unit_idx]
-        if "tau_unit_z" in post.data_vars:
-            t = post["tau_unit_z"].to_numpy().reshape(len(theta), -1) - self.effect_centre(theta)
-            mean = mean + t[:, self.unit_idx] * self.effect_rows
-        y = mean + pl.simulate_ar1(self.layout, rho, sigma, np.random.default_rng(seed))
+        sigma, sigma_unit, sig_e, rho = self._scalars(post, "sigma", "sigma_unit", "sigma_effect", "rho")
+        rng = np.random.default_rng(seed)
+        if "alpha" in post.data_vars:
+            deviation = post["alpha"].to_numpy().reshape(len(theta), -1) - theta @ self.W_unit.T
+            t = (post["tau_unit_z"].to_numpy().reshape(len(theta), -1) - self.effect_centre(theta)
+                 if "tau_unit_z" in post.data_vars else None)
+        else:  # unit effects not stored per draw (a large panel): draw them for these draws
+            s1, sd, a11, a1d, add = self.statistics.unit_terms(theta, rho)
+            dev = pl.draw_deviations(s1, sd, a11, a1d, add, sigma, sigma_unit, sig_e, rng)
+            deviation, t = dev[..., 0], (dev[..., 1] if self.effect == "unit" else None)
+        y = np.empty((len(theta), n_rows))
+        for sl in self._chunks(len(theta)):
+            y[sl] = theta[sl] @ self.W.T + deviation[sl][:, self.unit_idx]
+            if t is not None:
+                y[sl] += t[sl][:, self.unit_idx] * self.effect_rows
+        y += pl.simulate_ar1(self.layout, rho, sigma, rng)
         return xr.Dataset({self.observed: (("chain", "draw", "obs"),
                                            y.reshape(post.sizes["chain"], post.sizes["draw"], -1))})
 

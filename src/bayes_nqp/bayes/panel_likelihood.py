@@ -65,6 +65,18 @@ from dataclasses import dataclass
 import numpy as np
 
 LOG_2PI = float(np.log(2 * np.pi))
+#: elements of one working product array (rows × p × q) in :meth:`UnitLayout.moments`: the
+#: statistics are accumulated over chunks of whole units, so memory stays bounded (64 MB a
+#: product) however many rows the panel has
+MOMENT_CHUNK_ELEMENTS = 2**23
+#: elements (draws × rows) of one working array after sampling (residuals of a chunk of draws)
+DRAW_ROW_ELEMENTS = 2**22
+
+
+def draw_chunk(n_rows: int, cap: int = 250) -> int:
+    """Posterior draws processed at once on ``n_rows`` rows: at most ``cap`` and at most
+    :data:`DRAW_ROW_ELEMENTS` draws × rows (at least one)."""
+    return int(max(1, min(cap, DRAW_ROW_ELEMENTS // max(1, n_rows))))
 
 
 @dataclass(frozen=True)
@@ -99,19 +111,51 @@ class UnitLayout:
     def n_units(self) -> int:
         return len(self.unit_start)
 
-    def moments(self, X: np.ndarray, Z: np.ndarray, per_unit: bool = True):
+    def chunks(self, row_cost: int, max_elements: int | None = None):
+        """Row slices of whole units with at most ``max_elements`` / ``row_cost`` rows each (a
+        unit longer than that is a chunk of its own), with the slice of units they hold."""
+        budget = MOMENT_CHUNK_ELEMENTS if max_elements is None else int(max_elements)
+        rows = max(1, budget // max(1, int(row_cost)))
+        N, starts = len(self.pair), self.unit_start
+        u = 0
+        while u < len(starts):
+            r0 = int(starts[u])
+            if r0 + rows >= N:
+                u1 = len(starts)
+            else:  # the units that start before r0 + rows … and end by then; at least one
+                u1 = max(u + 1, int(np.searchsorted(starts, r0 + rows, side="right")) - 1)
+            r1 = int(starts[u1]) if u1 < len(starts) else N
+            yield slice(r0, r1), slice(u, u1)
+            u = u1
+
+    def moments(self, X: np.ndarray, Z: np.ndarray, per_unit: bool = True,
+                max_elements: int | None = None):
         """(M0, M1, M2) of the columns of X (N, p) against those of Z (N, q): per unit
-        (units, p, q) or, with ``per_unit=False``, summed over units (p, q)."""
+        (units, p, q) or, with ``per_unit=False``, summed over units (p, q).
+
+        One pass over the rows in chunks of whole units (:meth:`chunks`): no (N, p, q) array is
+        ever formed, only one chunk's (``max_elements``, default :data:`MOMENT_CHUNK_ELEMENTS`)."""
         X = np.asarray(X, float).reshape(len(self.pair), -1)
         Z = np.asarray(Z, float).reshape(len(self.pair), -1)
-        prod0 = X[:, :, None] * Z[:, None, :]
-        prod1 = prod0 * self.interior[:, None, None]
-        prod2 = np.zeros_like(prod0)
-        j = np.flatnonzero(self.pair)
-        prod2[j] = X[j, :, None] * Z[j - 1, None, :] + X[j - 1, :, None] * Z[j, None, :]
-        if not per_unit:
-            return tuple(p.sum(0) for p in (prod0, prod1, prod2))
-        return tuple(np.add.reduceat(p, self.unit_start, axis=0) for p in (prod0, prod1, prod2))
+        p, q = X.shape[1], Z.shape[1]
+        out = ([np.zeros((self.n_units, p, q)) for _ in range(3)] if per_unit
+               else [np.zeros((p, q)) for _ in range(3)])
+        for rows, units in self.chunks(p * q, max_elements):
+            Xc, Zc = X[rows], Z[rows]
+            prod0 = Xc[:, :, None] * Zc[:, None, :]
+            prod1 = prod0 * self.interior[rows, None, None]
+            prod2 = np.zeros_like(prod0)
+            # a chunk starts at a unit's first row, so no AR(1) link crosses its start
+            j = np.flatnonzero(self.pair[rows])
+            prod2[j] = Xc[j, :, None] * Zc[j - 1, None, :] + Xc[j - 1, :, None] * Zc[j, None, :]
+            if per_unit:
+                idx = self.unit_start[units] - rows.start
+                for k, prod in enumerate((prod0, prod1, prod2)):
+                    out[k][units] = np.add.reduceat(prod, idx, axis=0)
+            else:
+                for k, prod in enumerate((prod0, prod1, prod2)):
+                    out[k] += prod.sum(0)
+        return tuple(out)
 
 
 def ar1_weights(rho):
@@ -232,6 +276,20 @@ class PanelStatistics:
         self.yy_stack = np.array(self.yy)
         self.B_stack = np.vstack(self.B)                                               # (3·2·units, P)
         self.a_stack = np.concatenate(self.a)
+
+    def unit_terms(self, theta: np.ndarray, rho: np.ndarray):
+        """Per-unit (s1, sd, a11, a1d, add) for draws θ (S, P) and ρ (S, 1), from the per-unit
+        statistics alone (no pass over the rows): O(S · units · P). What the deviations'
+        conditional posterior needs (:func:`draw_deviations`); equals the same terms of
+        :func:`residual_terms` on the rows."""
+        theta = np.atleast_2d(np.asarray(theta, float))
+        rho = np.asarray(rho, float).reshape(-1, 1)
+        c = ar1_weights(rho)
+        s1 = sum(ck * (self.s1_y[k][None, :] - theta @ self.s1_W[k].T) for k, ck in enumerate(c))
+        sd = sum(ck * (self.sd_y[k][None, :] - theta @ self.sd_W[k].T) for k, ck in enumerate(c))
+        a11, a1d, add = (sum(ck * m[k][None, :] for k, ck in enumerate(c))
+                         for m in (self.a11, self.a1d, self.add))
+        return s1, sd, a11, a1d, add
 
     def arrays(self, rho=None) -> dict[str, np.ndarray]:
         """The statistics the likelihood reads, by name: with a constant ``rho`` (0 for iid
