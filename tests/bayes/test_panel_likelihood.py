@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from bayes_nqp.bayes import panel_likelihood as pl
 from bayes_nqp.bayes.panel_likelihood import (PanelStatistics, UnitLayout, deviation_moments,
                                               residual_terms, simulate_ar1, unit_logp)
 
@@ -93,3 +94,61 @@ def test_simulated_ar1_errors_have_the_stationary_variance_and_lag_one_correlati
 def test_rows_out_of_order_are_refused():
     with pytest.raises(ValueError):
         UnitLayout.from_rows([0, 0, 1], [1, 0, 0])
+
+
+# ---- scale (issue 10): one pass in chunks, per-unit terms without the rows -----------------------
+
+def _ragged_panel(seed=3, units=40, periods=9, p=5):
+    rng = np.random.default_rng(seed)
+    unit = np.repeat(np.arange(units), periods)
+    time = np.tile(np.arange(periods), units)
+    keep = rng.random(len(unit)) > 0.25          # gaps and units of different lengths
+    unit, time = unit[keep], time[keep]
+    W = rng.normal(size=(len(unit), p))
+    y = rng.normal(size=len(unit))
+    d = (rng.random(len(unit)) > 0.5).astype(float)
+    return pl.UnitLayout.from_rows(unit, time), W, y, d
+
+
+def test_chunked_moments_equal_the_unchunked_pass_to_1e_10():
+    layout, W, y, _ = _ragged_panel()
+    for per_unit in (True, False):
+        whole = layout.moments(W, W, per_unit=per_unit, max_elements=10**12)
+        # a chunk of 2 rows' products: most chunks hold one unit, each split at a unit start
+        small = layout.moments(W, W, per_unit=per_unit, max_elements=2 * 25)
+        for a, b in zip(whole, small):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
+    chunks = list(layout.chunks(25, 2 * 25))
+    assert len(chunks) > 1
+    assert chunks[0][0].start == 0 and chunks[-1][0].stop == len(y)
+    assert all(layout.pair[r.start] == False for r, _ in chunks)  # noqa: E712  (unit starts)
+
+
+def test_chunked_moments_never_form_the_rows_by_p_by_q_array(monkeypatch):
+    layout, W, _, _ = _ragged_panel(units=200)
+    biggest = []
+    real_zeros_like = np.zeros_like
+
+    def spy(a, *args, **kw):
+        biggest.append(a.size)
+        return real_zeros_like(a, *args, **kw)
+
+    monkeypatch.setattr(pl.np, "zeros_like", spy)
+    layout.moments(W, W, max_elements=500)
+    assert biggest and max(biggest) <= 500 + 9 * 25  # one chunk (plus at most one whole unit)
+
+
+def test_unit_terms_from_statistics_equal_the_terms_on_the_rows():
+    layout, W, y, d = _ragged_panel()
+    stats = pl.PanelStatistics(layout, y, W, d)
+    rng = np.random.default_rng(4)
+    theta, rho = rng.normal(size=(3, W.shape[1])), np.array([[0.0], [0.4], [-0.3]])
+    rows = pl.residual_terms(layout, y - theta @ W.T, d, rho)
+    for a, b in zip(stats.unit_terms(theta, rho), rows[1:]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_draw_chunk_bounds_draws_times_rows():
+    assert pl.draw_chunk(1000) == 250
+    assert pl.draw_chunk(1_000_000) * 1_000_000 <= pl.DRAW_ROW_ELEMENTS
+    assert pl.draw_chunk(10**9) == 1
