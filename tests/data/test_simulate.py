@@ -146,3 +146,56 @@ def test_write_demo_writes_three_loadable_files(tmp_path):
     panel = bayes_nqp.load_panel(paths[0], paths[1])
     assert panel.n_obs == 3444
     assert json.loads(paths[2].read_text(encoding="utf-8"))["seed"] == 7
+
+
+# ---- panels of any size (issue 10) and unit-varying effects (issue 13 item 6) -------------------
+
+def test_a_panel_of_any_size_keeps_the_demo_structure_on_a_labelled_synthetic_frame():
+    from dataclasses import replace
+
+    from bayes_nqp.data.simulate import DemoParams
+
+    df, cmap, truth = simulate_demo(5, n_units=900, periods=7)
+    assert df.shape == (900 * 7, len(PANEL_COLUMNS)) and list(df.columns) == list(PANEL_COLUMNS)
+    assert sorted(df["year"].unique()) == list(range(2011, 2018))
+    assert df["city"].nunique() == 900 and df["city"].str.startswith("syn").all()
+    assert truth["frame"] == "synthetic" and "SYNTHETIC" in cmap["description"]
+    cohorts = df.drop_duplicates("city")["pilot_year"].value_counts()
+    for year, n in {2012: 85, 2013: 95, 2014: 80}.items():
+        assert cohorts[year] == round(n / 287 * 900)     # the demo's shares of units
+    never = df.drop_duplicates("city").query("pilot_year.isna()", engine="python")
+    assert set(never["region"]) == set(df["region"]) and set(never["size"]) == set(df["size"])
+    # unit-varying effects: a unit factor on the effect, documented in the truth's parameters
+    _, _, truth_var = simulate_demo(5, n_units=900, periods=7, params=replace(DemoParams(), effect_sd=0.5))
+    assert truth_var["structural"]["effect_sd"] == 0.5 and truth["structural"]["effect_sd"] == 0.0
+    assert truth_var["att"] != pytest.approx(truth["att"], rel=1e-6)
+
+
+def test_the_default_demo_is_on_the_real_frame_and_says_so(demo):
+    df, cmap, truth = demo
+    assert "frame" not in truth and "SYNTHETIC" not in cmap["description"]
+    assert truth["structural"]["rho_y"] == 0.5 and truth["structural"]["effect_sd"] == 0.0
+
+
+def test_too_few_periods_or_units_are_refused():
+    from bayes_nqp.errors import DataError
+
+    with pytest.raises(DataError, match="periods"):
+        simulate_demo(1, n_units=300, periods=1)
+    with pytest.raises(DataError, match="units"):
+        simulate_demo(1, n_units=5, periods=4)
+
+
+def test_cli_simulate_writes_a_custom_panel_only_with_out(tmp_path):
+    from typer.testing import CliRunner
+
+    from bayes_nqp.cli import app
+
+    r = CliRunner().invoke(app, ["simulate", "--units", "300", "--periods", "4"])
+    assert r.exit_code == 2 and "--out" in r.output
+    r = CliRunner().invoke(app, ["simulate", "--units", "300", "--periods", "4", "--effect-sd", "0.2",
+                                 "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(tmp_path / "demo_panel.csv")
+    assert len(df) == 1200 and "SYNTHETIC" in r.output
+    assert json.loads((tmp_path / "demo_truth.json").read_text())["structural"]["effect_sd"] == 0.2
