@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_sensitivity.py
 	$(PY) benchmarks/bench_run.py
 	$(PY) benchmarks/bench_engine.py
+	$(PY) benchmarks/bench_scale.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

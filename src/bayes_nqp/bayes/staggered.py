@@ -282,8 +282,9 @@ class StaggeredModel(BayesModel):
         # always gives the same alpha
         rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(d["sigma"]).tobytes()))
         alpha = np.empty((S, len(self.fit_units)))
-        for start in range(0, S, CHUNK):
-            sl = slice(start, min(start + CHUNK, S))
+        step = pl.draw_chunk(len(self.rows), CHUNK)  # draws × rows of one chunk bounded
+        for start in range(0, S, step):
+            sl = slice(start, min(start + step, S))
             (_, s1, sd, a11, a1d, add), _ = self._terms(d, sl)
             dev = pl.draw_deviations(s1, sd, a11, a1d, add, d["sigma"][sl], d["sigma_unit"][sl], 0.0, rng)
             alpha[sl] = d["mu"][sl][:, self.unit_cohort] + dev[..., 0]
@@ -297,8 +298,9 @@ class StaggeredModel(BayesModel):
         d = self._draws(post)
         S = post.sizes["chain"] * post.sizes["draw"]
         ll = np.empty((S, len(self.fit_units)))
-        for start in range(0, S, CHUNK):
-            sl = slice(start, min(start + CHUNK, S))
+        step = pl.draw_chunk(len(self.rows), CHUNK)
+        for start in range(0, S, step):
+            sl = slice(start, min(start + step, S))
             terms, rho = self._terms(d, sl)
             ll[sl] = pl.unit_logp(*terms, self.layout.n, self.layout.n_runs, d["sigma"][sl],
                                   d["sigma_unit"][sl], 0.0, rho)
