@@ -59,6 +59,15 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _cpu_s() -> float:
+    """User + system CPU seconds of this process (and its threads): less load-dependent than
+    wall time on a shared machine."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def child_pyfixest(folder: Path) -> dict:
     import pandas as pd
     import pyfixest as pf
@@ -68,7 +77,8 @@ def child_pyfixest(folder: Path) -> dict:
     ctrl = " + ".join(("gdp_pc", "fin", "fdi", "gov", "infra"))
     fit = pf.feols(f"nqp ~ treated + {ctrl} | city + year", data=df, vcov={"CRV1": "city"})
     coef, se = float(fit.coef()["treated"]), float(fit.se()["treated"])
-    return {"seconds": time.perf_counter() - t0, "coef": coef, "se": se, "peak_rss_mb": _rss_mb()}
+    return {"seconds": time.perf_counter() - t0, "coef": coef, "se": se, "peak_rss_mb": _rss_mb(),
+            "cpu_seconds": _cpu_s()}
 
 
 def child_did(folder: Path, draws: int, tune: int, chains: int, seed: int) -> dict:
@@ -93,7 +103,7 @@ def child_did(folder: Path, draws: int, tune: int, chains: int, seed: int) -> di
             "rhat_max": f.diag.get("rhat_max"), "passed": f.passed,
             "loo": (f.diag.get("loo") or {}).get("elpd") if isinstance(f.diag.get("loo"), dict) else None,
             "ppc": "error" not in (f.diag.get("ppc") or {}),
-            "peak_rss_mb": _rss_mb()}
+            "peak_rss_mb": _rss_mb(), "cpu_seconds": _cpu_s()}
 
 
 def run_child(kind: str, folder: Path, args) -> dict:
@@ -133,6 +143,22 @@ def main() -> None:
         print(json.dumps(out))
         return
     rows_all, results = [], []
+
+    def write() -> None:  # after every size: a long run that is stopped keeps what it measured
+        doc = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+               "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs (shared with "
+                          f"other sessions' jobs: wall times are upper bounds)",
+               "python": platform.python_version(),
+               "settings": {"draws": args.draws, "tune": args.tune, "chains": args.chains, "seed": args.seed,
+                            "simulation": SIM},
+               "results": results,
+               "growth_exponent": {
+                   "did": slope(rows_all, [r["did"].get("seconds") for r in results]),
+                   "pyfixest": slope(rows_all, [r["pyfixest"].get("seconds") for r in results])},
+               "goals": {"ratio_at_1M_rows_max": 30, "ess_bulk_min": 400, "peak_rss_mb_max": 4096}}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
+
     for size in args.sizes.split(","):
         units, periods = (int(x) for x in size.split("x"))
         t0 = time.perf_counter()
@@ -151,19 +177,7 @@ def main() -> None:
                          | {"did_s": did.get("seconds"), "pyfixest_s": pfx.get("seconds"),
                             "ess": did.get("ess_bulk_min"), "rss_mb": did.get("peak_rss_mb"),
                             "covers": did.get("covers_truth")}), flush=True)
-    doc = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-           "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs (shared with "
-                      f"other sessions' jobs: wall times are upper bounds)",
-           "python": platform.python_version(),
-           "settings": {"draws": args.draws, "tune": args.tune, "chains": args.chains, "seed": args.seed,
-                        "simulation": SIM},
-           "results": results,
-           "growth_exponent": {
-               "did": slope(rows_all, [r["did"].get("seconds") for r in results]),
-               "pyfixest": slope(rows_all, [r["pyfixest"].get("seconds") for r in results])},
-           "goals": {"ratio_at_1M_rows_max": 30, "ess_bulk_min": 400, "peak_rss_mb_max": 4096}}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
+        write()
 
 
 if __name__ == "__main__":
