@@ -28,9 +28,11 @@ Compiling once per worker
 -------------------------
 Compiling a model with nutpie costs seconds to tens of seconds; sampling a small one costs less
 than a second. :func:`compiled_model` therefore keeps a per-process cache keyed by the model's
-*structure*. The models build their data into the graph as constants (sufficient statistics), so
-the engine lifts every floating-point constant of the PyMC graph into a named shared variable
-before compiling (:func:`lift_constants`); a later model of the same structure (same graph, same
+*structure*. A model's own ``pm.Data`` (the did family's likelihood statistics,
+``TwoWayModel.likelihood_data``; every prior's hyperparameters) are swapped by name; the data a
+model builds into the graph as constants are lifted too: the engine turns every floating-point
+constant of the PyMC graph into a named shared variable before compiling
+(:func:`lift_constants`); a later model of the same structure (same graph, same
 shapes, same non-lifted constants) is then refitted by swapping the values with nutpie's
 ``compiled.with_data(...)``, with no compilation. Anything that changes the structure (a new
 cohort, a column dropped for rank) is a cache miss and compiles: never a wrong reuse.
@@ -250,7 +252,13 @@ def lift_constants(pm_model):
     from pymc.model.fgraph import fgraph_from_model, model_from_fgraph
     from pytensor.graph.basic import Constant
 
+    from pytensor.compile import SharedVariable
+
     fg, _ = fgraph_from_model(pm_model, inlined_views=True)
+    # the model's own data (pm.Data: the likelihood statistics, the priors' hyperparameters) are
+    # shared variables already: their values travel with the others, their shapes are structure
+    names = {v.name for v in pm_model.data_vars}
+    data = {v.name: v for v in fg.inputs if isinstance(v, SharedVariable) and v.name in names}
     lifted: dict[int, tuple[str, object]] = {}
     position: dict = {}
     sig = []
@@ -264,6 +272,8 @@ def lift_constants(pm_model):
                 ins.append(f"{name}{tuple(np.shape(c.data))}")
             elif isinstance(inp, Constant):
                 ins.append(repr(np.asarray(inp.data).tolist()))
+            elif inp.name in data and data[inp.name] is inp:
+                ins.append(f"data:{inp.name}{np.shape(inp.get_value())}")
             else:
                 ins.append(str(position.get(inp, "input")) + _ADDRESS.sub("", str(inp.type)))
         for j, o in enumerate(node.outputs):
@@ -272,6 +282,7 @@ def lift_constants(pm_model):
     sig.append(repr(sorted((k, list(map(str, v))) for k, v in (pm_model.coords or {}).items())))
     signature = hashlib.sha256("\n".join(sig).encode()).hexdigest()
     values = {name: np.asarray(c.data) for name, c in lifted.values()}
+    values.update({name: np.asarray(v.get_value()) for name, v in data.items()})
     fg.replace_all([(c, pytensor.shared(np.array(c.data), name=name, shape=c.type.shape))
                     for name, c in lifted.values()], import_missing=True)
     new = model_from_fgraph(fg, mutate_fgraph=True)
@@ -294,7 +305,9 @@ def compiled_model(pm_model, *, cache_key: str = ""):
     cache = _STATE["compiled"]
     if key in cache:
         _STATE["reuses"] += 1
-        return cache[key].with_data(**values), True
+        known = {var.name for var in cache[key].shared_var_keys}
+        # data the compiled functions do not read (nutpie keeps only what they use) is left out
+        return cache[key].with_data(**{k: v for k, v in values.items() if k in known}), True
     compiled = nutpie.compile_pymc_model(lifted)
     cache[key] = compiled
     _STATE["compilations"] += 1
