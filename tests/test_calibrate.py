@@ -233,3 +233,72 @@ def test_calibrate_subcommands_are_registered_and_bad_input_exits_two(tmp_path):
     assert res.exit_code == 2
     res = runner.invoke(app, ["calibrate", "placebo", "--model", "threshold", "--n", "2"])
     assert res.exit_code == 2  # not a model the placebo calibration supports
+
+
+# ---- simulators of the other models ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def staggered_small(demo):
+    """60 cities of the demo (every cohort and never-treated units kept): a staggered design."""
+    units = demo.units
+    rng = np.random.default_rng(0)
+    keep = set(rng.choice(units, 60, replace=False))
+    return demo.subset(demo.df["unit"].isin(keep).to_numpy())
+
+
+def test_event_study_simulator_is_pymcs_own_forward_draw_of_y(staggered_small):
+    import pymc as pm
+
+    from bayes_nqp.bayes.fit import make_model
+    from bayes_nqp.calibration import prior_draw
+
+    m = make_model("event_study", staggered_small, "default")
+    pm_model = m.build()
+    truth = prior_draw(pm_model, seed=5)
+    R = 200
+    rng = np.random.default_rng(1)
+    ours = np.array([m.simulate(truth, rng) for _ in range(R)])
+    fixed = pm.do(pm_model, {name: v for name, v in truth.items()})
+    theirs = pm.draw(fixed["y"], draws=R, random_seed=2)
+    sigma = float(truth["sigma"])
+    # same mean row by row (within 5 MC standard errors of a difference of two means) and same sd
+    se = sigma * np.sqrt(2 / R)
+    assert np.max(np.abs(ours.mean(0) - theirs.mean(0))) < 5 * se
+    assert ours.std() == pytest.approx(theirs.std(), rel=0.02)
+    assert (ours - theirs.mean(0)).std() == pytest.approx(sigma, rel=0.03)
+
+
+def test_staggered_simulator_moments_are_its_untreated_likelihoods(staggered_small):
+    from bayes_nqp.bayes.fit import make_model
+    from bayes_nqp.calibration import prior_draw
+
+    m = make_model("staggered", staggered_small, "default", None)
+    truth = prior_draw(m.build(), seed=6)
+    truth["sigma"], truth["sigma_unit"] = np.asarray(0.5), np.asarray(0.7)
+    rng = np.random.default_rng(3)
+    R = 60
+    sims = [m.simulate(truth, rng, latents=True) for _ in range(R)]
+    p = {k: truth[k][None] if np.ndim(truth[k]) else np.asarray(truth[k]).reshape(1, 1) for k in truth}
+    base = m.mean_without_unit(p)[0]  # μ_g + γ_t + X̃β on the untreated rows
+    r = np.array([y[m.rows] for y, _ in sims]) - base
+    # untreated residuals: variance σ² + σ_α², covariance σ_α² within a unit (iid errors)
+    assert r.var() == pytest.approx(0.25 + 0.49, rel=0.1)
+    first = m.unit_start[m.n_per_unit >= 2]
+    assert np.mean(r[:, first] * r[:, first + 1]) == pytest.approx(0.49, abs=0.1)
+    # the latent α is the unit part of those residuals
+    alpha = np.array([lat["alpha"] for _, lat in sims])
+    mu = np.atleast_1d(truth["mu"])[m.unit_cohort]
+    eps = r - (alpha - mu)[:, m.u_rows]
+    assert eps.std() == pytest.approx(0.5, rel=0.05)
+
+
+@pytest.mark.parametrize("model", ["staggered", "event_study"])
+def test_sbc_runs_for_the_staggered_designs(staggered_small, model, tmp_path):
+    res = bn.calibrate_sbc(model, staggered_small, n=4, seed=1, thin_to=40, workers=1, out=tmp_path,
+                           figures=False, **SAMPLER)
+    s = res.summary
+    assert s["n"] == 4 and s["failed"] == 0
+    head = "att" if model == "staggered" else "att_post"
+    assert head in s["estimands"] and "sigma" in s["estimands"]
+    assert "breakdown_M" not in s["estimands"]  # a number of the whole posterior, not a draw
+    assert all(0 <= r <= 40 for e in s["estimands"].values() for r in e["ranks"])
