@@ -345,13 +345,19 @@ def prior_draw(pm_model, seed: int) -> dict:
     return {rv.name: np.asarray(v) for rv, v in zip(rvs, vals)}
 
 
-def _as_posterior(model, values: dict):
-    """A one-draw DataTree of ``values`` (so that ``model.estimands`` gives the true estimands)."""
+def _as_posterior(model, values: dict, dims: dict | None = None):
+    """A one-draw DataTree of ``values`` (so that ``model.estimands`` gives the true estimands),
+    with the model's dims where ``dims`` (name -> dims, e.g. ``named_vars_to_dims``) gives them."""
     import xarray as xr
 
-    ds = xr.Dataset({k: (("chain", "draw", *[f"{k}_dim_{i}" for i in range(np.ndim(v))]),
-                         np.asarray(v, dtype=float)[None, None]) for k, v in values.items()},
-                    coords={"chain": [0], "draw": [0]})
+    dims = dims or {}
+
+    def names(k, v):
+        d = tuple(dims.get(k) or ())
+        return d if len(d) == np.ndim(v) else tuple(f"{k}_dim_{i}" for i in range(np.ndim(v)))
+
+    ds = xr.Dataset({k: (("chain", "draw", *names(k, v)), np.asarray(v, dtype=float)[None, None])
+                     for k, v in values.items()}, coords={"chain": [0], "draw": [0]})
     return xr.DataTree.from_dict({"posterior": ds})
 
 
@@ -371,7 +377,9 @@ def sbc_task(panel, *, model: str, priors, spec, sampler: dict, seed: int, repli
     m = _with_scale(make_model(model, sim, priors, spec), y, base.y_mean, base.y_sd)
     fit = fit_once(m, m.build(), sampler, seed, model)
     true_est = {k: float(np.asarray(v).ravel()[0])
-                for k, v in m.estimands(_as_posterior(m, {**truth, **latent})).items()
+                for k, v in m.estimands(_as_posterior(m, {**truth, **latent},
+                                                      {"alpha": ("city",), "tau_unit_z": ("city",),
+                                                       **pm_base.named_vars_to_dims})).items()
                 if np.asarray(v).size == 1}
     post = fit.idata["posterior"].to_dataset()
     scalars = {rv.name: float(np.asarray(truth[rv.name])) for rv in pm_base.free_RVs

@@ -76,6 +76,8 @@ log = logging.getLogger(__name__)
 
 SCHEDULER_ENV = "BAYES_NQP_SCHEDULER"
 COMPILEDIR_ENV = "BAYES_NQP_COMPILEDIR"
+#: a compile directory to start empty worker slots from ("0": never seed; unset: an idle slot)
+COMPILEDIR_SEED_ENV = "BAYES_NQP_COMPILEDIR_SEED"
 #: a failing task is tried this many more times before it is recorded as failed
 RETRIES = 1
 
@@ -360,6 +362,8 @@ def claim_compiledir(base: Path | None = None) -> Path:
             os.close(fd)
             continue
         _LOCK_FD.append((fd, str(slot)))  # held until the process ends
+        if not (slot.exists() and any(slot.iterdir())):
+            _seed_slot(base, slot)
         flags = [f for f in os.environ.get("PYTENSOR_FLAGS", "").split(",")
                  if f and not f.strip().startswith(("compiledir=", "base_compiledir="))]
         # base_compiledir too: PyTensor's numba cache lives under it
@@ -367,6 +371,48 @@ def claim_compiledir(base: Path | None = None) -> Path:
                                                  f"compiledir={slot / 'c'}"])
         return slot
     raise EngineError(f"no free PyTensor compile directory under {base}")
+
+
+def _seed_slot(base: Path, slot: Path) -> None:
+    """Start an empty slot as a copy of the most recently used *idle* slot (its lock taken for the
+    copy, so no process writes to it meanwhile), or of ``BAYES_NQP_COMPILEDIR_SEED`` (a compile
+    directory the user vouches is idle). A worker then starts with the other's PyTensor C modules
+    and numba cache: measured on this machine (shared, load ≈ 17), compiling the did model took
+    437 s in an empty directory and 162 s in a copy of a warm one. ``BAYES_NQP_COMPILEDIR_SEED=0``
+    turns seeding off. Any failure leaves the slot empty (it then compiles from scratch)."""
+    import fcntl
+    import shutil
+
+    seed = os.environ.get(COMPILEDIR_SEED_ENV)
+    if seed == "0":
+        return
+    candidates = []
+    if seed:
+        candidates.append((None, Path(seed)))
+    else:
+        others = [p for p in base.glob("slot-*") if p.is_dir() and p != slot and any(p.iterdir())]
+        for p in sorted(others, key=lambda p: p.stat().st_mtime, reverse=True):
+            candidates.append((base / f"{p.name}.lock", p))
+    for lock, src in candidates:
+        fd = None
+        try:
+            if lock is not None:
+                fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # busy: try the next one
+            tmp = Path(tempfile.mkdtemp(prefix=f".{slot.name}-", dir=base))
+            shutil.copytree(src, tmp / "copy", symlinks=True,
+                            ignore=shutil.ignore_patterns("lock_dir", "*.lock"))
+            if slot.exists():
+                slot.rmdir()  # empty (checked by the caller; ours under the lock)
+            os.replace(tmp / "copy", slot)
+            tmp.rmdir()
+            log.info("compile directory %s seeded from %s", slot, src)
+            return
+        except OSError as exc:
+            log.debug("could not seed %s from %s: %s", slot, src, exc)
+        finally:
+            if fd is not None:
+                os.close(fd)
 
 
 class CompileDirPlugin(WorkerPlugin):
