@@ -41,7 +41,9 @@ Each worker process gets its own PyTensor compile directory (PyTensor compilatio
 a cache shared by processes): :class:`CompileDirPlugin` sets ``PYTENSOR_FLAGS`` (``base_compiledir``, which also holds the numba cache, and ``compiledir``)
 in each worker before PyTensor is imported, picking the first free ``slot-K`` directory under
 ``BAYES_NQP_COMPILEDIR`` (default: ``<tmp>/bayes-nqp-pytensor-<user>``) that it can lock, so a
-later run reuses the cache of an earlier one, and two processes never share one.
+later run reuses the cache of an earlier one, and two processes never share one. A slot that is
+empty starts as a copy of an idle warm slot (:func:`_seed_slot`), so a worker added later does
+not compile from nothing.
 
 Library code does not print: :func:`run_tasks` reports through ``progress(state)``, a callable
 given a :class:`Progress`.
