@@ -82,15 +82,26 @@ def test_placebo_calibration_writes_the_summary_with_twfe_on_the_same_panels(dem
 
 # ---- SBC ---------------------------------------------------------------------------------------
 
-def _potential_logp(small, truth, ys):
-    """The did model's own potential (its marginal likelihood) at ``truth`` for each outcome."""
+def _spec(**options):
+    from dataclasses import replace
+
+    from bayes_nqp.bayes.spec import load_spec
+
+    spec = load_spec("did")
+    return replace(spec, options={**spec.options, **options})
+
+
+def _potential_logp(small, truth, ys, spec):
+    """The did model's own potential (its marginal likelihood) at ``truth`` for each outcome,
+    by swapping the statistics of the simulated panels (its pm.Data, ``likelihood_data``) into
+    one compiled logp."""
     from pymc.model.transform.conditioning import remove_value_transforms
     from pytensor.compile import SharedVariable
     from pytensor.graph.basic import ancestors
 
     from bayes_nqp.bayes.fit import make_model
 
-    base = make_model("did", small, "default")
+    base = make_model("did", small, "default", spec)
     lifted, _, _ = engine.lift_constants(base.build())
     plain = remove_value_transforms(lifted)
     pot = plain.logp(vars=plain.potentials)  # in terms of the value variables
@@ -101,43 +112,80 @@ def _potential_logp(small, truth, ys):
     for y in ys:
         sim = small.subset(np.ones(small.n_obs, dtype=bool))
         sim.df["y"] = base.y_mean + base.y_sd * y
-        m = make_model("did", sim, "default")
+        m = make_model("did", sim, "default", spec)
         m.y_mean, m.y_sd, m.y_z = base.y_mean, base.y_sd, y
-        for name, v in engine.lift_constants(m.build())[2].items():
-            if name in shared:  # the potential's constants (the priors' are elsewhere)
-                shared[name].set_value(v)
+        for k, v in m.likelihood_data().items():  # the model's own data: its statistics
+            shared[f"stat__{k}"].set_value(v)
         out.append(float(fn(point)))
     return np.array(out)
 
 
-def test_did_simulator_is_the_generative_process_of_its_likelihood(small):
+def _expected_logp(m, s2, su2, se2, rho):
+    """E[log N(r_i; 0, Σ_i)] = −½ Σ_i [n_i log 2π + log|Σ_i| + n_i] with Σ_i = σ²R(ρ) + σ_α²11'
+    + σ_τ²d_id_i' (the model's covariance of a unit's residuals; the panel is balanced)."""
+    total = 0.0
+    for i, start in enumerate(m.unit_start):
+        n = int(m.n_per_unit[i])
+        d = m.effect_rows[start:start + n]
+        lag = np.abs(np.subtract.outer(np.arange(n), np.arange(n)))
+        cov = s2 * rho ** lag + su2 + se2 * np.outer(d, d)
+        total += n * np.log(2 * np.pi) + np.linalg.slogdet(cov)[1] + n
+    return -0.5 * total
+
+
+@pytest.mark.parametrize("errors", ["iid", "ar1"])
+def test_did_simulator_is_the_generative_process_of_its_likelihood(small, errors):
+    from bayes_nqp.bayes.fit import make_model
+    from bayes_nqp.calibration import prior_draw
+
+    spec = _spec(errors=errors)
+    m = make_model("did", small, "default", spec)
+    assert m.effect == "unit"  # the default: unit-varying effects tau_i ~ N(tau, sigma_effect)
+    truth = prior_draw(m.build(), seed=3)
+    truth["sigma"], truth["sigma_unit"], truth["sigma_effect"] = (np.asarray(0.6), np.asarray(0.8),
+                                                                 np.asarray(0.5))
+    rho = 0.5 if errors == "ar1" else 0.0
+    if errors == "ar1":
+        truth["rho"] = np.asarray(rho)
+    rng = np.random.default_rng(0)
+    R = 40
+    ys = [simulate_twoway(m, truth, rng) for _ in range(R)]
+    # moments: a unit's residuals have variance σ² + σ_α² (+ σ_τ² where treated) and covariance
+    # σ_α² + ρσ² between consecutive untreated periods
+    theta = np.concatenate([np.atleast_1d(truth[b.name]).ravel() for b in m.design])
+    r = np.array(ys) - m.W @ theta
+    treated = m.effect_rows == 1
+    assert treated.sum() > 30
+    assert r[:, ~treated].var() == pytest.approx(0.6**2 + 0.8**2, rel=0.1)
+    assert r[:, treated].var() == pytest.approx(0.6**2 + 0.8**2 + 0.5**2, rel=0.15)
+    first, second = m.unit_start, m.unit_start + 1
+    both = ~treated[first] & ~treated[second]
+    assert np.mean(r[:, first[both]] * r[:, second[both]]) == pytest.approx(0.8**2 + rho * 0.36, abs=0.12)
+    # the model's own marginal log density, averaged over simulations, is its expectation under
+    # the simulator (and not under a wrong one)
+    expected = _expected_logp(m, 0.36, 0.64, 0.25, rho)
+    lp = _potential_logp(small, truth, ys, spec)
+    se = lp.std(ddof=1) / np.sqrt(R)
+    assert abs(lp.mean() - expected) < 5 * se
+    wrong = _potential_logp(small, truth, [simulate_twoway(m, truth, rng, noise_scale=1.5)
+                                           for _ in range(8)], spec)
+    assert expected - wrong.mean() > 20 * se
+
+
+def test_simulate_returns_the_unit_effects_it_drew(small):
     from bayes_nqp.bayes.fit import make_model
     from bayes_nqp.calibration import prior_draw
 
     m = make_model("did", small, "default")
-    truth = prior_draw(m.build(), seed=3)
-    truth["sigma"], truth["sigma_unit"] = np.asarray(0.6), np.asarray(0.8)
-    rng = np.random.default_rng(0)
-    R = 40
-    ys = [simulate_twoway(m, truth, rng) for _ in range(R)]
-    # moments: residuals have variance σ² + σ_u², and σ_u² covariance within a unit
+    truth = prior_draw(m.build(), seed=4)
+    y, lat = m.simulate(truth, np.random.default_rng(1), latents=True)
+    y2 = m.simulate(truth, np.random.default_rng(1))
+    assert np.array_equal(y, y2)
     theta = np.concatenate([np.atleast_1d(truth[b.name]).ravel() for b in m.design])
-    r = np.array(ys) - m.W @ theta
-    var = r.var()
-    assert var == pytest.approx(0.6**2 + 0.8**2, rel=0.08)
-    first, second = r[:, m.unit_start], r[:, m.unit_start + 1]
-    assert np.mean(first * second) == pytest.approx(0.8**2, abs=0.12)
-    # the model's own marginal log density, averaged over simulations, is its expectation
-    # −½ Σ_i [n_i log 2π + log|Σ_i| + n_i] under the simulator (and not under a wrong one)
-    n = m.n_per_unit
-    s2, su2 = 0.36, 0.64
-    expected = -0.5 * np.sum(n * np.log(2 * np.pi) + (n - 1) * np.log(s2) + np.log(s2 + n * su2) + n)
-    lp = _potential_logp(small, truth, ys)
-    se = lp.std(ddof=1) / np.sqrt(R)
-    assert abs(lp.mean() - expected) < 5 * se
-    wrong = _potential_logp(small, truth, [simulate_twoway(m, truth, rng, noise_scale=1.5)
-                                           for _ in range(8)])
-    assert expected - wrong.mean() > 20 * se
+    dev = lat["alpha"] - m.W_unit @ theta
+    t = lat["tau_unit_z"] - float(truth["tau_z"])
+    eps = y - m.W @ theta - dev[m.unit_idx] - t[m.unit_idx] * m.effect_rows
+    assert eps.std() == pytest.approx(float(truth["sigma"]), rel=0.1)
 
 
 def test_sbc_passes_for_the_right_simulator_and_fails_for_a_wrong_noise_scale(small, tmp_path):
@@ -185,3 +233,72 @@ def test_calibrate_subcommands_are_registered_and_bad_input_exits_two(tmp_path):
     assert res.exit_code == 2
     res = runner.invoke(app, ["calibrate", "placebo", "--model", "threshold", "--n", "2"])
     assert res.exit_code == 2  # not a model the placebo calibration supports
+
+
+# ---- simulators of the other models ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def staggered_small(demo):
+    """60 cities of the demo (every cohort and never-treated units kept): a staggered design."""
+    units = demo.units
+    rng = np.random.default_rng(0)
+    keep = set(rng.choice(units, 60, replace=False))
+    return demo.subset(demo.df["unit"].isin(keep).to_numpy())
+
+
+def test_event_study_simulator_is_pymcs_own_forward_draw_of_y(staggered_small):
+    import pymc as pm
+
+    from bayes_nqp.bayes.fit import make_model
+    from bayes_nqp.calibration import prior_draw
+
+    m = make_model("event_study", staggered_small, "default")
+    pm_model = m.build()
+    truth = prior_draw(pm_model, seed=5)
+    R = 200
+    rng = np.random.default_rng(1)
+    ours = np.array([m.simulate(truth, rng) for _ in range(R)])
+    fixed = pm.do(pm_model, {name: v for name, v in truth.items()})
+    theirs = pm.draw(fixed["y"], draws=R, random_seed=2)
+    sigma = float(truth["sigma"])
+    # same mean row by row (within 5 MC standard errors of a difference of two means) and same sd
+    se = sigma * np.sqrt(2 / R)
+    assert np.max(np.abs(ours.mean(0) - theirs.mean(0))) < 5 * se
+    assert ours.std() == pytest.approx(theirs.std(), rel=0.02)
+    assert (ours - theirs.mean(0)).std() == pytest.approx(sigma, rel=0.03)
+
+
+def test_staggered_simulator_moments_are_its_untreated_likelihoods(staggered_small):
+    from bayes_nqp.bayes.fit import make_model
+    from bayes_nqp.calibration import prior_draw
+
+    m = make_model("staggered", staggered_small, "default", None)
+    truth = prior_draw(m.build(), seed=6)
+    truth["sigma"], truth["sigma_unit"] = np.asarray(0.5), np.asarray(0.7)
+    rng = np.random.default_rng(3)
+    R = 60
+    sims = [m.simulate(truth, rng, latents=True) for _ in range(R)]
+    p = {k: truth[k][None] if np.ndim(truth[k]) else np.asarray(truth[k]).reshape(1, 1) for k in truth}
+    base = m.mean_without_unit(p)[0]  # μ_g + γ_t + X̃β on the untreated rows
+    r = np.array([y[m.rows] for y, _ in sims]) - base
+    # untreated residuals: variance σ² + σ_α², covariance σ_α² within a unit (iid errors)
+    assert r.var() == pytest.approx(0.25 + 0.49, rel=0.1)
+    first = m.unit_start[m.n_per_unit >= 2]
+    assert np.mean(r[:, first] * r[:, first + 1]) == pytest.approx(0.49, abs=0.1)
+    # the latent α is the unit part of those residuals
+    alpha = np.array([lat["alpha"] for _, lat in sims])
+    mu = np.atleast_1d(truth["mu"])[m.unit_cohort]
+    eps = r - (alpha - mu)[:, m.u_rows]
+    assert eps.std() == pytest.approx(0.5, rel=0.05)
+
+
+@pytest.mark.parametrize("model", ["staggered", "event_study"])
+def test_sbc_runs_for_the_staggered_designs(staggered_small, model, tmp_path):
+    res = bn.calibrate_sbc(model, staggered_small, n=4, seed=1, thin_to=40, workers=1, out=tmp_path,
+                           figures=False, **SAMPLER)
+    s = res.summary
+    assert s["n"] == 4 and s["failed"] == 0
+    head = "att" if model == "staggered" else "att_post"
+    assert head in s["estimands"] and "sigma" in s["estimands"]
+    assert "breakdown_M" not in s["estimands"]  # a number of the whole posterior, not a draw
+    assert all(0 <= r <= 40 for e in s["estimands"].values() for r in e["ranks"])

@@ -219,3 +219,36 @@ def test_run_survives_a_killed_worker(demo, cluster, tmp_path):
     assert killed
     assert (res.run.done, res.run.failed, res.summary["n"]) == (10, 0, 10)
     assert len(list((tmp_path / "calibration/placebo/did/tasks").glob("*.json"))) == 10
+
+
+def test_an_empty_compiledir_slot_starts_as_a_copy_of_an_idle_warm_one(tmp_path, monkeypatch):
+    monkeypatch.delenv(engine.COMPILEDIR_SEED_ENV, raising=False)
+    warm = tmp_path / "slot-0"
+    (warm / "numba").mkdir(parents=True)
+    (warm / "numba" / "cache.nbi").write_text("warm")
+    (tmp_path / "slot-1").mkdir()  # an empty slot
+    engine._seed_slot(tmp_path, tmp_path / "slot-1")
+    assert (tmp_path / "slot-1" / "numba" / "cache.nbi").read_text() == "warm"
+    # a warm slot in use by another process is never copied (it may be half-written)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; "
+                               "fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR); "
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(30)",
+                               str(tmp_path / "slot-0.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        (tmp_path / "slot-1.lock").touch()
+        import fcntl
+
+        fd = os.open(tmp_path / "slot-1.lock", os.O_RDWR)  # slot-1 busy too (this process)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            engine._seed_slot(tmp_path, tmp_path / "slot-2")
+        finally:
+            os.close(fd)
+        assert not (tmp_path / "slot-2").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    monkeypatch.setenv(engine.COMPILEDIR_SEED_ENV, "0")  # seeding off
+    engine._seed_slot(tmp_path, tmp_path / "slot-3")
+    assert not (tmp_path / "slot-3").exists()

@@ -349,3 +349,14 @@ def test_cli_report_rebuilds_without_refitting(quick_run, monkeypatch):
 def test_cli_report_on_an_empty_folder_exits_2(tmp_path):
     res = runner.invoke(app, ["report", str(tmp_path)])
     assert res.exit_code == 2 and "no saved results" in " ".join(res.output.split())
+
+
+def test_the_multiverse_stage_is_optional_and_writes_its_summary(small, quick_run, tmp_path):
+    res = pipeline.run(small, tmp_path, models=(), replication=FAST_REPLICATION, report=False,
+                       multiverse={"estimators": "twfe", "controls": "none,all", "samples": "all",
+                                   "workers": 1})
+    st = res.stages["multiverse"]
+    assert st["status"] == "done" and st["n_specs"] == 2 and st["failed_specs"] == 0
+    s = json.loads((tmp_path / "multiverse/summary.json").read_text())
+    assert [x["controls"] for x in s["specs"]] == ["none", "all"]
+    assert "multiverse" not in quick_run[0].stages  # off by default

@@ -77,6 +77,14 @@ def calibrate_sbc(model, panel, n=100, **kwargs):
     return _calibrate_sbc(model, panel, n, **kwargs)
 
 
+def multiverse(panel, **kwargs):
+    """The treatment effect over a grid of specifications (estimator × controls × sample × prior
+    set) on the many-fits engine; writes DIR/multiverse/summary.json and a specification curve."""
+    from .spec_curve import multiverse as _multiverse
+
+    return _multiverse(panel, **kwargs)
+
+
 def report(out="reports"):
     """Rebuild DIR/report.html and DIR/report.md from saved results (no refitting)."""
     from .report import build_report
@@ -87,6 +95,6 @@ def report(out="reports"):
 __all__ = [
     "ColumnMap", "Panel", "demo_panel", "load_panel", "panel_from_frame", "read_column_map",
     "replicate", "entropy_index", "fit", "load_fit", "sensitivity", "run", "report",
-    "calibrate_placebo", "calibrate_sbc",
+    "calibrate_placebo", "calibrate_sbc", "multiverse",
     "BayesNQPError", "ColumnMapError", "DataError", "ModelError", "SectionSkipped", "SpecError",
 ]

@@ -69,11 +69,14 @@ def wilson(k: int, n: int, z: float = 1.959963984540054) -> list[float | None]:
     """Wilson score interval for a binomial proportion k/n (95% by default)."""
     if n == 0:
         return [None, None]
+    if not 0 <= k <= n:
+        raise ValueError(f"wilson: k = {k} is not within 0..{n}")
     p = k / n
     den = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return [max(0.0, centre - half), min(1.0, centre + half)]
+    # at k = 0 (k = n) the end is exactly 0 (1); the closed form leaves a rounding error there
+    return [0.0 if k == 0 else max(0.0, centre - half), 1.0 if k == n else min(1.0, centre + half)]
 
 
 # ---- one fit inside a task ----------------------------------------------------------------------
@@ -292,30 +295,38 @@ def _engine_block(run: RunResult) -> dict:
 # ---- simulation-based calibration ----------------------------------------------------------------
 
 def simulate_twoway(model, params: dict, rng, noise_scale: float = 1.0) -> np.ndarray:
-    """The generative process of the two-way models' marginal likelihood (did, heterogeneity),
-    on the standardised scale: y_z = Wθ + (α_i − μ − x̄_i'λ) + ε, with the unit deviation
-    N(0, σ_unit²) and ε ~ N(0, σ²). ``noise_scale`` multiplies σ (≠ 1: a wrong simulator)."""
-    theta = np.concatenate([np.atleast_1d(np.asarray(params[b.name], dtype=float)).ravel()
-                            for b in model.design])
-    n_units = model.panel.n_units
-    dev = float(params["sigma_unit"]) * rng.standard_normal(n_units)
-    eps = noise_scale * float(params["sigma"]) * rng.standard_normal(len(model.df))
-    return model.W @ theta + dev[model.unit_idx] + eps
+    """The two-way models' generative process (did, heterogeneity): their own
+    :meth:`~bayes_nqp.bayes.did.TwoWayModel.simulate` (unit intercepts, unit-varying effects,
+    AR(1) or iid errors, fixed or pooled year effects), on the standardised scale."""
+    return model.simulate(params, rng, noise_scale=noise_scale)
 
 
-#: model name -> simulate(model, params, rng, noise_scale) returning the standardised outcome;
-#: a model class's own ``simulate(params, rng, noise_scale=1.0)`` method takes precedence
-SIMULATORS = {"did": simulate_twoway, "heterogeneity": simulate_twoway}
+#: model name -> simulate(model, params, rng, noise_scale) returning the standardised outcome,
+#: for a model kept outside the package without a ``simulate`` method; a model class's own
+#: ``simulate(params, rng, noise_scale=1.0)`` takes precedence (did, heterogeneity, staggered,
+#: event_study have one)
+SIMULATORS: dict = {}
 
 
 def simulator_for(model):
+    """``sim(model, params, rng, noise_scale)`` returning (y_z, latents): the model's own
+    ``simulate`` method, else an entry of :data:`SIMULATORS` (no latents)."""
     own = getattr(model, "simulate", None)
     if callable(own):
-        return lambda m, params, rng, noise_scale=1.0: own(params, rng, noise_scale=noise_scale)
+        import inspect
+
+        if "latents" in inspect.signature(own).parameters:
+            return lambda m, params, rng, noise_scale=1.0: own(params, rng, noise_scale=noise_scale,
+                                                               latents=True)
+        return lambda m, params, rng, noise_scale=1.0: (own(params, rng, noise_scale=noise_scale), {})
     if model.name in SIMULATORS:
-        return SIMULATORS[model.name]
+        return lambda m, params, rng, noise_scale=1.0: (SIMULATORS[model.name](m, params, rng, noise_scale), {})
     raise ModelError(f"the {model.name} model has no simulator for SBC; it needs a "
                      f"simulate(params, rng) method (see bayes_nqp.calibration)")
+
+
+def has_simulator(cls) -> bool:
+    return callable(getattr(cls, "simulate", None)) or cls.name in SIMULATORS
 
 
 def _with_scale(model, y, y_mean: float, y_sd: float):
@@ -334,13 +345,19 @@ def prior_draw(pm_model, seed: int) -> dict:
     return {rv.name: np.asarray(v) for rv, v in zip(rvs, vals)}
 
 
-def _as_posterior(model, values: dict):
-    """A one-draw DataTree of ``values`` (so that ``model.estimands`` gives the true estimands)."""
+def _as_posterior(model, values: dict, dims: dict | None = None):
+    """A one-draw DataTree of ``values`` (so that ``model.estimands`` gives the true estimands),
+    with the model's dims where ``dims`` (name -> dims, e.g. ``named_vars_to_dims``) gives them."""
     import xarray as xr
 
-    ds = xr.Dataset({k: (("chain", "draw", *[f"{k}_dim_{i}" for i in range(np.ndim(v))]),
-                         np.asarray(v, dtype=float)[None, None]) for k, v in values.items()},
-                    coords={"chain": [0], "draw": [0]})
+    dims = dims or {}
+
+    def names(k, v):
+        d = tuple(dims.get(k) or ())
+        return d if len(d) == np.ndim(v) else tuple(f"{k}_dim_{i}" for i in range(np.ndim(v)))
+
+    ds = xr.Dataset({k: (("chain", "draw", *names(k, v)), np.asarray(v, dtype=float)[None, None])
+                     for k, v in values.items()}, coords={"chain": [0], "draw": [0]})
     return xr.DataTree.from_dict({"posterior": ds})
 
 
@@ -353,14 +370,17 @@ def sbc_task(panel, *, model: str, priors, spec, sampler: dict, seed: int, repli
     pm_base = base.build()
     truth = prior_draw(pm_base, seed)
     rng = np.random.default_rng([seed, 1])
-    y_z = simulator_for(base)(base, truth, rng, noise_scale=noise_scale)
+    y_z, latent = simulator_for(base)(base, truth, rng, noise_scale=noise_scale)
     y = base.y_mean + base.y_sd * y_z
     sim = panel.subset(np.ones(len(panel.df), dtype=bool))
     sim.df["y"] = y
     m = _with_scale(make_model(model, sim, priors, spec), y, base.y_mean, base.y_sd)
     fit = fit_once(m, m.build(), sampler, seed, model)
     true_est = {k: float(np.asarray(v).ravel()[0])
-                for k, v in m.estimands(_as_posterior(m, truth)).items() if np.asarray(v).size == 1}
+                for k, v in m.estimands(_as_posterior(m, {**truth, **latent},
+                                                      {"alpha": ("city",), "tau_unit_z": ("city",),
+                                                       **pm_base.named_vars_to_dims})).items()
+                if np.asarray(v).size == 1}
     post = fit.idata["posterior"].to_dataset()
     scalars = {rv.name: float(np.asarray(truth[rv.name])) for rv in pm_base.free_RVs
                if np.asarray(truth[rv.name]).size == 1 and rv.name in post}
@@ -369,6 +389,8 @@ def sbc_task(panel, *, model: str, priors, spec, sampler: dict, seed: int, repli
     idx = np.unique(np.linspace(0, S - 1, min(thin_to, S)).astype(int))
     for name, tv in true_est.items():
         d = np.asarray(fit.draws[name], dtype=float).ravel()[idx]
+        if np.ptp(d) == 0:  # a number computed from the whole posterior (breakdown_M), not a draw
+            continue
         ranks[name] = int(np.sum(d < tv))
     for name, tv in scalars.items():
         if name in ranks or name.removesuffix("_z") in ranks:  # tau_z ranks as tau does
@@ -436,9 +458,11 @@ def calibrate_sbc(model: str, panel, n: int = 100, *, priors="default", spec=Non
 
     key = _model_key(model)
     cls = get_model_class(key)
-    if not callable(getattr(cls, "simulate", None)) and key not in SIMULATORS:
+    if not has_simulator(cls):
+        from .bayes.base import MODELS
+
         raise ModelError(f"the {key} model has no simulator for SBC yet; models with one: "
-                         f"{', '.join(sorted(SIMULATORS))}")
+                         f"{', '.join(sorted(n for n, c in MODELS.items() if has_simulator(c)))}")
     sampler = {"draws": draws or DEFAULT_SAMPLER["draws"], "tune": tune or DEFAULT_SAMPLER["tune"],
                "chains": chains or DEFAULT_SAMPLER["chains"]}
     dest = calibration_dir(out, "sbc", model)

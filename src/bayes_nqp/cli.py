@@ -304,7 +304,9 @@ class _RunDisplay:
 def run_cmd(data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt, out: Path = OutOpt,
             quick: bool = typer.Option(False, "--quick", help="quick sampler settings, fewer bootstrap/placebo draws"),
             seed: Optional[int] = typer.Option(None, "--seed", help="one seed for every sampler and seeded section"),
-            models: Optional[str] = typer.Option(None, "--models", help="comma-separated subset of the registered models")):
+            models: Optional[str] = typer.Option(None, "--models", help="comma-separated subset of the registered models"),
+            multiverse: bool = typer.Option(False, "--multiverse", help="add the multiverse-of-specifications stage "
+                                            "(DIR/multiverse/; off by default: it is many fits)")):
     """The whole reanalysis: data check, replication, every model, diagnostics, comparison, prior
     sensitivity and the report (DIR/report.html). Exit 3 if a fit failed its gates, 130 if interrupted."""
     from .pipeline import read_manifest, run as _run
@@ -315,7 +317,8 @@ def run_cmd(data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt, out: 
     t0 = time.perf_counter()
     try:
         with _RunDisplay() as display:
-            result = _run(panel, out, quick=quick, seed=seed, progress=display, models=chosen)
+            result = _run(panel, out, quick=quick, seed=seed, progress=display, models=chosen,
+                          multiverse=multiverse or None)
     except KeyboardInterrupt:
         m = read_manifest(out) or {}
         err.print(f"[bold red]interrupted[/] during stage {m.get('stopped_at') or '(before the first stage)'}; "
@@ -397,6 +400,8 @@ def report_cmd(out: Path = typer.Argument(Path("reports"), help="a results folde
 
 from .cli_calibrate import calibrate_app  # noqa: E402  (the `calibrate` sub-app, its own module)
 app.add_typer(calibrate_app, name="calibrate")
+from .cli_multiverse import multiverse_cmd  # noqa: E402  (`bayes-nqp multiverse`, its own module)
+app.command("multiverse")(multiverse_cmd)
 
 
 def main():  # pragma: no cover

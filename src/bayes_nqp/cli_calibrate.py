@@ -38,6 +38,8 @@ class CalModel(str, Enum):
 class SbcModel(str, Enum):
     did = "did"
     heterogeneity = "heterogeneity"
+    event_study = "event-study"
+    staggered = "staggered"
 
 
 class Mode(str, Enum):

@@ -249,7 +249,7 @@ def describe(panel) -> dict[str, pd.DataFrame]:
 def run(panel, out: str | Path = "reports", *, quick: bool = False, seed: int | None = None,
         progress: Callable[[Event], None] | None = None, models=None, prior_sets=PRIOR_SETS,
         sensitivity_models=None, sampler: dict | None = None,
-        replication: dict | None = None, report: bool = True) -> RunResult:
+        replication: dict | None = None, report: bool = True, multiverse=None) -> RunResult:
     """Run the whole reanalysis of ``panel`` into ``out``; returns a :class:`RunResult`.
 
     ``quick``: the specs' [quick] sampler settings and fewer bootstrap/placebo replications.
@@ -258,7 +258,8 @@ def run(panel, out: str | Path = "reports", *, quick: bool = False, seed: int | 
     :mod:`.registry`); ``sensitivity_models`` (default: those whose spec says ``sensitivity =
     true``) and ``prior_sets``: what the sensitivity stage refits. ``sampler``: overrides of the sampler
     settings (draws, tune, chains, cores, target_accept) for every fit; ``replication``: options
-    per replication section (``{"placebo": {"draws": 50}}``). Raises DataError for a panel that
+    per replication section (``{"placebo": {"draws": 50}}``). ``multiverse``: True or the options
+    of :func:`.spec_curve.multiverse` adds the multiverse stage (off by default). Raises DataError for a panel that
     cannot be analysed at all and ModelError for an unknown model name; everything else is
     recorded in the manifest.
     """
@@ -287,7 +288,8 @@ def run(panel, out: str | Path = "reports", *, quick: bool = False, seed: int | 
         "status": "running", "started": _now(), "finished": None, "stopped_at": None,
         "out": str(out),
         "options": {"quick": quick, "seed": seed, "models": models, "prior_sets": list(prior_sets),
-                    "sensitivity_models": sens, "sampler": sampler, "replication": replication or {}},
+                    "sensitivity_models": sens, "sampler": sampler, "replication": replication or {},
+                    "multiverse": multiverse if isinstance(multiverse, dict) else bool(multiverse)},
         "data": panel.data_block(),
         "map": panel.cmap.to_dict(),
         "versions": versions(),
@@ -299,13 +301,15 @@ def run(panel, out: str | Path = "reports", *, quick: bool = False, seed: int | 
     if panel.simulated:
         r.manifest["notice"] = SIMULATED_NOTICE
     r.plan(["data", "replication", *[f"fit:{m}" for m in models], "diagnostics", "comparison",
-            *[f"sensitivity:{m}" for m in sens], *(["report"] if report else [])])
+            *[f"sensitivity:{m}" for m in sens], *(["multiverse"] if multiverse else []),
+            *(["report"] if report else [])])
     r.save()
 
     try:
         with output_root(out):
             _stages(r, panel, out, quick=quick, seed=seed, models=models, prior_sets=prior_sets,
-                    sens=sens, sampler=sampler, replication=replication, report=report)
+                    sens=sens, sampler=sampler, replication=replication, report=report,
+                    multiverse=multiverse)
     except KeyboardInterrupt:
         if r.manifest.get("status") != "interrupted":  # between two stages
             started = [k for k, v in r.manifest["stages"].items() if v["status"] != "not started"]
@@ -321,7 +325,7 @@ def run(panel, out: str | Path = "reports", *, quick: bool = False, seed: int | 
 
 
 def _stages(r: _Run, panel, out: Path, *, quick, seed, models, prior_sets, sens, sampler,
-            replication, report) -> None:
+            replication, report, multiverse=None) -> None:
     """The stages of :func:`run`, in order; each records itself in the manifest."""
     # ---- data ---------------------------------------------------------------------------
     with r.stage("data", "checking the data") as rec:
@@ -424,6 +428,21 @@ def _stages(r: _Run, panel, out: Path, *, quick, seed, models, prior_sets, sens,
                              passed={k: f.passed for k, f in res.fits.items()},
                              stability=res.stability())
             base.compiled_ = None  # free the compiled model once its refits are done
+
+    # ---- multiverse of specifications (optional) -----------------------------------------
+    if multiverse:
+        with r.stage("multiverse", "multiverse of specifications") as rec:
+            from .spec_curve import multiverse as _multiverse
+
+            opts = {} if multiverse is True else dict(multiverse)
+            opts.setdefault("seed", 0 if seed is None else seed)
+            if quick:
+                opts.setdefault("priors", ("default",))
+            res = _multiverse(panel, out=out, **opts)
+            rec.add(out / "multiverse" / "summary.json", out / "multiverse" / "figures" / "spec_curve.png")
+            rec.dest = out / "multiverse"
+            rec.extra.update(n_specs=res.summary["n_specs"], failed_specs=len(res.summary["failed"]),
+                             share_positive=res.summary["share_positive"])
 
     # ---- report --------------------------------------------------------------------------
     r.manifest.update(status="done", finished=_now())

@@ -418,6 +418,48 @@ class TwoWayModel(BayesModel):
                     pm.Normal("y", mu=mean, sigma=sigma, observed=y, dims="obs")
         return m
 
+    # ---- the generative process (simulation-based calibration) -------------------------------
+    def simulate(self, params: dict, rng, noise_scale: float = 1.0, *, latents: bool = False):
+        """An outcome (standardised) drawn from the model's likelihood at ``params`` (one draw of
+        the free parameters, e.g. from the prior), on this panel's design:
+
+        y_z = Wθ + a_i + t_i·d_it + ε_it,  a_i ~ N(0, σ_α²),  t_i ~ N(0, σ_τ²) (effect = "unit",
+        on the rows ``effect_rows``), ε within a unit iid N(0, σ²) or stationary AR(1)(ρ, σ²) over
+        its runs of consecutive periods (t_ν(0, σ) for the Student-t likelihood).
+
+        With the sampled parameterisations the deviations are the parameters' own (``alpha`` or
+        ``unit_z``, ``effect_z``). ``noise_scale`` multiplies σ (≠ 1: a deliberately wrong
+        simulator). ``latents=True`` also returns the unit effects drawn, as the posterior names
+        them (``alpha``; ``tau_unit_z`` with unit effects)."""
+        theta = np.concatenate([np.atleast_1d(np.asarray(params[b.name], dtype=float)).ravel()
+                                for b in self.design])
+        n_units = self.panel.n_units
+        sigma_unit, sigma = float(params["sigma_unit"]), float(params["sigma"]) * noise_scale
+        sigma_effect = float(params["sigma_effect"]) if self.effect == "unit" else 0.0
+        rho = float(params["rho"]) if self.errors == "ar1" else 0.0
+        centre = self.W_unit @ theta
+        if "alpha" in params:
+            a = np.asarray(params["alpha"], dtype=float) - centre
+        elif "unit_z" in params:
+            a = sigma_unit * np.asarray(params["unit_z"], dtype=float)
+        else:
+            a = sigma_unit * rng.standard_normal(n_units)
+        if "effect_z" in params:
+            t = sigma_effect * np.asarray(params["effect_z"], dtype=float)
+        else:
+            t = sigma_effect * rng.standard_normal(n_units)
+        if self.likelihood == "student_t":
+            eps = sigma * rng.standard_t(float(params["nu"]), size=len(self.df))
+        else:
+            eps = pl.simulate_ar1(self.layout, np.array([[rho]]), np.array([[sigma]]), rng)[0]
+        y = self.W @ theta + a[self.unit_idx] + t[self.unit_idx] * self.effect_rows + eps
+        if not latents:
+            return y
+        out = {"alpha": centre + a}
+        if self.effect == "unit":
+            out["tau_unit_z"] = self.effect_centre(theta[None, :])[0] + t
+        return y, out
+
     # ---- after sampling (marginal parameterisation) -----------------------------------------
     def _chunks(self, S: int):
         """Slices of draws: CHUNK at most, fewer on a long panel (draws × rows bounded)."""

@@ -308,6 +308,23 @@ class EventStudyModel(BayesModel):
             pm.Normal("y", mu=eta, sigma=sigma, observed=self.y_z, dims="obs")
         return m
 
+    def simulate(self, params: dict, rng, noise_scale: float = 1.0, *, latents: bool = False):
+        """An outcome (standardised) from the model at ``params`` (its observed variable's
+        generative process): y_z = α_i + γ_t + Ẽβ_e + X̃β_x + ε, ε ~ N(0, σ²); with the
+        random-walk prior β_e = C·steps. ``noise_scale`` multiplies σ. No latents (α is a
+        parameter)."""
+        if self.prior_kind == "random_walk" and "beta_event" not in params:
+            beta_event = self.walk_matrix(self.events) @ np.asarray(params["event_step"], dtype=float)
+        else:
+            beta_event = np.asarray(params["beta_event"], dtype=float)
+        mean = np.asarray(params["alpha"], dtype=float)[self.unit_idx] + self.E_w @ beta_event
+        if self.panel.time_effects:
+            mean = mean + np.asarray(params["gamma"], dtype=float)[self.time_idx]
+        if self.X_w.shape[1]:
+            mean = mean + self.X_w @ np.asarray(params["beta"], dtype=float)
+        y = mean + float(params["sigma"]) * noise_scale * rng.standard_normal(len(mean))
+        return (y, {}) if latents else y
+
     # ---- estimands ----------------------------------------------------------------------------
     def event_draws(self, idata) -> np.ndarray:
         """β_e on the original scale, shape (chains, draws, event_time)."""

@@ -320,6 +320,34 @@ class StaggeredModel(BayesModel):
                                            y.reshape(thin.sizes["chain"], len(keep), -1))},
                           coords={"obs": self.rows})
 
+    def simulate(self, params: dict, rng, noise_scale: float = 1.0, *, latents: bool = False):
+        """An outcome (standardised) from the untreated-outcome model at ``params``:
+        α_i ~ N(μ_g(i), σ_α²) for every unit with an untreated period, and on the untreated rows
+        y_z = α_i + γ_t + X̃β + ε, ε iid N(0, σ²) or stationary AR(1)(ρ, σ²) over the unit's
+        untreated run (the likelihood's generative process). The treated cells get the same
+        untreated mean plus iid noise (no effect): the model does not read them, and the
+        estimands' truth (y − E[y(0)], from the same simulated y) is exact whatever they hold.
+        ``noise_scale`` multiplies σ; ``latents=True`` also returns ``alpha``."""
+        sigma = float(params["sigma"]) * noise_scale
+        rho = float(params["rho"]) if self.errors == "ar1" else 0.0
+        mu = np.atleast_1d(np.asarray(params["mu"], dtype=float))
+        alpha = mu[self.unit_cohort] + float(params["sigma_unit"]) * rng.standard_normal(len(self.fit_units))
+        n = len(self.df)
+        in_fit = np.isin(self.unit_idx, self.fit_units)
+        mean = np.zeros(n)
+        mean[in_fit] = alpha[self.u_fit[in_fit]]
+        if self.panel.time_effects and "gamma" in params:
+            gamma = np.asarray(params["gamma"], dtype=float)
+            ok = np.isin(self.time_idx, self.fit_times)
+            mean[ok] += gamma[self.t_fit[ok]]
+        if self.X_w.shape[1]:
+            xb = self.X_w @ np.asarray(params["beta"], dtype=float)
+            mean += np.where(np.isfinite(xb), xb, 0.0)
+        y = mean + sigma * rng.standard_normal(n)
+        y[self.rows] = mean[self.rows] + pl.simulate_ar1(self.layout, np.array([[rho]]),
+                                                          np.array([[sigma]]), rng)[0]
+        return (y, {"alpha": alpha}) if latents else y
+
     def observed_values(self) -> np.ndarray:
         """What the posterior predictive draws are compared with: the untreated rows."""
         return self.y_z[self.rows]
