@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import registry
@@ -34,7 +35,7 @@ OutOpt = typer.Option(Path("reports"), "--out", help="output folder")
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {exc}")
+    err.print(f"[bold red]error:[/] {escape(str(exc))}")
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
@@ -78,7 +79,7 @@ def check_data(data: Optional[Path] = typer.Argument(None, help="panel file; def
     for col in ("level", "check", "message"):
         table.add_column(col, overflow="fold")
     for p in rep.problems[:200]:
-        table.add_row(p.level, p.check, p.message,
+        table.add_row(p.level, escape(p.check), escape(p.message),
                       style="red" if p.level == "error" else "yellow")
     console.print(f"{rep.n_obs} rows, {rep.n_units} units, {rep.n_periods} periods"
                   + ("" if rep.balanced is None else (", balanced" if rep.balanced else ", unbalanced")))
@@ -147,7 +148,7 @@ def _print_replication(summary: dict) -> None:
             return
         ci = e.get(CI) or [None, None]
         fmt = lambda v: "" if v is None else f"{v:.4g}"
-        t.add_row(name, fmt(e["estimate"]), fmt(e.get("se")), f"[{fmt(ci[0])}, {fmt(ci[1])}]", fmt(e.get("pvalue")))
+        t.add_row(escape(name), fmt(e["estimate"]), fmt(e.get("se")), f"[{fmt(ci[0])}, {fmt(ci[1])}]", fmt(e.get("pvalue")))
     for key in ("did", "did_controls"):
         row(key, summary.get(key))
     for key in ("sun_abraham", "callaway_santanna"):
@@ -183,7 +184,7 @@ def print_fit(fit) -> None:
         t.add_column(c)
     num = lambda v, f: format(float("nan") if v is None else v, f)  # noqa: E731
     for r in fit.summary().itertuples(index=False):  # contract.tidy: the one params table
-        t.add_row(r.param, num(r.mean, ".4g"), num(r.sd, ".3g"),
+        t.add_row(escape(r.param), num(r.mean, ".4g"), num(r.sd, ".3g"),
                   f"[{num(r.hdi95_lo, '.4g')}, {num(r.hdi95_hi, '.4g')}]", num(r.p_positive, ".3f"),
                   num(r.rhat, ".3f"), num(r.ess_bulk, ".0f"))
     console.print(t)
@@ -192,9 +193,9 @@ def print_fit(fit) -> None:
     console.print(f"diagnostics {verdict}: R-hat max {d.get('rhat_max') or float('nan'):.3f}, "
                   f"bulk ESS min {d.get('ess_bulk_min') or 0:.0f}, divergences {d.get('divergences')}")
     for f in d.get("failures", []):
-        console.print(f"  [red]gate:[/] {f}")
+        console.print(f"  [red]gate:[/] {escape(f)}")
     for w in d.get("warnings", []):
-        console.print(f"  [yellow]warning:[/] {w}")
+        console.print(f"  [yellow]warning:[/] {escape(w)}")
 
 
 @app.command("fit")
@@ -316,7 +317,7 @@ def run_cmd(data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt, out: 
         if where is not None and where.is_relative_to(out):
             where = where.relative_to(out)
         t.add_row(row["stage"], row["status"], f"{row['seconds']:.1f}" if row["seconds"] is not None else "",
-                  str(where or ""), row["note"] or "", style=style)
+                  str(where or ""), escape(row["note"] or ""), style=style)
     console.print(t)
     _notice(panel)
     if (out / "report.html").exists():
@@ -353,7 +354,7 @@ def sensitivity_cmd(model: ModelName = typer.Argument(..., help="which Bayesian 
     for c in ("estimand", "prior set", "mean", "95% HDI", "P(>0)", "gates"):
         t.add_column(c)
     for r in res.table().itertuples(index=False):
-        t.add_row(r.estimand, r.prior_set, f"{r.mean:.4g}", f"[{r.hdi95_lo:.4g}, {r.hdi95_hi:.4g}]",
+        t.add_row(escape(r.estimand), escape(r.prior_set), f"{r.mean:.4g}", f"[{r.hdi95_lo:.4g}, {r.hdi95_hi:.4g}]",
                   f"{r.p_positive:.3f}", "passed" if r.passed else "[bold red]FAILED[/]")
     console.print(t)
     console.print(f"{res.compilations} compilation(s), {len(res.reused)} refit(s) reusing it; "
