@@ -31,7 +31,7 @@ EXIT_INTERRUPTED = 130
 class CalModel(str, Enum):
     did = "did"
     heterogeneity = "heterogeneity"
-    event_study = "event-study"
+    event_study = "event_study"
     staggered = "staggered"
 
 
