@@ -40,7 +40,7 @@ ChainsOpt = typer.Option(None, "--chains", show_default=False,
 SeedOpt = typer.Option(None, "--seed", show_default=False,
                        help="random seed of the sampler  \\[default: the spec's \\[sampler] seed]")
 QuickOpt = typer.Option(False, "--quick", help="a preview: the spec's \\[quick] sampler settings "
-                        "(4 chains x 400 draws) instead of \\[sampler]")
+                        "(4 chains x 1000 draws, 500 tuning) instead of \\[sampler]")
 OutOpt = typer.Option(Path("reports"), "--out", help="output folder; every file is written under it")
 
 

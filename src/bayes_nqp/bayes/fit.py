@@ -332,10 +332,28 @@ def replication_for(model: BayesModel) -> dict | None:
 def fit(model: str, panel, *, priors="default", spec=None, draws=None, tune=None, chains=None,
         seed=None, target_accept=None, cores=None, quick=False, replication: dict | None | bool = None,
         progress=False, loo=True, ppc=True, psense=True, keep_compiled=False) -> Fit:
-    """Fit a Bayesian model by name. ``replication``: a replication summary dict to compare with,
-    None to run the counterpart section, False for no comparison. ``progress``: True for nutpie's
-    bar or a callable (see :func:`sample`). ``keep_compiled``: keep the compiled model on the Fit
-    (``fit.compiled_``) so that prior-sensitivity refits need not compile again."""
+    """Fit a Bayesian model by name; returns a :class:`Fit`.
+
+    Keywords (every sampler setting defaults to the spec's ``[sampler]`` table in
+    ``models/<model>.toml``; ``quick=True`` takes its ``[quick]`` table instead):
+
+    ``model``         a registered model: did, heterogeneity, event_study, staggered, mediation,
+                      threshold (``bayes_nqp.registry.names()``).
+    ``panel``         a :class:`~bayes_nqp.data.Panel` (``bn.load_panel(df_or_path, map)``).
+    ``priors``        a prior set: "default", "weak", "skeptical" or a path to a TOML prior set.
+    ``spec``          a spec to use instead of ``models/<model>.toml`` (a path or a ModelSpec).
+    ``draws``, ``tune``, ``chains``   posterior draws and warm-up draws per chain, and chains.
+    ``seed``          the sampler's random seed.  ``target_accept``: NUTS step-size target.
+    ``cores``         parallel chains (default: nutpie's choice).
+    ``quick``         the spec's ``[quick]`` settings: a preview, possibly short of the gates.
+    ``replication``   a replication summary dict to compare with (``bn.replicate(...)``), None
+                      (default) to run the counterpart sections now, False for no comparison.
+    ``progress``      True for nutpie's progress bar, or a callable (see :func:`sample`).
+    ``loo``, ``ppc``, ``psense``   compute PSIS-LOO, posterior predictive checks and
+                      power-scaling prior/likelihood sensitivity (default True each).
+    ``keep_compiled`` keep the compiled model on the Fit (``fit.compiled_``) so that
+                      prior-sensitivity refits need not compile again.
+    """
     t0 = time.perf_counter()
     m = make_model(model, panel, priors, spec)
     base = m.spec.quick if quick else m.spec.sampler
