@@ -197,7 +197,8 @@ def replication_table(rep: dict, *, interval: bool = False, treatment: str = "Tr
         cols.append(Column(label, {"treatment": e}, footer))
     if not cols:
         raise ValueError("the replication summary holds no average-effect estimate")
-    notes = ("Standard errors clustered by unit in parentheses"
+    notes = ("Standard errors in parentheses: clustered by unit (CRV1) for TWFE, between-unit for the "
+             "mean of the unit effects, the estimators' own for Sun-Abraham and Callaway-Sant'Anna"
              + (", 95% confidence intervals in brackets" if interval else "")
              + ". * p<0.10, ** p<0.05, *** p<0.01 (two-sided).")
     if data.get("simulated"):
