@@ -38,7 +38,8 @@ def fit(model, panel, *, priors="default", draws=None, tune=None, chains=None, s
     """Fit a Bayesian model by name; returns a Fit (``repr``, notebook view, ``.summary()``,
     ``.diagnostics()``, ``.compare()``, ``.table()``, ``.plot()``, ``.save(dir)``).
 
-    model: "did", "heterogeneity", "event_study", "staggered", "mediation" or "threshold".
+    model: a registered model's name, as its output folder is named
+    (``bayes_nqp.registry.names()``: did, heterogeneity, event_study, ...).
     panel: from ``bn.load_panel(path_or_DataFrame, map_toml_or_dict)`` or ``bn.demo_panel()``.
     priors: a prior set name ("default", "weak", "skeptical") or a TOML file.
     draws, tune, chains, seed: sampler settings (default: the spec's [sampler], 4 chains x 1000).
