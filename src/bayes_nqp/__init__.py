@@ -2,6 +2,7 @@
 
     import bayes_nqp as bn
     panel = bn.demo_panel()                      # simulated panel on the real 287-city frame
+    # or: bn.load_panel(df_or_path, {"unit": ..., "time": ..., "outcome": ..., "treated": ...})
     rep = bn.replicate("did", panel)             # frequentist replication (summary dict)
     fit = bn.fit("did", panel, priors="weak")    # Bayesian model (PyMC + nutpie)
 """
@@ -32,11 +33,25 @@ def entropy_index(df, positive=(), negative=()):
     return _entropy_index(df, positive=positive, negative=negative)
 
 
-def fit(model, panel, **kwargs):
-    """Fit a Bayesian model by name ("did", "heterogeneity", ...); returns a Fit."""
+def fit(model, panel, *, priors="default", draws=None, tune=None, chains=None, seed=None,
+        quick=False, replication=None, **kwargs):
+    """Fit a Bayesian model by name; returns a Fit (``repr``, notebook view, ``.summary()``,
+    ``.diagnostics()``, ``.compare()``, ``.table()``, ``.plot()``, ``.save(dir)``).
+
+    model: a registered model's name, as its output folder is named
+    (``bayes_nqp.registry.names()``: did, heterogeneity, event_study, ...).
+    panel: from ``bn.load_panel(path_or_DataFrame, map_toml_or_dict)`` or ``bn.demo_panel()``.
+    priors: a prior set name ("default", "weak", "skeptical") or a TOML file.
+    draws, tune, chains, seed: sampler settings (default: the spec's [sampler], 4 chains x 1000).
+    quick: the spec's [quick] settings instead (a preview). replication: a ``bn.replicate``
+    summary to compare with (default: run the counterpart sections; False: none).
+    Further keywords (spec, target_accept, cores, progress, loo, ppc, psense, keep_compiled):
+    see ``bayes_nqp.bayes.fit.fit``.
+    """
     from .bayes import fit as _fit
 
-    return _fit(model, panel, **kwargs)
+    return _fit(model, panel, priors=priors, draws=draws, tune=tune, chains=chains, seed=seed,
+                quick=quick, replication=replication, **kwargs)
 
 
 def load_fit(path):

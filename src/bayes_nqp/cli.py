@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import registry
@@ -28,13 +29,23 @@ err = Console(stderr=True)
 EXIT_BAD_INPUT = 2
 EXIT_GATES = 3
 
-DataOpt = typer.Option(None, "--data", help="panel file (CSV, Parquet, .dta, Excel); default: the bundled demo panel")
-MapOpt = typer.Option(None, "--map", help="column map (TOML); default: data/demo_map.toml")
-OutOpt = typer.Option(Path("reports"), "--out", help="output folder")
+DataOpt = typer.Option(None, "--data", help="panel file (CSV, Parquet, .dta, Excel)  \\[default: the bundled simulated demo panel]", show_default=False)
+MapOpt = typer.Option(None, "--map", help="column map (TOML) assigning roles to the panel's columns  \\[default: data/demo_map.toml]", show_default=False)
+DrawsOpt = typer.Option(None, "--draws", show_default=False,
+                        help="posterior draws per chain  \\[default: the spec's \\[sampler] draws, 1000]")
+TuneOpt = typer.Option(None, "--tune", show_default=False,
+                       help="warm-up (tuning) draws per chain  \\[default: the spec's \\[sampler] tune, 1000]")
+ChainsOpt = typer.Option(None, "--chains", show_default=False,
+                         help="number of chains  \\[default: the spec's \\[sampler] chains, 4]")
+SeedOpt = typer.Option(None, "--seed", show_default=False,
+                       help="random seed of the sampler  \\[default: the spec's \\[sampler] seed]")
+QuickOpt = typer.Option(False, "--quick", help="a preview: the spec's \\[quick] sampler settings "
+                        "(4 chains x 1000 draws, 500 tuning) instead of \\[sampler]")
+OutOpt = typer.Option(Path("reports"), "--out", help="output folder; every file is written under it")
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {exc}")
+    err.print(f"[bold red]error:[/] {escape(str(exc))}")
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
@@ -63,13 +74,13 @@ def _notice(panel) -> None:
 
 
 @app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="log progress details")):
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="log progress details (INFO) instead of warnings only")):
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
 
 
 @app.command("check-data")
-def check_data(data: Optional[Path] = typer.Argument(None, help="panel file; default the demo panel"),
+def check_data(data: Optional[Path] = typer.Argument(None, help="panel file  \\[default: the bundled simulated demo panel]", show_default=False),
                cmap: Optional[Path] = MapOpt):
     """Validate a panel against its column map; exit 2 when there are errors."""
     panel_or_report = _panel(data, cmap, strict=False)
@@ -78,7 +89,7 @@ def check_data(data: Optional[Path] = typer.Argument(None, help="panel file; def
     for col in ("level", "check", "message"):
         table.add_column(col, overflow="fold")
     for p in rep.problems[:200]:
-        table.add_row(p.level, p.check, p.message,
+        table.add_row(p.level, escape(p.check), escape(p.message),
                       style="red" if p.level == "error" else "yellow")
     console.print(f"{rep.n_obs} rows, {rep.n_units} units, {rep.n_periods} periods"
                   + ("" if rep.balanced is None else (", balanced" if rep.balanced else ", unbalanced")))
@@ -94,7 +105,7 @@ def check_data(data: Optional[Path] = typer.Argument(None, help="panel file; def
 
 @app.command()
 def simulate(seed: int = typer.Option(20250601, "--seed", help="random seed"),
-             out: Optional[Path] = typer.Option(None, "--out", help="folder; default the repository's data/"),
+             out: Optional[Path] = typer.Option(None, "--out", help="folder  \\[default: the repository's data/]", show_default=False),
              units: int = typer.Option(287, "--units", help="units; beyond 287 on a SYNTHETIC frame"),
              periods: int = typer.Option(12, "--periods", help="periods (years from 2011)"),
              rho: float = typer.Option(0.5, "--rho", help="AR(1) coefficient of the unit errors"),
@@ -125,7 +136,7 @@ def simulate(seed: int = typer.Option(20250601, "--seed", help="random seed"),
 
 class Section(str, Enum):
     did = "did"
-    event_study = "event-study"
+    event_study = "event_study"
     heterogeneity = "heterogeneity"
     mediation = "mediation"
     threshold = "threshold"
@@ -134,7 +145,7 @@ class Section(str, Enum):
 
 
 @app.command()
-def replicate(section: Section = typer.Argument(Section.all, help="which section"),
+def replicate(section: Section = typer.Argument(Section.all, help="which replication section, or all"),
               data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt, out: Path = OutOpt):
     """Frequentist replication: TWFE DID, event studies, heterogeneity, mediation, threshold, placebo."""
     from .frequentist import replicate_to_dir
@@ -165,7 +176,7 @@ def _print_replication(summary: dict) -> None:
             return
         ci = e.get(CI) or [None, None]
         fmt = lambda v: "" if v is None else f"{v:.4g}"
-        t.add_row(name, fmt(e["estimate"]), fmt(e.get("se")), f"[{fmt(ci[0])}, {fmt(ci[1])}]", fmt(e.get("pvalue")))
+        t.add_row(escape(name), fmt(e["estimate"]), fmt(e.get("se")), f"[{fmt(ci[0])}, {fmt(ci[1])}]", fmt(e.get("pvalue")))
     for key in ("did", "did_controls"):
         row(key, summary.get(key))
     for key in ("sun_abraham", "callaway_santanna"):
@@ -178,8 +189,9 @@ def _print_replication(summary: dict) -> None:
     console.print(t)
 
 
-#: the CLI's model choices: the registry's models, typed with dashes (event-study)
-ModelName = Enum("ModelName", {n: n.replace("_", "-") for n in registry.names()}, type=str)
+#: the CLI's model choices: the registry's names, spelt as the folders and --models spell them
+#: (event_study)
+ModelName = Enum("ModelName", {n: n for n in registry.names()}, type=str)
 
 
 def _saved_replication(out: Path, panel) -> dict | None:
@@ -194,40 +206,42 @@ def _saved_replication(out: Path, panel) -> dict | None:
     return None
 
 
-def print_fit(fit) -> None:
-    """The params table and the diagnostics verdict of one fit."""
+def print_fit(fit, quick: bool = False) -> None:
+    """The params table and the diagnostics verdict of one fit (a --quick fit that misses its
+    gates is a preview, not a failed analysis)."""
     t = Table(title=f"{fit.model}: posterior (original scale)")
     for c in ("param", "mean", "sd", "95% HDI", "P(>0)", "R-hat", "ESS bulk"):
         t.add_column(c)
     num = lambda v, f: format(float("nan") if v is None else v, f)  # noqa: E731
     for r in fit.summary().itertuples(index=False):  # contract.tidy: the one params table
-        t.add_row(r.param, num(r.mean, ".4g"), num(r.sd, ".3g"),
+        t.add_row(escape(r.param), num(r.mean, ".4g"), num(r.sd, ".3g"),
                   f"[{num(r.hdi95_lo, '.4g')}, {num(r.hdi95_hi, '.4g')}]", num(r.p_positive, ".3f"),
                   num(r.rhat, ".3f"), num(r.ess_bulk, ".0f"))
     console.print(t)
     d = fit.diag
-    verdict = "[green]passed[/]" if d.get("passed") else "[bold red]FAILED[/]"
+    verdict = ("[green]passed[/]" if d.get("passed") else
+               "[yellow]not reached (preview at the --quick settings)[/]" if quick else "[bold red]FAILED[/]")
     console.print(f"diagnostics {verdict}: R-hat max {d.get('rhat_max') or float('nan'):.3f}, "
                   f"bulk ESS min {d.get('ess_bulk_min') or 0:.0f}, divergences {d.get('divergences')}")
     for f in d.get("failures", []):
-        console.print(f"  [red]gate:[/] {f}")
+        console.print(f"  [red]gate:[/] {escape(f)}")
     for w in d.get("warnings", []):
-        console.print(f"  [yellow]warning:[/] {w}")
+        console.print(f"  [yellow]warning:[/] {escape(w)}")
 
 
 @app.command("fit")
-def fit_cmd(model: ModelName = typer.Argument(..., help="which Bayesian model"),
+def fit_cmd(model: ModelName = typer.Argument(..., help="which Bayesian model (named as its output folder)"),
             data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt,
-            priors: str = typer.Option("default", "--priors", help="prior set name (default, weak, skeptical) or a .toml file"),
-            draws: Optional[int] = typer.Option(None, "--draws"), tune: Optional[int] = typer.Option(None, "--tune"),
-            chains: Optional[int] = typer.Option(None, "--chains"), seed: Optional[int] = typer.Option(None, "--seed"),
-            quick: bool = typer.Option(False, "--quick", help="the spec's \\[quick] sampler settings"),
+            priors: str = typer.Option("default", "--priors", help="prior set: a name (default, weak, skeptical) or a .toml file"),
+            draws: Optional[int] = DrawsOpt, tune: Optional[int] = TuneOpt,
+            chains: Optional[int] = ChainsOpt, seed: Optional[int] = SeedOpt,
+            quick: bool = QuickOpt,
             out: Path = OutOpt):
     """Fit a Bayesian model; writes DIR/<model>/{posterior.nc, summary.json}. Exit 3 if gates fail."""
     from .bayes import fit as _fit
 
     panel = _panel(data, cmap)
-    name = model.value.replace("-", "_")
+    name = model.value
     rep = _saved_replication(out, panel)
     _quiet_libraries()
     t0 = time.perf_counter()
@@ -238,8 +252,12 @@ def fit_cmd(model: ModelName = typer.Argument(..., help="which Bayesian model"),
     except BayesNQPError as exc:
         _fail(exc)
     dest = f.save(out / name)
-    print_fit(f)
+    print_fit(f, quick=quick)
     console.print(f"wrote {dest} ({time.perf_counter() - t0:.0f}s)")
+    if not f.passed and quick:
+        err.print("[yellow]preview (--quick):[/] the quick sampler settings did not reach the diagnostic "
+                  "gates; these numbers are a preview, not weak evidence: rerun without --quick")
+        raise typer.Exit(EXIT_GATES)
     if not f.passed:
         err.print("[bold red]the fit failed its diagnostic gates; results are written but flagged[/]")
         raise typer.Exit(EXIT_GATES)
@@ -262,7 +280,8 @@ class _RunDisplay:
     sampling (nutpie's progress arrives through the callback, from its own thread), and a line
     per finished stage with its time."""
 
-    def __init__(self):
+    def __init__(self, quick: bool = False):
+        self.quick = quick
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
                                    TextColumn, TimeElapsedColumn)
 
@@ -295,28 +314,34 @@ class _RunDisplay:
             if task is not None:
                 p.remove_task(task)
             style = {"done": "green", "skipped": "yellow"}.get(e.status, "bold red")
-            flag = " [bold red]FAILED its diagnostic gates[/]" if e.passed is False else ""
+            flag = ("" if e.passed is not False else
+                    " [yellow]preview: gates not reached at the --quick settings[/]" if self.quick
+                    else " [bold red]FAILED its diagnostic gates[/]")
             p.console.print(f"[{style}]{e.status:>11}[/] {e.stage} ({e.seconds or 0:.1f}s){flag}"
                             + (f": {e.message}" if e.message else ""))
 
 
 @app.command("run")
 def run_cmd(data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt, out: Path = OutOpt,
-            quick: bool = typer.Option(False, "--quick", help="quick sampler settings, fewer bootstrap/placebo draws"),
-            seed: Optional[int] = typer.Option(None, "--seed", help="one seed for every sampler and seeded section"),
-            models: Optional[str] = typer.Option(None, "--models", help="comma-separated subset of the registered models"),
+            quick: bool = typer.Option(False, "--quick", help="a preview: the specs' \\[quick] sampler settings and fewer bootstrap/placebo draws"),
+            seed: Optional[int] = typer.Option(None, "--seed", help="one seed for every sampler and seeded section  \\[default: each spec's own seed]", show_default=False),
+            models: Optional[str] = typer.Option(None, "--models", help="comma-separated subset of the registered models, named as their folders: " + ",".join(registry.names()) + "  \\[default: all]", show_default=False),
             multiverse: bool = typer.Option(False, "--multiverse", help="add the multiverse-of-specifications stage "
-                                            "(DIR/multiverse/; off by default: it is many fits)")):
+                                            "(DIR/multiverse/; it is many fits)")):
     """The whole reanalysis: data check, replication, every model, diagnostics, comparison, prior
     sensitivity and the report (DIR/report.html). Exit 3 if a fit failed its gates, 130 if interrupted."""
     from .pipeline import read_manifest, run as _run
 
     panel = _panel(data, cmap)
-    chosen = [m.strip().replace("-", "_") for m in models.split(",")] if models else None
+    chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    unknown = [m for m in chosen or [] if m not in registry.names()]
+    if unknown:
+        _fail(BayesNQPError(f"--models: unknown model(s) {', '.join(unknown)}; choose from "
+                            f"{', '.join(registry.names())} (comma-separated, as the folders are named)"))
     _quiet_libraries()
     t0 = time.perf_counter()
     try:
-        with _RunDisplay() as display:
+        with _RunDisplay(quick) as display:
             result = _run(panel, out, quick=quick, seed=seed, progress=display, models=chosen,
                           multiverse=multiverse or None)
     except KeyboardInterrupt:
@@ -337,11 +362,16 @@ def run_cmd(data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt, out: 
         if where is not None and where.is_relative_to(out):
             where = where.relative_to(out)
         t.add_row(row["stage"], row["status"], f"{row['seconds']:.1f}" if row["seconds"] is not None else "",
-                  str(where or ""), row["note"] or "", style=style)
+                  str(where or ""), escape(row["note"] or ""), style=style)
     console.print(t)
     _notice(panel)
     if (out / "report.html").exists():
         console.print(f"report: {out / 'report.html'} and {out / 'report.md'}")
+    if result.exit_code and quick and not result.failed:
+        err.print("[yellow]preview (--quick):[/] the quick sampler settings did not reach the "
+                  f"diagnostic gates for {', '.join(result.gates_failed)}; these numbers are a preview, "
+                  "not weak evidence: rerun without --quick for results to rely on")
+        raise typer.Exit(result.exit_code)
     if result.exit_code:
         err.print("[bold red]a fit failed its diagnostic gates or errored: "
                   f"{', '.join(result.gates_failed + result.failed)}; results are written but flagged[/]")
@@ -349,18 +379,18 @@ def run_cmd(data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt, out: 
 
 
 @app.command("sensitivity")
-def sensitivity_cmd(model: ModelName = typer.Argument(..., help="which Bayesian model"),
+def sensitivity_cmd(model: ModelName = typer.Argument(..., help="which Bayesian model (named as its output folder)"),
                     prior_sets: str = typer.Option("default,weak,skeptical", "--prior-sets",
                                                    help="comma-separated prior set names or .toml files"),
                     data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt, out: Path = OutOpt,
-                    draws: Optional[int] = typer.Option(None, "--draws"), tune: Optional[int] = typer.Option(None, "--tune"),
-                    chains: Optional[int] = typer.Option(None, "--chains"), seed: Optional[int] = typer.Option(None, "--seed"),
-                    quick: bool = typer.Option(False, "--quick", help="the spec's \\[quick] sampler settings")):
+                    draws: Optional[int] = DrawsOpt, tune: Optional[int] = TuneOpt,
+                    chains: Optional[int] = ChainsOpt, seed: Optional[int] = SeedOpt,
+                    quick: bool = QuickOpt):
     """Refit a model under several prior sets (one compilation); writes DIR/sensitivity/<model>/."""
     from .bayes.sensitivity import sensitivity
 
     panel = _panel(data, cmap)
-    name = model.value.replace("-", "_")
+    name = model.value
     sets = [s.strip() for s in prior_sets.split(",") if s.strip()]
     _quiet_libraries()
     try:
@@ -374,7 +404,7 @@ def sensitivity_cmd(model: ModelName = typer.Argument(..., help="which Bayesian 
     for c in ("estimand", "prior set", "mean", "95% HDI", "P(>0)", "gates"):
         t.add_column(c)
     for r in res.table().itertuples(index=False):
-        t.add_row(r.estimand, r.prior_set, f"{r.mean:.4g}", f"[{r.hdi95_lo:.4g}, {r.hdi95_hi:.4g}]",
+        t.add_row(escape(r.estimand), escape(r.prior_set), f"{r.mean:.4g}", f"[{r.hdi95_lo:.4g}, {r.hdi95_hi:.4g}]",
                   f"{r.p_positive:.3f}", "passed" if r.passed else "[bold red]FAILED[/]")
     console.print(t)
     console.print(f"{res.compilations} compilation(s), {len(res.reused)} refit(s) reusing it; "

@@ -31,14 +31,14 @@ EXIT_INTERRUPTED = 130
 class CalModel(str, Enum):
     did = "did"
     heterogeneity = "heterogeneity"
-    event_study = "event-study"
+    event_study = "event_study"
     staggered = "staggered"
 
 
 class SbcModel(str, Enum):
     did = "did"
     heterogeneity = "heterogeneity"
-    event_study = "event-study"
+    event_study = "event_study"
     staggered = "staggered"
 
 

@@ -84,6 +84,57 @@ class Fit:
             notice=SIMULATED_NOTICE if self.data.get("simulated") else None,
             assumptions=tuple(self.assumptions), estimands=dict(self.estimands))
 
+    # ---- display (notebooks, scripts) -----------------------------------------------------
+    def __repr__(self) -> str:
+        d = self.diag
+        g = lambda v: "nan" if v is None else f"{v:.4g}"  # noqa: E731
+        head = ", ".join(f"{n}={g(e.mean)} [{g(e.hdi[0])}, {g(e.hdi[1])}]"
+                         for n, e in list(self._entries().items())[:3])
+        more = len(self.params) - 3
+        gates = "passed" if self.passed else "FAILED: " + "; ".join(d.get("failures", []))
+        return (f"<Fit {self.model}: {head}{f' (+{more} more)' if more > 0 else ''}; "
+                f"gates {gates}; {self.data.get('n_obs', '?')} obs>")
+
+    def _entries(self) -> dict:
+        return {k: v if isinstance(v, ParamEntry) else ParamEntry.from_json(v)
+                for k, v in self.params.items()}
+
+    def _repr_html_(self) -> str:
+        """A notebook shows the summary table and the gates."""
+        import html as _html
+
+        d = self.diag
+        rows = [("R-hat max", d.get("rhat_max"), "≤ 1.01"), ("bulk ESS min", d.get("ess_bulk_min"), "≥ 400"),
+                ("divergences", d.get("divergences"), "0")]
+        gates = "".join(f"<tr><td>{a}</td><td>{'' if b is None else f'{b:.4g}'}</td><td>{c}</td></tr>"
+                        for a, b, c in rows)
+        verdict = ("<b style='color:green'>passed</b>" if self.passed else
+                   "<b style='color:#b00'>FAILED</b>: " + _html.escape("; ".join(d.get("failures", []))))
+        note = f"<p><i>{_html.escape(SIMULATED_NOTICE)}</i></p>" if self.data.get("simulated") else ""
+        table = self.summary().to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="")
+        return (f"<div><h4>{_html.escape(self.model)}: posterior (outcome's original scale)</h4>{table}"
+                f"<p>diagnostic gates {verdict}</p><table><tr><th>gate</th><th>value</th>"
+                f"<th>needs</th></tr>{gates}</table>{note}</div>")
+
+    def plot(self):
+        """The fit's main figure (a matplotlib Figure): effects by event time for the event-time
+        models, otherwise every estimand's posterior mean and 95% HDI beside its frequentist
+        counterpart (the report's figures, report/figures.py)."""
+        from ..report.figures import _EVENT, event_time_plot, forest_plot
+
+        s = self.summary_json()
+        sim = bool(self.data.get("simulated"))
+        if any(_EVENT.match(n) for n in s["params"]):
+            return event_time_plot(s, self.model, sim)
+        return forest_plot(s, self.model, sim)
+
+    def table(self, interval: bool = True):
+        """The paper-style (esttab) table of this fit: ``.tex()``, ``.markdown()``, ``.html()``
+        (see report/paper_tables.py); a notebook shows it as HTML."""
+        from ..report.paper_tables import bayesian_table
+
+        return bayesian_table({self.model: self.summary_json()}, interval=interval, max_rows=50)
+
     def summary_json(self) -> dict:
         return self.to_summary().to_json()
 
@@ -281,10 +332,28 @@ def replication_for(model: BayesModel) -> dict | None:
 def fit(model: str, panel, *, priors="default", spec=None, draws=None, tune=None, chains=None,
         seed=None, target_accept=None, cores=None, quick=False, replication: dict | None | bool = None,
         progress=False, loo=True, ppc=True, psense=True, keep_compiled=False) -> Fit:
-    """Fit a Bayesian model by name. ``replication``: a replication summary dict to compare with,
-    None to run the counterpart section, False for no comparison. ``progress``: True for nutpie's
-    bar or a callable (see :func:`sample`). ``keep_compiled``: keep the compiled model on the Fit
-    (``fit.compiled_``) so that prior-sensitivity refits need not compile again."""
+    """Fit a Bayesian model by name; returns a :class:`Fit`.
+
+    Keywords (every sampler setting defaults to the spec's ``[sampler]`` table in
+    ``models/<model>.toml``; ``quick=True`` takes its ``[quick]`` table instead):
+
+    ``model``         a registered model: did, heterogeneity, event_study, staggered, mediation,
+                      threshold (``bayes_nqp.registry.names()``).
+    ``panel``         a :class:`~bayes_nqp.data.Panel` (``bn.load_panel(df_or_path, map)``).
+    ``priors``        a prior set: "default", "weak", "skeptical" or a path to a TOML prior set.
+    ``spec``          a spec to use instead of ``models/<model>.toml`` (a path or a ModelSpec).
+    ``draws``, ``tune``, ``chains``   posterior draws and warm-up draws per chain, and chains.
+    ``seed``          the sampler's random seed.  ``target_accept``: NUTS step-size target.
+    ``cores``         parallel chains (default: nutpie's choice).
+    ``quick``         the spec's ``[quick]`` settings: a preview, possibly short of the gates.
+    ``replication``   a replication summary dict to compare with (``bn.replicate(...)``), None
+                      (default) to run the counterpart sections now, False for no comparison.
+    ``progress``      True for nutpie's progress bar, or a callable (see :func:`sample`).
+    ``loo``, ``ppc``, ``psense``   compute PSIS-LOO, posterior predictive checks and
+                      power-scaling prior/likelihood sensitivity (default True each).
+    ``keep_compiled`` keep the compiled model on the Fit (``fit.compiled_``) so that
+                      prior-sensitivity refits need not compile again.
+    """
     t0 = time.perf_counter()
     m = make_model(model, panel, priors, spec)
     base = m.spec.quick if quick else m.spec.sampler

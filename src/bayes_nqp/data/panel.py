@@ -18,6 +18,7 @@ original names. The data layer knows nothing of models.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -220,11 +221,25 @@ def panel_from_frame(raw: pd.DataFrame, cmap: ColumnMap | dict, *, source: str |
     return Panel(_canonical(raw, cmap), cmap, report, source, digest)
 
 
-def load_panel(path: str | Path | None = None, columns: str | Path | ColumnMap | dict | None = None,
+def load_panel(path: str | Path | pd.DataFrame | None = None,
+               columns: str | Path | ColumnMap | dict | None = None,
                *, strict: bool = True) -> Panel:
-    """Read and validate a panel. Defaults: the bundled demo panel and its map."""
+    """Read and validate a panel. Defaults: the bundled demo panel and its map.
+
+    ``path`` is a file (CSV, Parquet, .dta, Excel) or a pandas DataFrame already in memory;
+    ``columns`` is the column map: a TOML file, a dict with the same keys
+    (``{"unit": "state", "time": "year", "outcome": "y", "treated": "d"}``) or a ColumnMap.
+    """
+    if isinstance(path, pd.DataFrame):
+        if columns is None:
+            raise ColumnMapError("a DataFrame needs its column map: load_panel(df, columns={'unit': ..., "
+                                 "'time': ..., 'outcome': ..., 'treated': ...}) or a TOML path")
+        cmap = columns if isinstance(columns, (ColumnMap, dict)) else read_column_map(columns)
+        digest = hashlib.sha256(pd.util.hash_pandas_object(path, index=False).to_numpy().tobytes()
+                                + repr(list(map(str, path.columns))).encode()).hexdigest()
+        return panel_from_frame(path, cmap, source="<DataFrame>", digest=digest, strict=strict)
     if path is not None and not isinstance(path, (str, Path)):
-        raise DataError(f"a data file is a path, got {type(path).__name__}")
+        raise DataError(f"a data file is a path or a pandas DataFrame, got {type(path).__name__}")
     path = Path(path) if path is not None else DEMO_PANEL
     if columns is None:
         columns = DEMO_MAP

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from .._logging import root_logger_kept
 from ..results import estimate
 
 #: the cluster-robust variance every section uses
@@ -75,7 +76,9 @@ def feols(data: pd.DataFrame, lhs: str, rhs: Sequence[str], fe: str = "unit + ti
     code, quotes, spaces or non-ASCII characters); the formula pyfixest sees holds only the
     generated names ``v0, v1, …`` and the canonical ``unit``/``time`` (see :class:`FEFit`).
     """
-    import pyfixest as pf
+    with root_logger_kept():  # pyfixest's (lazy) import calls logging.basicConfig(level=INFO)
+        import pyfixest as pf
+        import pyfixest.estimation  # noqa: F401  (the lazy part, imported while guarded)
 
     if fe not in ("unit + time", "unit"):
         raise ValueError(f"fixed effects must be 'unit + time' or 'unit', got {fe!r}")
@@ -130,7 +133,8 @@ def demean(panel, X: np.ndarray, df: pd.DataFrame | None = None,
 
     Works on balanced and unbalanced panels alike (alternating projections, tight tolerance).
     """
-    from pyfixest.estimation import demean as _demean
+    with root_logger_kept():
+        from pyfixest.estimation import demean as _demean
 
     df = panel.df if df is None else df
     cols = ["unit_idx", "time_idx"] if panel.time_effects else ["unit_idx"]

@@ -37,6 +37,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .._logging import root_logger_kept
 from ..results import estimate, jsonable
 from ._fe import coef_entry, fe_part, feols, terms, wald_pvalue
 from .base import SectionResult, section
@@ -121,7 +122,8 @@ def sun_abraham(panel, covariates: list[str] | None = None,
     The saturated cohort × event-time TWFE regression, aggregated with cohort shares; SEs
     clustered by unit with t(G−1) inference (``df_convention="cluster"``, as fixest).
     """
-    from diff_diff import SunAbraham
+    with root_logger_kept():
+        from diff_diff import SunAbraham
 
     df, covariates = _cohort_frame(panel, covariates)
     sa = SunAbraham(control_group=control_group, cluster="unit", df_convention="cluster")
@@ -148,7 +150,8 @@ def sun_abraham(panel, covariates: list[str] | None = None,
 def callaway_santanna(panel, covariates: list[str] | None = None,
                       control_group: str = "never_treated") -> tuple[dict, pd.DataFrame]:
     """Callaway–Sant'Anna via diff-diff: overall ATT and the event-study aggregation."""
-    from diff_diff import CallawaySantAnna
+    with root_logger_kept():
+        from diff_diff import CallawaySantAnna
 
     df, covariates = _cohort_frame(panel, covariates)
     cs = CallawaySantAnna(control_group=control_group, cluster="unit")

@@ -734,4 +734,9 @@ def build_report(out: str | Path) -> dict[str, Path]:
         env = _env()
         html = env.get_template("report.html.j2").render(**ctx)
         md = env.get_template("report.md.j2").render(**ctx)
-        return {"html": write_atomic(out / "report.html", html), "md": write_atomic(out / "report.md", md)}
+        paths = {"html": write_atomic(out / "report.html", html), "md": write_atomic(out / "report.md", md)}
+        # the paper-style tables (esttab form) beside the report: DIR/tables/*.{tex,md,html}
+        from .paper_tables import write_tables
+
+        paths.update({f"tables/{k}": v for k, v in write_tables(out).items()})
+        return paths
