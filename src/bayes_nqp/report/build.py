@@ -406,16 +406,20 @@ def replication_section(out: Path, rep: dict | None, manifest: dict | None, asse
     tdir = out / "replication" / "tables"
     csvs = sorted(tdir.glob("*.csv")) if tdir.exists() else []
     order = {n: i for i, n in enumerate(REPLICATION_TABLE_ORDER)}
+    inner = []
     for p in sorted(csvs, key=lambda x: (order.get(x.stem, 99), x.stem)):
         df = _read_csv(p)
         if len(df) > MAX_ROWS:
-            blocks.append(text(f"Table {p.stem}: {len(df)} rows, not printed; see "
-                               f"{p.relative_to(out).as_posix()}.", "muted"))
+            inner.append(text(f"Table {p.stem}: {len(df)} rows, not printed; see "
+                              f"{p.relative_to(out).as_posix()}.", "muted"))
             continue
-        blocks.append(table(df, f"Table: {p.stem}"))
+        inner.append(table(df, f"Table: {p.stem}"))
+    if inner:
+        blocks.append({"kind": "details", "summary": "The replication's tables", "blocks": inner})
     fdir = out / "replication" / "figures"
-    for p in sorted(fdir.glob("*.png")) if fdir.exists() else []:
-        blocks.append(assets.file(p, f"Replication figure: {p.stem}"))
+    figs = [assets.file(p, f"Replication figure: {p.stem}") for p in (sorted(fdir.glob("*.png")) if fdir.exists() else [])]
+    if any(figs):
+        blocks.append({"kind": "details", "summary": "The replication's figures", "blocks": [f for f in figs if f]})
     for sec, why in (rep.get("skipped") or {}).items():
         blocks.append(text(f"Section {sec} skipped: {why}", "warn"))
     return _section("replication", title, [b for b in blocks if b])
@@ -577,8 +581,12 @@ def model_section(out: Path, name: str, s: dict | None, manifest: dict | None, r
     blocks.append(assets.make(f"{name}_forest", "Posterior mean and 95% HDI (blue) against the "
                               "frequentist estimate and 95% CI (grey)",
                               lambda: F.forest_plot(s, f"{name}: estimands", sim), src))
+    extra = []
     for key, v in FitSummary.from_json(s).extras.items():
-        blocks += _extra_blocks(key, v)
+        extra += _extra_blocks(key, v)
+    if extra:
+        blocks.append({"kind": "details", "summary": f"{name}: further results (the model's own tables)",
+                       "blocks": [b for b in extra if b]})
     return _section(name, title, [b for b in blocks if b])
 
 
@@ -599,15 +607,31 @@ def diagnostics_section(out: Path, fits: dict, sens: dict, assets: _Assets) -> d
     df = pd.DataFrame(rows).reindex(columns=["model", "passed", "rhat_max", "ess_bulk_min", "ess_tail_min",
                                              "divergences", "bfmi_min", "treedepth_saturation", "failures",
                                              "warnings"])
-    blocks.append(table(df, "Convergence gates, main fits and prior-sensitivity refits",
-                        ["" if p else "bad" for p in df["passed"]]))
+    main = df[~df["model"].str.contains(" (prior set ", regex=False)]
+    refits = df[df["model"].str.contains(" (prior set ", regex=False)]
+    gate_cols = ["model", "passed", "rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "failures"]
+    blocks.append(table(main[gate_cols], "Gates per model (main fits)",
+                        ["" if p else "bad" for p in main["passed"]]))
+    if len(refits):
+        blocks.append(table(refits[gate_cols], "Gates of the prior-sensitivity refits",
+                            ["" if p else "bad" for p in refits["passed"]]))
+    warn = main[["model", "bfmi_min", "treedepth_saturation", "warnings"]]
+    if warn["warnings"].fillna("").astype(str).str.len().gt(0).any():
+        blocks.append({"kind": "details", "summary": "Sampler warnings (E-BFMI, tree depth, LOO Pareto k)",
+                       "blocks": [table(warn, "Warnings per model")]})
     ps = psense_table(fits)
     if len(ps):
-        blocks.append(heading("Power-scaling sensitivity (psense)"))
-        blocks.append(text("How much each estimand moves when the prior or the likelihood is "
-                           "power-scaled (ArviZ psense; cut-off 0.05). 'prior-data conflict': both "
-                           "sensitive; 'strong prior / weak likelihood': only the prior is."))
-        blocks.append(_capped_cls(ps))
+        flagged = ps[ps["diagnosis"].map(lambda d: isinstance(d, str) and d != "ok")]
+        blocks.append(text(f"Power-scaling sensitivity (ArviZ psense; cut-off 0.05): {len(flagged)} of "
+                           f"{len(ps)} estimand(s) and parameters flagged"
+                           + (": " + ", ".join(f"{r.model}/{r.param} ({r.diagnosis})"
+                                               for r in flagged.head(8).itertuples())
+                              + (" …" if len(flagged) > 8 else "") if len(flagged) else "") + ".",
+                           "warn" if len(flagged) else "good"))
+        blocks.append({"kind": "details", "summary": "Power-scaling sensitivity per estimand and parameter",
+                       "blocks": [text("How much each estimand moves when the prior or the likelihood is "
+                                       "power-scaled. 'prior-data conflict': both sensitive; 'strong "
+                                       "prior / weak likelihood': only the prior is."), _capped_cls(ps)]})
     for m, s in fits.items():
         names = list(s.get("params", {}))
         src = [out / m / "estimands.nc", out / m / "summary.json"]
@@ -622,8 +646,8 @@ def diagnostics_section(out: Path, fits: dict, sens: dict, assets: _Assets) -> d
         ]
         fig_blocks = [b for b in fig_blocks if b]
         if fig_blocks:
-            blocks.append(heading(f"{m}: convergence and predictive checks"))
-            blocks += fig_blocks
+            blocks.append({"kind": "details", "summary": f"{m}: convergence and predictive-check figures",
+                           "blocks": fig_blocks})
     return _section("diagnostics", title, blocks)
 
 
