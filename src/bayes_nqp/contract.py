@@ -117,8 +117,10 @@ class ParamEntry:
         mode, hset = None, None
         if np.ptp(x) > 0:
             try:
-                mode = _float(array_stats.mode(x))
-                hset = hdi_set(x, array_stats.hdi(x, prob=INTERVAL_PROB, method="multimodal"))
+                vals, counts = np.unique(x, return_counts=True)
+                # few distinct values (a grid): the most frequent one; else the density's peak
+                mode = _float(vals[np.argmax(counts)]) if vals.size <= 100 else _float(array_stats.mode(x))
+                hset = hdi_set(x)
             except Exception:  # a summary never fails for want of a density estimate
                 mode, hset = None, None
         else:
@@ -145,21 +147,40 @@ class ParamEntry:
                    tuple(tuple(_pair(iv)) for iv in hs) if hs else None)
 
 
-def hdi_set(x, intervals, merge: float = 0.02) -> tuple[tuple[float, float], ...]:
-    """The intervals of a multimodal HDI (ArviZ's ``method="multimodal"``), NaN rows dropped and
-    neighbours closer than ``merge`` × the draws' range joined (the density estimate's grid splits
-    one mode into fragments)."""
-    iv = [tuple(map(float, r)) for r in np.atleast_2d(np.asarray(intervals, dtype=float))
-          if np.all(np.isfinite(r))]
-    iv.sort()
-    gap = merge * float(np.ptp(np.asarray(x, dtype=float)))
-    out: list[list[float]] = []
-    for a, b in iv:
-        if out and a - out[-1][1] <= gap:
-            out[-1][1] = max(out[-1][1], b)
+def hdi_set(x, prob: float = INTERVAL_PROB, max_values: int = 100) -> tuple[tuple[float, float], ...]:
+    """The highest-density set of draws ``x`` at ``prob``, as sorted disjoint intervals.
+
+    Draws on few distinct values (≤ ``max_values``: a threshold's location on the grid of
+    candidate values, say) are counted value by value; others are binned (a histogram of
+    ``min(50, max(10, n // 100))`` bins). The most probable values (bins) are taken until they
+    hold ``prob`` of the draws; runs of neighbours make the intervals, and runs up to two bins apart are
+    joined (sampling noise in the tails is not a mode)."""
+    x = np.sort(np.asarray(x, dtype=float).ravel())
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return ()
+    vals, counts = np.unique(x, return_counts=True)
+    if vals.size <= max_values:
+        lo_e, hi_e, gap = vals, vals, 0
+    else:
+        nb = int(min(50, max(10, x.size // 100)))
+        counts, edges = np.histogram(x, bins=nb)
+        lo_e, hi_e, gap = edges[:-1], edges[1:], 2
+    order = np.argsort(-counts, kind="stable")
+    take = np.zeros(counts.size, dtype=bool)
+    total, need = 0, prob * counts.sum()
+    for k in order:
+        take[k] = True
+        total += counts[k]
+        if total >= need:
+            break
+    runs: list[list[int]] = []
+    for k in np.flatnonzero(take):
+        if runs and k - runs[-1][1] <= 1 + gap:
+            runs[-1][1] = k
         else:
-            out.append([a, b])
-    return tuple((a, b) for a, b in out)
+            runs.append([k, k])
+    return tuple((float(lo_e[a]), float(hi_e[b])) for a, b in runs)
 
 
 @dataclass(frozen=True)

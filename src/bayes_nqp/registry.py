@@ -13,6 +13,7 @@ PyMC (the report needs it, and the report never fits anything)::
     figures = ["event_time"]                       # extra report figures (report/figures.py)
     headline = "tau"                               # the one estimand calibrations check
     loo_group = "outcome"                          # LOO compares only models of one group
+    parallel_trends = true                         # identified by parallel trends (verdicts)
 
 The model's key estimands are declared on its class (``key_estimands``), because some depend on
 the data (one indirect effect per mediator). Every other key in ``[model]`` is an option the
@@ -50,7 +51,8 @@ MODULES: dict[str, str] = {
 #: model name -> its spec file, for models whose TOML is not models/<name>.toml
 SPECS: dict[str, Path] = {}
 #: the keys of [model] that describe the model to the program rather than configure it
-REGISTRY_KEYS = ("title", "intro", "sensitivity", "figures", "description", "headline", "loo_group")
+REGISTRY_KEYS = ("title", "intro", "sensitivity", "figures", "description", "headline", "loo_group",
+                 "parallel_trends")
 ENV = "BAYES_NQP_MODELS"
 
 
@@ -70,6 +72,8 @@ class ModelInfo:
     #: models of the same data and likelihood share a group; the report's LOO comparison ranks
     #: only models within one group (None: the model is never ranked against another)
     loo_group: str | None = None
+    #: identified by parallel trends: the event study's pre-trend breakdown bears on its claims
+    parallel_trends: bool = False
 
 
 def register_model(name: str, module: str, spec: str | Path | None = None) -> None:
@@ -135,7 +139,8 @@ def info(name: str) -> ModelInfo:
                                  sensitivity=bool(m.get("sensitivity", False)),
                                  figures=tuple(figures),
                                  headline=str(m["headline"]) if m.get("headline") else None,
-                                 loo_group=str(m["loo_group"]) if m.get("loo_group") else None)
+                                 loo_group=str(m["loo_group"]) if m.get("loo_group") else None,
+                                 parallel_trends=bool(m.get("parallel_trends", False)))
     return _cache[name]
 
 

@@ -232,13 +232,8 @@ def _headline_number(c: dict) -> str:
 
 
 def _short_reason(c: dict) -> str:
-    """The claim's reason, cut to its first clause and any cap or fragility."""
-    why = c["why"]
-    parts = [p.strip() for p in why.split(";") if p.strip()]
-    if len(parts) <= 2:
-        return why
-    key = [p for p in parts[1:] if p.startswith(("but", "fragile"))]
-    return "; ".join([parts[0]] + key[:2]) + (" …" if len(parts) > 1 + len(key[:2]) else "")
+    """One reason: the fragility, else what caps the verdict, else the rule's finding."""
+    return c.get("short") or c["why"]
 
 
 def outcome_sd(out: Path) -> float | None:
@@ -508,6 +503,58 @@ def modal_table(s: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["param", "mode", "median", "95% HDI set", "mean (not used)"])
 
 
+def _iv(e: dict | None, lo_key=CI) -> str:
+    if not isinstance(e, dict) or e.get("estimate") is None:
+        return "—"
+    ci = e.get(lo_key) or [None, None]
+    return f"{fmt(e['estimate'])} [{fmt(ci[0])}, {fmt(ci[1])}]"
+
+
+def _sign(x) -> int:
+    return 0 if x is None or not isinstance(x, (int, float)) or x == 0 else (1 if x > 0 else -1)
+
+
+def like_with_like(name: str, s: dict, rep: dict | None) -> dict | None:
+    """The Bayesian estimand beside the frequentist estimators of the same estimand, each
+    labelled: heterogeneity's group effects beside the TWFE interaction estimate and split-sample
+    TWFE; staggered's imputation ATT beside Borusyak–Jaravel–Spiess, Callaway–Sant'Anna and
+    Sun–Abraham. A sign difference is stated."""
+    if not rep:
+        return None
+    params = s.get("params") or {}
+    rows = []
+    if any(p.startswith("tau[") and "=" in p for p in params) and rep.get("heterogeneity_interaction"):
+        inter, split = rep.get("heterogeneity_interaction") or {}, rep.get("heterogeneity") or {}
+        for p, e in params.items():
+            if not (p.startswith("tau[") and "=" in p):
+                continue
+            g, lv = p[4:-1].split("=", 1)
+            i, sp = (inter.get(g) or {}).get(lv), (split.get(g) or {}).get(lv)
+            signs = {_sign(e.get("mean")), _sign((i or {}).get("estimate")), _sign((sp or {}).get("estimate"))} - {0}
+            rows.append({"estimand": p, "Bayesian mean [95% HDI]": f"{fmt(e['mean'])} [{fmt(e[HDI][0])}, {fmt(e[HDI][1])}]",
+                         "TWFE interaction [95% CI] (same estimand)": _iv(i),
+                         "split-sample TWFE [95% CI]": _iv(sp),
+                         "note": "the signs differ" if len(signs) > 1 else ""})
+        caption = "Group effects: the Bayesian model beside the TWFE interaction estimate and split samples"
+    elif "att" in params and (rep.get("imputation") or rep.get("callaway_santanna")):
+        e = params["att"]
+        for key, label in (("imputation", "Borusyak–Jaravel–Spiess imputation (same estimand)"),
+                           ("callaway_santanna", "Callaway–Sant'Anna"), ("sun_abraham", "Sun–Abraham")):
+            o = (rep.get(key) or {}).get("overall")
+            if not isinstance(o, dict):
+                continue
+            rows.append({"estimator": label, "overall ATT [95% interval]": _iv(o),
+                         "note": "sign differs from the Bayesian ATT" if _sign(o.get("estimate")) * _sign(e.get("mean")) < 0 else ""})
+        rows.insert(0, {"estimator": "Bayesian imputation ATT (posterior mean, 95% HDI)",
+                        "overall ATT [95% interval]": f"{fmt(e['mean'])} [{fmt(e[HDI][0])}, {fmt(e[HDI][1])}]",
+                        "note": ""})
+        caption = "Staggered ATT beside the frequentist staggered-robust estimators"
+    if not rows:
+        return None
+    df = pd.DataFrame(rows)
+    return table(df, caption, ["warn" if r.get("note") else "" for r in rows])
+
+
 def _gate_classes(df: pd.DataFrame) -> list[str]:
     out = []
     for r in df.itertuples(index=False):
@@ -567,6 +614,9 @@ def model_section(out: Path, name: str, s: dict | None, manifest: dict | None, r
     if len(modal):
         blocks.append(table(modal, "Multimodal posteriors: mode, median and the 95% highest-density set",
                             note="the mean can lie between the modes; the mode is the point compared"))
+    lwl = like_with_like(name, s, rep)
+    if lwl is not None:
+        blocks.append(lwl)
     cmp = pd.DataFrame(comparison_rows(name, s))
     if len(cmp):
         blocks.append(table(cmp.drop(columns=["model"]), "Bayesian vs frequentist"))
@@ -687,9 +737,12 @@ def loo_section(out: Path, fits: dict) -> dict:
     except Exception as exc:
         log.warning("LOO comparison failed: %s", exc)
         blocks.append(text(f"LOO comparison could not be computed: {exc}", "warn"))
-    thr = (fits.get("threshold", {}).get("extras") or {}).get("loo_compare")
-    if thr:
-        blocks.append(table(pd.DataFrame(thr), "threshold: LOO comparison of 0, 1 and 2 thresholds"))
+    thr = False
+    for m, s in fits.items():  # a model's own LOO comparison (the threshold model's 0/1/2 thresholds)
+        own = (s.get("extras") or {}).get("loo_compare")
+        if own:
+            thr = True
+            blocks.append(table(pd.DataFrame(own), f"{m}: its own LOO comparison (0, 1 and 2 thresholds)"))
     if lt.empty and not thr:
         return _section("loo", title, blocks, status="missing", reason="no fit has a LOO summary")
     return _section("loo", title, blocks)

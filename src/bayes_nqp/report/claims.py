@@ -63,8 +63,6 @@ BREAKDOWN_M_MIN = 1.0
 RHO_BREAKDOWN_MIN = 0.1
 #: the bootstrap test of no threshold must reject at this level
 THRESHOLD_ALPHA = 0.05
-#: models identified by parallel trends (the pre-trend breakdown bears on their claims)
-PARALLEL_TRENDS_MODELS = ("did", "heterogeneity", "event_study", "staggered")
 
 DIRECTIONS = ("positive", "negative", "nonzero", "null")
 
@@ -292,31 +290,47 @@ def _flip(e: dict) -> dict:
 
 # ---- fragility ----------------------------------------------------------------------------------
 
+def _parallel_trends(model: str) -> bool:
+    """Whether the model is identified by parallel trends (``parallel_trends`` in its [model])."""
+    from .. import registry
+
+    try:
+        return registry.info(model).parallel_trends
+    except Exception:  # an unregistered model folder: no declaration
+        return False
+
+
 def fragility(claim: Claim, fits: dict[str, dict], replication: dict | None) -> list[str]:
-    """The sensitivity analyses that undercut a claim, in words (empty: none does)."""
+    """The sensitivity analyses that undercut a claim, in words (empty: none does). Each is
+    found by what the saved fits hold, not by model name: the pre-trend breakdown ``breakdown_M``
+    of any fit (for claims on models declaring ``parallel_trends``), the claim's fit's
+    ``rho_breakdown[m]`` (for ``indirect[m]``), its ``extras.n_thresholds`` and the replication's
+    bootstrap p-values of the threshold tests (for a fit that chose a number of thresholds)."""
     why = []
-    if claim.model in PARALLEL_TRENDS_MODELS:
-        es = fits.get("event_study", {}).get("params", {}).get("breakdown_M")
-        M = es.get("mean") if isinstance(es, dict) else None
-        if M is not None and M < BREAKDOWN_M_MIN:
-            why.append(f"the pre-trend breakdown M = {M:.2f} < {BREAKDOWN_M_MIN:g}: a violation of "
-                       "parallel trends smaller than the largest pre-period deviation would overturn it")
-    if claim.model == "mediation":
-        params = fits.get("mediation", {}).get("params", {})
-        for e in claim.estimands:
-            if e.startswith("indirect["):
-                m = e[len("indirect["):-1]
-                rb = params.get(f"rho_breakdown[{m}]")
-                r = rb.get("mean") if isinstance(rb, dict) else None
-                if r is not None and abs(r) < RHO_BREAKDOWN_MIN:
-                    why.append(f"the mediation ρ-breakdown of {m} is {r:.2f} < {RHO_BREAKDOWN_MIN:g}: a "
-                               "small mediator–outcome confounding would remove the indirect effect")
-    if claim.model == "threshold":
-        ex = (fits.get("threshold", {}).get("extras") or {}).get("n_thresholds")
-        pref = ex.get("preferred") if isinstance(ex, dict) else None
-        if pref == 0:
+    s = fits.get(claim.model, {})
+    if _parallel_trends(claim.model):
+        for m, f in fits.items():
+            es = (f.get("params") or {}).get("breakdown_M")
+            M = es.get("mean") if isinstance(es, dict) else None
+            if M is not None and M < BREAKDOWN_M_MIN:
+                why.append(f"the pre-trend breakdown M = {M:.2f} < {BREAKDOWN_M_MIN:g} ({m}): a violation "
+                           "of parallel trends smaller than the largest pre-period deviation would overturn it")
+                break
+    params = s.get("params") or {}
+    for e in claim.estimands:
+        if e.startswith("indirect["):
+            m = e[len("indirect["):-1]
+            rb = params.get(f"rho_breakdown[{m}]")
+            r = rb.get("mean") if isinstance(rb, dict) else None
+            if r is not None and abs(r) < RHO_BREAKDOWN_MIN:
+                why.append(f"the mediation ρ-breakdown of {m} is {r:.2f} < {RHO_BREAKDOWN_MIN:g}: a "
+                           "small mediator–outcome confounding would remove the indirect effect")
+    ex = (s.get("extras") or {}).get("n_thresholds")
+    if isinstance(ex, dict):
+        if ex.get("preferred") == 0:
             why.append("LOO does not prefer a model with a threshold over one without")
-        pv = ((replication or {}).get("threshold") or {}).get("pvalues") or []
+        sec = (replication or {}).get(claim.model) or {}
+        pv = sec.get("pvalues") or []
         if pv and pv[0] is not None and pv[0] >= THRESHOLD_ALPHA:
             why.append(f"the bootstrap test of no threshold does not reject (p = {pv[0]:.3f} ≥ "
                        f"{THRESHOLD_ALPHA:g})")
@@ -383,17 +397,19 @@ def evaluate(claim_set: ClaimSet, fits: dict[str, dict], sensitivity: dict[str, 
             continue
         worst = max(verdicts, key=lambda v: _RANK[v])
         why = "; ".join(w for w, v in zip(whys, verdicts) if v == worst) if worst != "supported" else "; ".join(whys)
-        verdict = worst
+        verdict, short = worst, why.split("; ")[0]
         if verdict == "supported":
             if not s.get("diagnostics", {}).get("passed"):
-                verdict, why = "weaker", why + "; but the fit failed its diagnostic gates"
+                caps.insert(0, "the fit failed its diagnostic gates")
+                verdict, why, short = "weaker", why + "; but the fit failed its diagnostic gates", caps[0]
             elif caps:
-                verdict, why = "weaker", why + "; but " + "; ".join(caps)
+                verdict, why, short = "weaker", why + "; but " + "; ".join(caps), caps[0]
         if verdict in ("supported", "weaker"):
             frag = fragility(c, fits, replication)
             if frag:
                 verdict, why = "fragile", why + "; fragile: " + "; ".join(frag)
-        out.append({**base, "verdict": verdict, "why": why, "evidence": ev})
+                short = "; ".join(f.split(":")[0] for f in frag)
+        out.append({**base, "verdict": verdict, "why": why, "short": short, "evidence": ev})
     return out
 
 
