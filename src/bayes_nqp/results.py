@@ -114,7 +114,9 @@ def title_figure(fig, title: str, simulated: bool) -> None:
     caption (the notice), whoever draws it."""
     if simulated:
         fig.suptitle(f"SIMULATED DATA — {title}", fontsize=11)
-        fig.text(0.5, 0.005, SIMULATED_NOTICE, ha="center", va="bottom", fontsize=6.5,
+        # below the figure's lower edge (va="top" at y = 0): never over axis labels or a
+        # legend; save_figure's tight bounding box takes it in
+        fig.text(0.5, -0.01, SIMULATED_NOTICE, ha="center", va="top", fontsize=6.5,
                  wrap=True, color="0.35")
     else:
         fig.suptitle(title, fontsize=11)
