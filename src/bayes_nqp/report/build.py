@@ -804,13 +804,18 @@ def sensitivity_section(out: Path, sens: dict, manifest: dict | None, assets: _A
             continue
         blocks.append(heading(m))
         df = sensitivity_table(s)
-        blocks.append(table(df, f"{m}: key estimands under each prior set",
-                            ["" if p in (True, None) else "bad" for p in df["passed"]]))
+        blocks.append({"kind": "details", "summary": f"{m}: the key estimands under each prior set (table)",
+                       "blocks": [table(df, f"{m}: key estimands under each prior set",
+                                        ["" if p in (True, None) else "bad" for p in df["passed"]])]})
         stab = s.get("stability") or {}
         unstable = [k for k, v in stab.items() if not v.get("stable")]
-        blocks.append(text(("P(>0) changes class across prior sets for: " + ", ".join(unstable)) if unstable
+        blocks.append(text(("P(>0) changes class (≥ 0.95, 0.8–0.95, < 0.8) across prior sets for: "
+                            + ", ".join(unstable)) if unstable
                            else "P(>0) stays in the same class (≥ 0.95, 0.8–0.95, < 0.8) under every prior set.",
                            "warn" if unstable else "good"))
+        blocks.append(text("The claims' verdicts are re-judged under every set by the verdict rules "
+                           "(Summary of findings): a verdict that changes under any set is at most weaker.",
+                           "muted"))
         blocks.append(text(f"{s.get('compilations', '—')} compilation(s); reused the compiled model for "
                            f"{', '.join(s.get('reused_compiled') or []) or 'no set'}; {fmt(s.get('seconds'))} s.",
                            "muted"))
@@ -886,7 +891,12 @@ def manifest_section(out: Path, manifest: dict | None, fits: dict) -> dict:
         blocks.append(table(pd.DataFrame(prow), "Prior sets (standardised scale)"))
     v = m.get("versions", {})
     blocks.append(table(pd.DataFrame({"package": list(v), "version": list(v.values())}), "Package versions"))
-    return _section("manifest", title, blocks)
+    # the run's status stays on the page; its record (data, map, options, seeds, stages, specs,
+    # priors, versions) is one click below
+    return _section("manifest", title, [blocks[0], {"kind": "details", "summary": "The run's record: data, "
+                                                    "column map, options, seeds, stages and timings, "
+                                                    "specs, prior sets, package versions",
+                                                    "blocks": blocks[1:]}])
 
 
 # ---- the report ----------------------------------------------------------------------------
