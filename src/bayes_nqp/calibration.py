@@ -378,7 +378,7 @@ def sbc_task(panel, *, model: str, priors, spec, sampler: dict, seed: int, repli
     fit = fit_once(m, m.build(), sampler, seed, model)
     true_est = {k: float(np.asarray(v).ravel()[0])
                 for k, v in m.estimands(_as_posterior(m, {**truth, **latent},
-                                                      {"alpha": ("city",), "tau_unit_z": ("city",),
+                                                      {"alpha": ("unit",), "tau_unit_z": ("unit",),
                                                        **pm_base.named_vars_to_dims})).items()
                 if np.asarray(v).size == 1}
     post = fit.idata["posterior"].to_dataset()

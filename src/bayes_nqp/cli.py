@@ -42,6 +42,19 @@ SeedOpt = typer.Option(None, "--seed", show_default=False,
 QuickOpt = typer.Option(False, "--quick", help="a preview: the spec's \\[quick] sampler settings "
                         "(4 chains x 1000 draws, 500 tuning) instead of \\[sampler]")
 OutOpt = typer.Option(Path("reports"), "--out", help="output folder; every file is written under it")
+ClaimsOpt = typer.Option(None, "--claims", help="claims file (TOML: title, citation, \\[\\[claim]] with estimands, "
+                         "direction or null, ROPE, wording) the report judges; default: the demo's "
+                         "data/zhu_chen_2025_claims.toml for the demo panel, else the standard claims "
+                         "worded from the column map", show_default=False)
+
+
+def _claims_file(claims: Optional[Path], data: Optional[Path]) -> Optional[Path]:
+    """The claims file of a run: the one given; for the bundled demo panel, the demo's."""
+    if claims is not None or data is not None:
+        return claims
+    from .report.claims import DEMO_CLAIMS
+
+    return DEMO_CLAIMS if DEMO_CLAIMS.exists() else None
 
 
 def _fail(exc: Exception) -> None:
@@ -327,7 +340,8 @@ def run_cmd(data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt, out: 
             seed: Optional[int] = typer.Option(None, "--seed", help="one seed for every sampler and seeded section  \\[default: each spec's own seed]", show_default=False),
             models: Optional[str] = typer.Option(None, "--models", help="comma-separated subset of the registered models, named as their folders: " + ",".join(registry.names()) + "  \\[default: all]", show_default=False),
             multiverse: bool = typer.Option(False, "--multiverse", help="add the multiverse-of-specifications stage "
-                                            "(DIR/multiverse/; it is many fits)")):
+                                            "(DIR/multiverse/; it is many fits)"),
+            claims: Optional[Path] = ClaimsOpt):
     """The whole reanalysis: data check, replication, every model, diagnostics, comparison, prior
     sensitivity and the report (DIR/report.html). Exit 3 if a fit failed its gates, 130 if interrupted."""
     from .pipeline import read_manifest, run as _run
@@ -343,7 +357,7 @@ def run_cmd(data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt, out: 
     try:
         with _RunDisplay(quick) as display:
             result = _run(panel, out, quick=quick, seed=seed, progress=display, models=chosen,
-                          multiverse=multiverse or None)
+                          multiverse=multiverse or None, claims=_claims_file(claims, data))
     except KeyboardInterrupt:
         m = read_manifest(out) or {}
         err.print(f"[bold red]interrupted[/] during stage {m.get('stopped_at') or '(before the first stage)'}; "
@@ -415,13 +429,16 @@ def sensitivity_cmd(model: ModelName = typer.Argument(..., help="which Bayesian 
 
 
 @app.command("report")
-def report_cmd(out: Path = typer.Argument(Path("reports"), help="a results folder (from `bayes-nqp run`)")):
+def report_cmd(out: Path = typer.Argument(Path("reports"), help="a results folder (from `bayes-nqp run`)"),
+               claims: Optional[Path] = typer.Option(None, "--claims", help="claims file (TOML) the report "
+                                                     "judges; default: DIR/claims.toml saved by the run, "
+                                                     "else the standard claims worded from the column map")):
     """Rebuild DIR/report.html and DIR/report.md from saved results, without refitting."""
     from .report import build_report
 
     try:
         with console.status("building the report ..."):
-            paths = build_report(out)
+            paths = build_report(out, claims=claims)
     except BayesNQPError as exc:
         _fail(exc)
     for p in paths.values():

@@ -76,30 +76,111 @@ def _pair(v) -> tuple[float | None, float | None]:
 
 @dataclass(frozen=True)
 class ParamEntry:
-    """One estimand's posterior summary, on the outcome's original scale."""
+    """One estimand's posterior summary, on the outcome's original scale.
+
+    ``median`` and ``mode`` (the posterior density's peak) are optional; ``hdi_set`` is the
+    highest-density *set* at :data:`INTERVAL_PROB` where it is not one interval (a multimodal
+    posterior, a threshold location say): then the one interval ``hdi`` covers the gaps, and
+    :attr:`point` is the mode, not the mean (which can lie between the modes, outside the set).
+    """
 
     mean: float | None
     sd: float | None
     hdi: tuple[float | None, float | None]
     p_positive: float | None
+    median: float | None = None
+    mode: float | None = None
+    hdi_set: tuple[tuple[float, float], ...] | None = None
+
+    @property
+    def multimodal(self) -> bool:
+        return bool(self.hdi_set) and len(self.hdi_set) > 1
+
+    @property
+    def point(self) -> float | None:
+        """The point summary to report and compare: the mean, unless the posterior is multimodal
+        or its mean lies outside its own HDI; then the mode."""
+        lo, hi = self.hdi
+        outside = None not in (self.mean, lo, hi) and not (lo <= self.mean <= hi)
+        if (self.multimodal or outside) and self.mode is not None:
+            return self.mode
+        return self.mean
 
     @classmethod
     def from_draws(cls, draws) -> "ParamEntry":
-        """Mean, sd, :data:`INTERVAL_PROB` HDI and P(>0) of posterior draws (any shape)."""
+        """Mean, sd, :data:`INTERVAL_PROB` HDI, P(>0), median, mode and the HDI set of posterior
+        draws (any shape)."""
         from arviz_stats.base import array_stats  # local: keeps this module import-light
 
         x = np.asarray(draws, dtype=float).ravel()
         lo, hi = array_stats.hdi(x, prob=INTERVAL_PROB)
+        mode, hset = None, None
+        if np.ptp(x) > 0:
+            try:
+                vals, counts = np.unique(x, return_counts=True)
+                # few distinct values (a grid): the most frequent one; else the density's peak
+                mode = _float(vals[np.argmax(counts)]) if vals.size <= 100 else _float(array_stats.mode(x))
+                hset = hdi_set(x)
+            except Exception:  # a summary never fails for want of a density estimate
+                mode, hset = None, None
+        else:
+            mode = _float(x[0])
         return cls(_float(x.mean()), _float(x.std(ddof=1)), (_float(lo), _float(hi)),
-                   float((x > 0).mean()))
+                   float((x > 0).mean()), _float(np.median(x)), mode,
+                   hset if hset is not None and len(hset) > 1 else None)
 
     def to_json(self) -> dict:
-        return {"mean": self.mean, "sd": self.sd, HDI: list(self.hdi), "p_positive": self.p_positive}
+        out = {"mean": self.mean, "sd": self.sd, HDI: list(self.hdi), "p_positive": self.p_positive}
+        if self.median is not None:
+            out["median"] = self.median
+        if self.mode is not None:
+            out["mode"] = self.mode
+        if self.hdi_set:
+            out[f"{HDI}_set"] = [list(iv) for iv in self.hdi_set]
+        return out
 
     @classmethod
     def from_json(cls, d: dict) -> "ParamEntry":
+        hs = d.get(f"{HDI}_set")
         return cls(_float(d.get("mean")), _float(d.get("sd")), _pair(d.get(HDI)),
-                   _float(d.get("p_positive")))
+                   _float(d.get("p_positive")), _float(d.get("median")), _float(d.get("mode")),
+                   tuple(tuple(_pair(iv)) for iv in hs) if hs else None)
+
+
+def hdi_set(x, prob: float = INTERVAL_PROB, max_values: int = 100) -> tuple[tuple[float, float], ...]:
+    """The highest-density set of draws ``x`` at ``prob``, as sorted disjoint intervals.
+
+    Draws on few distinct values (≤ ``max_values``: a threshold's location on the grid of
+    candidate values, say) are counted value by value; others are binned (a histogram of
+    ``min(50, max(10, n // 100))`` bins). The most probable values (bins) are taken until they
+    hold ``prob`` of the draws; runs of neighbours make the intervals, and runs up to two bins apart are
+    joined (sampling noise in the tails is not a mode)."""
+    x = np.sort(np.asarray(x, dtype=float).ravel())
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return ()
+    vals, counts = np.unique(x, return_counts=True)
+    if vals.size <= max_values:
+        lo_e, hi_e, gap = vals, vals, 0
+    else:
+        nb = int(min(50, max(10, x.size // 100)))
+        counts, edges = np.histogram(x, bins=nb)
+        lo_e, hi_e, gap = edges[:-1], edges[1:], 2
+    order = np.argsort(-counts, kind="stable")
+    take = np.zeros(counts.size, dtype=bool)
+    total, need = 0, prob * counts.sum()
+    for k in order:
+        take[k] = True
+        total += counts[k]
+        if total >= need:
+            break
+    runs: list[list[int]] = []
+    for k in np.flatnonzero(take):
+        if runs and k - runs[-1][1] <= 1 + gap:
+            runs[-1][1] = k
+        else:
+            runs.append([k, k])
+    return tuple((float(lo_e[a]), float(hi_e[b])) for a, b in runs)
 
 
 @dataclass(frozen=True)
@@ -250,7 +331,7 @@ def comparison_table(summary) -> "pd.DataFrame":  # noqa: F821
     rows = []
     for name, c in s.comparison.items():
         p = s.params.get(name)
-        rows.append([s.model, name, c.bayesian.mean, c.bayesian.hdi[0], c.bayesian.hdi[1],
+        rows.append([s.model, name, c.bayesian.point, c.bayesian.hdi[0], c.bayesian.hdi[1],
                      p.p_positive if p is not None else None, c.frequentist.estimate,
                      c.frequentist.ci[0], c.frequentist.ci[1], c.bayesian.sd, c.frequentist.se,
                      c.sd_ratio, c.frequentist.source, c.estimand])

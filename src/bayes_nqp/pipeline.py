@@ -39,7 +39,7 @@ from . import registry
 from .errors import DataError, ModelError, SectionSkipped
 from .provenance import versions
 from .paths import output_root, safe_filename
-from .results import SIMULATED_NOTICE, read_json, save_table, write_json
+from .results import SIMULATED_NOTICE, read_json, save_table, write_atomic, write_json
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,8 @@ def describe(panel) -> dict[str, pd.DataFrame]:
 def run(panel, out: str | Path = "reports", *, quick: bool = False, seed: int | None = None,
         progress: Callable[[Event], None] | None = None, models=None, prior_sets=PRIOR_SETS,
         sensitivity_models=None, sampler: dict | None = None,
-        replication: dict | None = None, report: bool = True, multiverse=None) -> RunResult:
+        replication: dict | None = None, report: bool = True, multiverse=None,
+        claims=None) -> RunResult:
     """Run the whole reanalysis of ``panel`` into ``out``; returns a :class:`RunResult`.
 
     ``quick``: the specs' [quick] sampler settings and fewer bootstrap/placebo replications.
@@ -259,7 +260,9 @@ def run(panel, out: str | Path = "reports", *, quick: bool = False, seed: int | 
     true``) and ``prior_sets``: what the sensitivity stage refits. ``sampler``: overrides of the sampler
     settings (draws, tune, chains, cores, target_accept) for every fit; ``replication``: options
     per replication section (``{"placebo": {"draws": 50}}``). ``multiverse``: True or the options
-    of :func:`.spec_curve.multiverse` adds the multiverse stage (off by default). Raises DataError for a panel that
+    of :func:`.spec_curve.multiverse` adds the multiverse stage (off by default). ``claims``: a
+    claims file (TOML, :mod:`.report.claims`) the report judges, copied to DIR/claims.toml
+    (default: the standard claims worded from the column map). Raises DataError for a panel that
     cannot be analysed at all and ModelError for an unknown model name; everything else is
     recorded in the manifest.
     """
@@ -283,13 +286,21 @@ def run(panel, out: str | Path = "reports", *, quick: bool = False, seed: int | 
     from .bayes.spec import SamplerSettings  # refuse draws=0, seed=-1, ... before any stage
     SamplerSettings().override(**sampler, **({} if seed is None else {"seed": seed}))
 
+    claims_text = None
+    if claims is not None:  # checked before any stage, saved with the results
+        from .report.claims import load_claims
+
+        load_claims(claims)
+        claims_text = Path(claims).read_text(encoding="utf-8")
+
     r = _Run(out, progress)
     r.manifest = {
         "status": "running", "started": _now(), "finished": None, "stopped_at": None,
         "out": str(out),
         "options": {"quick": quick, "seed": seed, "models": models, "prior_sets": list(prior_sets),
                     "sensitivity_models": sens, "sampler": sampler, "replication": replication or {},
-                    "multiverse": multiverse if isinstance(multiverse, dict) else bool(multiverse)},
+                    "multiverse": multiverse if isinstance(multiverse, dict) else bool(multiverse),
+                    "claims": None if claims is None else str(claims)},
         "data": panel.data_block(),
         "map": panel.cmap.to_dict(),
         "versions": versions(),
@@ -304,6 +315,11 @@ def run(panel, out: str | Path = "reports", *, quick: bool = False, seed: int | 
             *[f"sensitivity:{m}" for m in sens], *(["multiverse"] if multiverse else []),
             *(["report"] if report else [])])
     r.save()
+    if claims_text is not None:
+        with output_root(out):
+            write_atomic(out / "claims.toml", claims_text)
+    elif (out / "claims.toml").exists():  # an earlier run's claims are not this run's
+        (out / "claims.toml").unlink()
 
     try:
         with output_root(out):

@@ -12,6 +12,8 @@ PyMC (the report needs it, and the report never fits anything)::
     sensitivity = true                             # refit the key estimands under each prior set
     figures = ["event_time"]                       # extra report figures (report/figures.py)
     headline = "tau"                               # the one estimand calibrations check
+    loo_group = "outcome"                          # LOO compares only models of one group
+    parallel_trends = true                         # identified by parallel trends (verdicts)
 
 The model's key estimands are declared on its class (``key_estimands``), because some depend on
 the data (one indirect effect per mediator). Every other key in ``[model]`` is an option the
@@ -49,7 +51,8 @@ MODULES: dict[str, str] = {
 #: model name -> its spec file, for models whose TOML is not models/<name>.toml
 SPECS: dict[str, Path] = {}
 #: the keys of [model] that describe the model to the program rather than configure it
-REGISTRY_KEYS = ("title", "intro", "sensitivity", "figures", "description", "headline")
+REGISTRY_KEYS = ("title", "intro", "sensitivity", "figures", "description", "headline", "loo_group",
+                 "parallel_trends")
 ENV = "BAYES_NQP_MODELS"
 
 
@@ -66,6 +69,11 @@ class ModelInfo:
     sensitivity: bool = False
     figures: tuple[str, ...] = ()
     headline: str | None = None
+    #: models of the same data and likelihood share a group; the report's LOO comparison ranks
+    #: only models within one group (None: the model is never ranked against another)
+    loo_group: str | None = None
+    #: identified by parallel trends: the event study's pre-trend breakdown bears on its claims
+    parallel_trends: bool = False
 
 
 def register_model(name: str, module: str, spec: str | Path | None = None) -> None:
@@ -130,7 +138,9 @@ def info(name: str) -> ModelInfo:
                                  description=str(m.get("description", "")),
                                  sensitivity=bool(m.get("sensitivity", False)),
                                  figures=tuple(figures),
-                                 headline=str(m["headline"]) if m.get("headline") else None)
+                                 headline=str(m["headline"]) if m.get("headline") else None,
+                                 loo_group=str(m["loo_group"]) if m.get("loo_group") else None,
+                                 parallel_trends=bool(m.get("parallel_trends", False)))
     return _cache[name]
 
 

@@ -114,22 +114,67 @@ def title_figure(fig, title: str, simulated: bool) -> None:
     caption (the notice), whoever draws it."""
     if simulated:
         fig.suptitle(f"SIMULATED DATA — {title}", fontsize=11)
-        fig.text(0.5, 0.005, SIMULATED_NOTICE, ha="center", va="bottom", fontsize=6.5,
-                 wrap=True, color="0.35")
+        # a marker for save_figure, which draws the notice in a strip of its own below the image
+        fig.text(0.5, 0.0, SIMULATED_NOTICE, ha="center", va="top", fontsize=6.5, color="0.35")
     else:
         fig.suptitle(title, fontsize=11)
 
 
-def save_figure(fig, path: str | Path) -> Path:
-    """Save a matplotlib figure atomically as PNG and close it."""
+def _png(fig, dpi: int = 110) -> bytes:
     import io
 
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _with_notice_strip(fig) -> bytes:
+    """The figure as PNG with the simulated-data notice (title_figure's) in a strip of its own
+    under the image: it can never overlap an axis label, a tick label or a legend, wherever the
+    figure put them."""
+    import io
+    import textwrap
+
+    import matplotlib.image as mpimg
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    notes = [t for t in fig.texts if t.get_text().replace("\n", " ").startswith(SIMULATED_NOTICE[:40])]
+    if not notes:
+        return _png(fig)
+    for t in notes:
+        t.set_visible(False)
+    main = mpimg.imread(io.BytesIO(_png(fig)), format="png")
+    width_in = main.shape[1] / 110
+    strip = Figure(figsize=(width_in, 0.32))
+    strip.text(0.5, 0.5, "\n".join(textwrap.wrap(SIMULATED_NOTICE, max(60, int(width_in * 17)))),
+               ha="center", va="center", fontsize=6.5, color="0.35")
+    buf = io.BytesIO()
+    strip.savefig(buf, format="png", dpi=110)
+    low = mpimg.imread(io.BytesIO(buf.getvalue()), format="png")
+    w = max(main.shape[1], low.shape[1])
+
+    def pad(img):
+        if img.shape[2] == 3:
+            img = np.dstack([img, np.ones(img.shape[:2], dtype=img.dtype)])
+        out = np.ones((img.shape[0], w, 4), dtype=img.dtype)
+        off = (w - img.shape[1]) // 2
+        out[:, off:off + img.shape[1]] = img
+        return out
+
+    out = io.BytesIO()
+    mpimg.imsave(out, np.clip(np.vstack([pad(main), pad(low)]), 0, 1), format="png")
+    return out.getvalue()
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Save a matplotlib figure atomically as PNG (the simulated-data notice in its own strip
+    below) and close it."""
     import matplotlib.pyplot as plt
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    data = _with_notice_strip(fig)
     plt.close(fig)
-    return write_atomic(path, buf.getvalue())
+    return write_atomic(path, data)
 
 
 def table_markdown(df, simulated: bool = False, **kw) -> str:

@@ -96,15 +96,15 @@ def test_did_tau_sits_next_to_the_mean_of_the_unit_effects(did_fit):
 
 def test_did_draws_alpha_per_city_after_sampling(did_fit, synthetic):
     alpha = did_fit.idata["posterior"]["alpha"]
-    assert alpha.dims == ("chain", "draw", "city")
-    assert alpha.sizes["city"] == synthetic.panel.n_units
-    truth = np.array([synthetic.truth["alpha"][c] for c in alpha["city"].to_numpy()])
+    assert alpha.dims == ("chain", "draw", "unit")
+    assert alpha.sizes["unit"] == synthetic.panel.n_units
+    truth = np.array([synthetic.truth["alpha"][c] for c in alpha["unit"].to_numpy()])
     # α is identified up to the year effects' level; its shape across firms must match
     assert np.corrcoef(alpha.mean(("chain", "draw")).to_numpy(), truth)[0, 1] > 0.95
 
 
 def test_did_loo_leaves_one_city_out(did_fit, synthetic):
-    assert did_fit.idata["log_likelihood"]["y"].dims == ("chain", "draw", "city")
+    assert did_fit.idata["log_likelihood"]["y"].dims == ("chain", "draw", "unit")
     loo = did_fit.diag["loo"]
     assert loo["n_points"] == synthetic.panel.n_units
     assert not loo["warning"]

@@ -57,7 +57,7 @@ def test_large_panel_keeps_unit_summaries_and_thins_loo_and_ppc(big_fit):
     assert ue["alpha_mean"].shape == (UNITS,) and np.all(ue["tau_unit_z_sd"].to_numpy() > 0)
     assert "not per draw" in ue.attrs["note"]
     ll = fit.idata["log_likelihood"].to_dataset()
-    assert ll.sizes["draw"] < post.sizes["draw"] and ll.sizes["city"] == UNITS
+    assert ll.sizes["draw"] < post.sizes["draw"] and ll.sizes["unit"] == UNITS
     assert np.isfinite(fit.diag["loo"]["elpd"])
     pp = fit.idata["posterior_predictive"].to_dataset()
     assert pp.sizes["chain"] * pp.sizes["draw"] * pp.sizes["obs"] <= 200_000 + 2 * 20_000

@@ -104,7 +104,7 @@ def test_posterior_predictive_checks_the_untreated_observations(store_fit, store
 def test_pointwise_log_likelihood_is_per_city_for_leave_one_city_out(store_fit, stores):
     m = make_model("staggered", stores[1])
     ll = m.log_likelihood(store_fit.idata, None)["y"]
-    assert ll.dims == ("chain", "draw", "city") and ll.sizes["city"] == stores[1].n_units
+    assert ll.dims == ("chain", "draw", "unit") and ll.sizes["unit"] == stores[1].n_units
 
 
 def test_imputation_fit_samples_without_divergences(store_fit):

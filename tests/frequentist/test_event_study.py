@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bayes_nqp.frequentist.event_study import (
-    callaway_santanna, event_study, sun_abraham, twfe_event_study,
+    borusyak_jaravel_spiess, callaway_santanna, event_study, sun_abraham, twfe_event_study,
 )
 
 
@@ -59,7 +59,8 @@ def test_callaway_santanna_covers_true_dynamic_effects(dyn_panel):
 def test_robust_overall_att_covers_truth_under_dynamic_effects(dyn_panel):
     df = dyn_panel.df
     truth = dynamic(df.loc[df["D"] == 1, "rel_time"]).mean()
-    for est in (sun_abraham(dyn_panel)[0], callaway_santanna(dyn_panel)[0]):
+    for est in (sun_abraham(dyn_panel)[0], callaway_santanna(dyn_panel)[0],
+                borusyak_jaravel_spiess(dyn_panel)[0]):
         lo, hi = est["overall"]["ci95"]
         assert lo < truth < hi
 
@@ -94,11 +95,17 @@ def test_robust_estimators_run_on_unbalanced_panel(make_panel):
         assert lo < 0.5 < hi
 
 
-def test_section_figure_says_simulated_and_tables_cover_three_estimators(panel):
+def test_section_figure_says_simulated_and_tables_cover_four_estimators(panel):
     res = event_study(panel)
-    assert set(res.tables) == {"event_study", "sun_abraham", "callaway_santanna"}
+    assert set(res.tables) == {"event_study", "sun_abraham", "callaway_santanna", "imputation"}
     assert "SIMULATED DATA" in res.figures["event_study"]._suptitle.get_text()
-    assert {"event_study", "sun_abraham", "callaway_santanna"} <= set(res.summary)
+    assert {"event_study", "sun_abraham", "callaway_santanna", "imputation"} <= set(res.summary)
+
+
+def test_imputation_estimator_event_times_exclude_the_reference_and_are_labelled(dyn_panel):
+    bjs, tbl = borusyak_jaravel_spiess(dyn_panel)
+    assert "-1" not in bjs["event_time"] and "0" in bjs["event_time"]
+    assert set(tbl["estimator"]) == {"Borusyak-Jaravel-Spiess"}
 
 
 def test_event_study_skipped_without_treatment(make_panel):

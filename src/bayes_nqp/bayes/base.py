@@ -89,7 +89,7 @@ class BayesModel:
         return prior_rv(prior_name, self.priors[prior_name], rv_name=rv, **kw)
 
     def coords(self) -> dict:
-        c = {"city": [str(u) for u in self.panel.units], "year": [int(t) if float(t).is_integer() else float(t)
+        c = {"unit": [str(u) for u in self.panel.units], "year": [int(t) if float(t).is_integer() else float(t)
                                                                    for t in self.panel.times],
              "obs": np.arange(len(self.df))}
         if self.panel.controls:
@@ -144,10 +144,10 @@ class BayesModel:
         LOO reads: the models that integrate unit effects out leave one city out, not one row."""
         import xarray as xr
 
-        return xr.Dataset({self.observed: (("chain", "draw", "city"),
+        return xr.Dataset({self.observed: (("chain", "draw", "unit"),
                                            ll.reshape(post.sizes["chain"], post.sizes["draw"], -1))},
                           coords={"chain": post["chain"].to_numpy(), "draw": post["draw"].to_numpy(),
-                                  "city": self.coords()["city"]})
+                                  "unit": self.coords()["unit"]})
 
     def posterior_predictive(self, idata, pm_model, seed: int):
         """Posterior predictive draws of the observed variable (original scale not required)."""

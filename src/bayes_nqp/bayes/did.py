@@ -71,9 +71,9 @@ Parameterisation of the unit effects (spec option ``unit_effects``):
     and each gradient costs the same for 3,444 or 3 million observations. After sampling,
     :math:`\alpha_i` is drawn from its exact conditional posterior
     :math:`N\big(\mu + \bar x_i'\lambda + \frac{\sum_t r_{it}/\sigma^2}{1/\sigma_\alpha^2 + n_i/\sigma^2},\;
-    (1/\sigma_\alpha^2 + n_i/\sigma^2)^{-1}\big)` and stored as ``alpha`` (dims ``city``).
+    (1/\sigma_\alpha^2 + n_i/\sigma^2)^{-1}\big)` and stored as ``alpha`` (dims ``unit``).
     The likelihood is a potential on whole units, so the pointwise log-likelihood is the
-    per-unit marginal :math:`\log p(y_i \mid \theta)` (dims ``city``): PSIS-LOO then leaves one
+    per-unit marginal :math:`\log p(y_i \mid \theta)` (dims ``unit``): PSIS-LOO then leaves one
     *city* out, which is the right cross-validation for a panel (a city's years are not
     exchangeable with other cities' years, and leaving out one city-year would let
     :math:`\alpha_i` remember it). Posterior predictive draws simulate :math:`y` (standardised)
@@ -402,14 +402,14 @@ class TwoWayModel(BayesModel):
             else:
                 centre = pt.dot(self.W_unit, theta)  # μ + x̄_i'λ
                 if self.unit_effects == "centered":
-                    alpha = pm.Normal("alpha", centre, sigma_unit, dims="city")
+                    alpha = pm.Normal("alpha", centre, sigma_unit, dims="unit")
                 else:
-                    z = pm.Normal("unit_z", 0.0, 1.0, dims="city")
-                    alpha = pm.Deterministic("alpha", centre + sigma_unit * z, dims="city")
+                    z = pm.Normal("unit_z", 0.0, 1.0, dims="unit")
+                    alpha = pm.Deterministic("alpha", centre + sigma_unit * z, dims="unit")
                 mean = pt.dot(W, theta) + (alpha - centre)[self.unit_idx]
                 if self.effect == "unit":
                     # the unit effects' deviations, non-centred (most units have few treated rows)
-                    z_eff = pm.Normal("effect_z", 0.0, 1.0, dims="city")
+                    z_eff = pm.Normal("effect_z", 0.0, 1.0, dims="unit")
                     mean = mean + (sigma_effect * z_eff)[self.unit_idx] * self.effect_rows
                 if self.likelihood == "student_t":
                     nu = self.prior("nu")
@@ -483,7 +483,7 @@ class TwoWayModel(BayesModel):
         """Draw α_i (and τ_i with unit-varying effects) from their exact joint conditional
         posterior (marginal parameterisation); τ_i is stored standardised as ``tau_unit_z``."""
         post = idata["posterior"].to_dataset()
-        coords = {"chain": post["chain"], "draw": post["draw"], "city": self.coords()["city"]}
+        coords = {"chain": post["chain"], "draw": post["draw"], "unit": self.coords()["unit"]}
         shape = (post.sizes["chain"], post.sizes["draw"], -1)
         if not self.marginal:
             if self.effect == "unit":
@@ -492,7 +492,7 @@ class TwoWayModel(BayesModel):
                 z = post["effect_z"].to_numpy().reshape(len(theta), -1)
                 idata["posterior"]["tau_unit_z"] = xr.DataArray(
                     (self.effect_centre(theta) + sig_e * z).reshape(shape),
-                    dims=("chain", "draw", "city"), coords=coords)
+                    dims=("chain", "draw", "unit"), coords=coords)
             return idata
         theta = self.theta_draws(post)
         sigma, sigma_unit, sig_e, rho = self._scalars(post, "sigma", "sigma_unit", "sigma_effect", "rho")
@@ -526,20 +526,20 @@ class TwoWayModel(BayesModel):
             if self.effect == "unit":
                 ds |= {"tau_unit_z_mean": mean_t, "tau_unit_z_sd": sd_t}
             idata["unit_effects"] = xr.DataTree(xr.Dataset(
-                {k: ("city", v) for k, v in ds.items()}, coords={"city": coords["city"]},
+                {k: ("unit", v) for k, v in ds.items()}, coords={"unit": coords["unit"]},
                 attrs={"note": f"{S} draws x {n_units} units exceed {UNIT_DRAW_MAX_VALUES:,} values: "
                                "alpha and tau_unit_z are stored as their posterior mean and sd per "
                                "unit, not per draw (UNIT_DRAW_MAX_VALUES in bayes/did.py)"}))
             return idata
-        idata["posterior"]["alpha"] = xr.DataArray(alpha.reshape(shape), dims=("chain", "draw", "city"),
+        idata["posterior"]["alpha"] = xr.DataArray(alpha.reshape(shape), dims=("chain", "draw", "unit"),
                                                    coords=coords)
         if self.effect == "unit":
             idata["posterior"]["tau_unit_z"] = xr.DataArray(tau_unit.reshape(shape),
-                                                            dims=("chain", "draw", "city"), coords=coords)
+                                                            dims=("chain", "draw", "unit"), coords=coords)
         return idata
 
     def log_likelihood(self, idata, pm_model):
-        """Per-unit marginal log-likelihood (dims ``city``): PSIS-LOO leaves one city out."""
+        """Per-unit marginal log-likelihood (dims ``unit``): PSIS-LOO leaves one city out."""
         if not self.marginal:
             return super().log_likelihood(idata, pm_model)
         post = idata["posterior"].to_dataset()

@@ -287,7 +287,7 @@ class EventStudyModel(BayesModel):
             mu = self.prior("mu", "intercept")
             sigma_unit = self.prior("sigma_unit")
             # centred: with ~12 observations per unit the likelihood dominates (see docstring)
-            alpha = pm.Normal("alpha", mu, sigma_unit, dims="city")
+            alpha = pm.Normal("alpha", mu, sigma_unit, dims="unit")
             eta = alpha[self.unit_idx]
             if self.panel.time_effects:
                 sigma_time = self.prior("sigma_time")

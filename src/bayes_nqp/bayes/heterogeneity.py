@@ -111,12 +111,18 @@ class HeterogeneityModel(TwoWayModel):
             if untreated:
                 log.warning("heterogeneity: level(s) %s of %s have no treated observations; their "
                             "effects come from the prior and the pooling only", untreated, g)
+        # the prior-sensitivity stage refits every estimand a claim can rest on: the average
+        # effect, each group's effect and each contrast between groups
+        self.key_estimands = ("tau",) + tuple(
+            f"tau[{g}={lv}]" for g in self.group_vars for lv in self.levels[g]) + tuple(
+            f"contrast[{g}:{b}-{a}]" for g in self.group_vars
+            for a, b in itertools.combinations(self.levels[g], 2))
 
     # ---- names ------------------------------------------------------------------------------
     def dim(self, g: str) -> str:
         """The PyMC dim of group variable ``g``: its own name unless that is taken."""
         g = nc_dim(g)  # netCDF names cannot hold '/' or start with '.'
-        return g if g not in ("city", "year", "obs", "control") else f"{g}_level"
+        return g if g not in ("unit", "city", "year", "obs", "control") else f"{g}_level"
 
     def coords(self) -> dict:
         c = super().coords()

@@ -224,9 +224,9 @@ class MediationModel(BayesModel):
         mu0 = self.prior(f"intercept_{eq}", "intercept", dims=dims)
         s_unit = self.prior(f"sigma_unit_{eq}", "sigma_unit", dims=dims)
         if dims:  # the zero-sum axis is the last one: put city last, then transpose
-            alpha = pm.ZeroSumNormal(f"unit_{eq}", sigma=s_unit[:, None], dims=(dims, "city")).T
+            alpha = pm.ZeroSumNormal(f"unit_{eq}", sigma=s_unit[:, None], dims=(dims, "unit")).T
         else:
-            alpha = pm.ZeroSumNormal(f"unit_{eq}", sigma=s_unit, dims="city")
+            alpha = pm.ZeroSumNormal(f"unit_{eq}", sigma=s_unit, dims="unit")
         out = mu0 + alpha[self.unit_idx]
         if self.panel.time_effects:
             s_time = self.prior(f"sigma_time_{eq}", "sigma_time", dims=dims)
@@ -314,7 +314,7 @@ class MediationModel(BayesModel):
 
     # ---- predictive checks ----------------------------------------------------------------
     def log_likelihood(self, idata, pm_model):
-        """With ``within`` effects: per-unit log-likelihood (dims ``city``) of the unit's whole
+        """With ``within`` effects: per-unit log-likelihood (dims ``unit``) of the unit's whole
         block (outcome and mediators, within-transformed; Σ_t W_tt degrees of freedom per equation),
         so PSIS-LOO leaves one unit out. Pooled: PyMC's pointwise log-likelihood of y."""
         if self.effects != "within":

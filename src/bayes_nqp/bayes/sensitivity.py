@@ -229,7 +229,11 @@ def sensitivity(model: str, panel, prior_sets=DEFAULT_PRIOR_SETS, *, spec: Model
             m.priors = built
             _set_data(pm_model, hyper_values(built, m.used_priors))
     fits = {n: fits[n] for n in names if n in fits}
-    keys = list(estimands or cls.key_estimands) or list(next(iter(fits.values())).params)
+    # a model may name its key estimands per instance (heterogeneity: one per group level and
+    # contrast; mediation: one per mediator), else on its class
+    inst = compiled[0][1] if compiled else None
+    keys = list(estimands or getattr(inst, "key_estimands", cls.key_estimands)) \
+        or list(next(iter(fits.values())).params)
     first = next(iter(fits.values()))
     keys = [k for k in keys if k in first.params] or list(first.params)
     return SensitivityResult(model=cls.name, fits=fits, prior_sets={s.name: s for s in sets},

@@ -48,7 +48,7 @@ integrated out analytically: unit *i* with :math:`n_i` untreated observations an
 needs only :math:`\sum_t r_{it}` and :math:`\sum_t r_{it}^2` (the same formula as the did model's
 marginal parameterisation). After sampling, :math:`\alpha_i` is drawn from its exact conditional
 posterior :math:`N\big(\mu_{g(i)} + \frac{\sum_t r_{it}/\sigma^2}{1/\sigma_\alpha^2 + n_i/\sigma^2},
-(1/\sigma_\alpha^2 + n_i/\sigma^2)^{-1}\big)` and stored as ``alpha`` (dims ``city``), so the
+(1/\sigma_\alpha^2 + n_i/\sigma^2)^{-1}\big)` and stored as ``alpha`` (dims ``unit``), so the
 imputation uses joint posterior draws. The pointwise log-likelihood is per unit (LOO leaves one
 city out). The controls enter within-transformed on the untreated sample (two-way demeaned by
 exact sparse least squares, extended to the treated cells with the same fitted effects), which
@@ -188,7 +188,7 @@ class StaggeredModel(BayesModel):
 
     def coords(self) -> dict:
         times = self.panel.times[self.fit_times]
-        c = {"city": [str(u) for u in self.panel.units[self.fit_units]],
+        c = {"unit": [str(u) for u in self.panel.units[self.fit_units]],
              "year": [int(t) if float(t).is_integer() else float(t) for t in times],
              "cohort": list(self.cohort_levels),
              "obs": self.rows}
@@ -289,8 +289,8 @@ class StaggeredModel(BayesModel):
             dev = pl.draw_deviations(s1, sd, a11, a1d, add, d["sigma"][sl], d["sigma_unit"][sl], 0.0, rng)
             alpha[sl] = d["mu"][sl][:, self.unit_cohort] + dev[..., 0]
         idata["posterior"]["alpha"] = xr.DataArray(
-            alpha.reshape(n_chain, n_draw, -1), dims=("chain", "draw", "city"),
-            coords={"chain": post["chain"], "draw": post["draw"], "city": self.coords()["city"]})
+            alpha.reshape(n_chain, n_draw, -1), dims=("chain", "draw", "unit"),
+            coords={"chain": post["chain"], "draw": post["draw"], "unit": self.coords()["unit"]})
         return idata
 
     def log_likelihood(self, idata, pm_model):

@@ -554,7 +554,7 @@ class ThresholdModel(BayesModel):
         return mu, sigma
 
     def log_likelihood(self, idata, pm_model):
-        """Per-unit log-likelihood (dims ``city``) of the within-transformed data given each draw:
+        """Per-unit log-likelihood (dims ``unit``) of the within-transformed data given each draw:
         PSIS-LOO then leaves one unit out."""
         post = idata["posterior"].to_dataset()
         ch, dr = post.sizes["chain"], post.sizes["draw"]

@@ -20,6 +20,8 @@ Callaway–Sant'Anna are reported beside them.
   check the two agree), but it is marked beta, re-derives cohorts from the observed D (wrong,
   and its ``aggregate()`` crashes, on panels with missing rows), has no covariates and no
   overall ATT; hence diff-diff here.
+* ``imputation``: diff-diff's ``ImputationDiD`` (Borusyak, Jaravel & Spiess 2024), the
+  frequentist imputation estimator the Bayesian staggered model mirrors;
 * ``callaway_santanna``: diff-diff's ``CallawaySantAnna`` (never-treated controls by default,
   doubly robust, analytic unit-clustered SEs), overall ATT and the dynamic aggregation. Its
   pre-period estimates use the varying base period (t vs t−1), so they are not comparable in
@@ -176,6 +178,36 @@ def callaway_santanna(panel, covariates: list[str] | None = None,
     return {"overall": overall, "event_time": event_time}, pd.DataFrame(rows)
 
 
+def borusyak_jaravel_spiess(panel, covariates: list[str] | None = None,
+                            control_group: str = "never_treated") -> tuple[dict, pd.DataFrame]:
+    """Borusyak–Jaravel–Spiess (2024) imputation estimator via diff-diff's ``ImputationDiD``
+    (unit-clustered SEs): the frequentist twin of the Bayesian staggered model's imputation ATT
+    (two-way effects fitted on the untreated cells, the treated cells' counterfactuals imputed).
+    It uses every untreated cell, so ``control_group`` does not apply (kept for one signature)."""
+    from diff_diff import ImputationDiD
+
+    df, covariates = _cohort_frame(panel, covariates)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = ImputationDiD(cluster="unit").fit(df, outcome="y", unit="unit", time="time",
+                                                first_treat="g", covariates=covariates)
+        es = res.aggregate("event_study").to_dataframe()
+    lo, hi = res.overall_conf_int
+    overall = estimate(res.overall_att, res.overall_se, pvalue=res.overall_p_value, ci95=[lo, hi],
+                       control_group="untreated cells (imputation)")
+    event_time = {}
+    rows = [{"estimator": "Borusyak-Jaravel-Spiess", "event_time": "overall", **_row(overall)}]
+    for _, r in es.iterrows():
+        if bool(r.get("is_reference", False)) or not np.isfinite(r["se"]):
+            continue
+        ent = estimate(r["att"], r["se"], pvalue=r["p_value"],
+                       ci95=[r["conf_int_lower"], r["conf_int_upper"]])
+        event_time[str(int(r["event_time"]))] = ent
+        rows.append({"estimator": "Borusyak-Jaravel-Spiess", "event_time": int(r["event_time"]),
+                     **_row(ent)})
+    return {"overall": overall, "event_time": event_time}, pd.DataFrame(rows)
+
+
 def _row(ent: dict) -> dict:
     return {"estimate": ent["estimate"], "se": ent["se"], "ci95_lo": ent["ci95"][0],
             "ci95_hi": ent["ci95"][1], "pvalue": ent.get("pvalue")}
@@ -197,8 +229,15 @@ def event_study(panel, leads: int | None = None, lags: int | None = None, contro
     if robust:
         # without never-treated units the not-yet-treated are the only clean comparisons
         ctrl = "never_treated" if panel.df["cohort"].isna().any() else "not_yet_treated"
-        for key, fn in (("sun_abraham", sun_abraham), ("callaway_santanna", callaway_santanna)):
-            summary[key], tables[key] = fn(panel, covariates=covariates, control_group=ctrl)
+        for key, fn in (("sun_abraham", sun_abraham), ("callaway_santanna", callaway_santanna),
+                        ("imputation", borusyak_jaravel_spiess)):
+            try:
+                summary[key], tables[key] = fn(panel, covariates=covariates, control_group=ctrl)
+            except Exception as exc:  # one robust estimator failing does not drop the others
+                if key != "imputation":
+                    raise
+                summary.setdefault("skipped_estimators", {})[key] = f"{type(exc).__name__}: {exc}"
+                continue
             curves[tables[key]["estimator"].iat[0]] = tables[key]
     from .plots import event_study_figure
 

@@ -26,12 +26,11 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import registry
-from ..contract import CI, FitSummary, HDI
+from ..contract import CI, FitSummary, HDI, ParamEntry
 from ..errors import BayesNQPError
 from ..paths import output_root
 from ..results import GATES, SIMULATED_NOTICE, read_json, save_figure, write_atomic
 from . import figures as F
-from .claims import SUPPORT, WEAK, claims as make_claims
 from .tables import (comparison_rows, diagnostics_row, load_fits, load_sensitivity,
                      loo_table, params_table, psense_table, sensitivity_table, gates_text)
 
@@ -208,8 +207,11 @@ def _section(sid: str, title: str, blocks=None, status: str = "ok", reason: str 
 
 
 def _ev_text(e: dict) -> str:
-    s = (f"{e['name']}: {fmt(e['mean'])} [{fmt(e[HDI][0])}, {fmt(e[HDI][1])}], "
-         f"P(>0) = {e['p_positive']:.3f}")
+    pp = e.get("p_positive")
+    s = (f"{e['name']}: {fmt(e['mean'])} [{fmt(e[HDI][0])}, {fmt(e[HDI][1])}]"
+         + ("" if pp is None else f", P(>0) = {pp:.3f}"))
+    if e.get("rope_mass") is not None:
+        s += f", P(in ROPE) = {e['rope_mass']:.2f}"
     f = e.get("frequentist")
     if f and f.get("estimate") is not None:
         ci = f.get(CI) or [None, None]
@@ -217,35 +219,118 @@ def _ev_text(e: dict) -> str:
     return s
 
 
-def summary_section(fits, sens, manifest, data_info) -> tuple[dict, list[dict]]:
+def _headline_number(c: dict) -> str:
+    """One number with its interval: the first estimand the claim rests on."""
+    used = [e for e in c["evidence"] if e.get("used")]
+    if not used:
+        return "—"
+    e = used[0]
+    s = f"{e['name']} = {fmt(e['mean'])} [{fmt(e[HDI][0])}, {fmt(e[HDI][1])}]"
+    if c.get("direction") == "null" and e.get("rope_mass") is not None:
+        s += f", P(in ROPE ±{fmt(c.get('rope'))}) = {e['rope_mass']:.2f}"
+    return s
+
+
+def _short_reason(c: dict) -> str:
+    """One reason: the fragility, else what caps the verdict, else the rule's finding."""
+    return c.get("short") or c["why"]
+
+
+def outcome_sd(out: Path) -> float | None:
+    """The outcome's standard deviation, from DIR/data/variables.csv (written by `run`)."""
+    p = out / "data" / "variables.csv"
+    if not p.exists():
+        return None
+    try:
+        v = _read_csv(p)
+        row = v[v["role"] == "outcome"]
+        return float(row["sd"].iloc[0]) if len(row) else None
+    except Exception:  # an older or hand-made table: the ROPE then needs the claims file
+        return None
+
+
+def _rope_masses(out: Path, claim_set, sd: float | None) -> dict:
+    """(model, estimand, rope) -> P(|x| ≤ rope) counted from the saved draws of null claims."""
+    import numpy as np
+    import xarray as xr
+
+    from ..paths import nc_unname
+    from .claims import ROPE_SD
+
+    want: dict[str, set] = {}
+    for c in claim_set.claims:
+        if c.direction != "null":
+            continue
+        rope = c.rope or claim_set.rope or (ROPE_SD * sd if sd else None)
+        if rope:
+            want.setdefault(c.model, set()).update((e.lower(), rope) for e in c.estimands)
+    found = {}
+    for model, items in want.items():
+        p = out / model / "estimands.nc"
+        if not p.exists():
+            continue
+        try:
+            with xr.open_dataset(p, engine="netcdf4") as ds:
+                for v in ds.data_vars:
+                    name = nc_unname(str(v))
+                    for est, rope in items:
+                        if name.lower() == est:
+                            x = np.asarray(ds[v].to_numpy(), dtype=float).ravel()
+                            found[(model, name, rope)] = float((np.abs(x) <= rope).mean())
+        except Exception as exc:  # the normal approximation is used instead
+            log.warning("ROPE mass of %s not counted from draws: %s", model, exc)
+    return found
+
+
+VERDICT_CLS = {"supported": "good", "weaker": "warn", "fragile": "warn", "inconclusive": "muted",
+               "not supported": "bad", "contradicted": "bad"}
+
+
+def verdict_rules_table() -> dict:
+    """The verdict vocabulary and its rules (claims.VERDICTS), as a report table."""
+    from .claims import VERDICTS
+
+    return table(pd.DataFrame(VERDICTS, columns=["verdict", "rule"]), "Verdicts and their rules",
+                 [VERDICT_CLS.get(v, "") for v, _ in VERDICTS])
+
+
+def summary_section(fits, sens, manifest, data_info, claim_set=None, out: Path | None = None,
+                    rep: dict | None = None) -> tuple[dict, list[dict]]:
+    from .claims import evaluate, standard_claims
+
     status = {}
     for m in registry.names():
         if m not in fits:
             status[m] = _model_reason(manifest, m, Path(m))
-    mediators = list((data_info.get("map") or {}).get("mediators", []))
-    if not mediators and "mediation" in fits:
-        mediators = [n[len("indirect["):-1] for n in fits["mediation"]["params"] if n.startswith("indirect[")]
-    cl = make_claims(fits, sens, status, mediators, threshold=(data_info.get("map") or {}).get("threshold"))
+    cmap = dict(data_info.get("map") or {})
+    if claim_set is None:
+        claim_set = standard_claims(cmap, fits)
+    sd = outcome_sd(out) if out is not None else None
+    masses = _rope_masses(out, claim_set, sd) if out is not None else {}
+    cl = evaluate(claim_set, fits, sens, status, outcome_sd=sd, replication=rep, rope_masses=masses)
     rows, cls = [], []
     for c in cl:
-        used = [e for e in c["evidence"] if e.get("used")]
-        other = [e for e in c["evidence"] if not e.get("used")]
-        rows.append({"claim (study)": c["claim"], "reanalysis": c["verdict"], "why": c["why"],
-                     "numbers: posterior mean [95% HDI], P(>0); frequentist [95% CI]":
-                         "; ".join(_ev_text(e) for e in used)
-                         + ("" if not other else " — also: " + "; ".join(_ev_text(e) for e in other))})
-        cls.append({"supported": "good", "weaker": "warn", "not supported": "bad"}.get(c["verdict"], "muted"))
+        rows.append({"claim": c["claim"], "verdict": c["verdict"], "estimate [95% HDI]": _headline_number(c),
+                     "reason": _short_reason(c)})
+        cls.append(VERDICT_CLS.get(c["verdict"], "muted"))
+    src = ("the claims file " + Path(claim_set.source).name) if claim_set.source not in (None, "standard") \
+        else "the standard claims, worded from the column map (no claims file given)"
     blocks = [
-        text("What the study claimed, and what this reanalysis finds for each claim. Verdicts follow "
-             f"fixed rules: supported — P(>0) ≥ {SUPPORT} for every estimand the claim rests on, "
-             f"diagnostics passed, and the same under every prior set tried; weaker — P(>0) between "
-             f"{WEAK} and {SUPPORT}, or ≥ {SUPPORT} only under some prior sets, or the fit failed "
-             f"its diagnostic gates; not supported — P(>0) below {WEAK}. Heterogeneity claims are "
-             "judged by the contrasts between groups. Numbers are on the outcome's original scale."),
-        table(pd.DataFrame(rows, columns=["claim (study)", "reanalysis", "why",
-                                          "numbers: posterior mean [95% HDI], P(>0); frequentist [95% CI]"]),
+        text(f"Each claim ({src}) and the reanalysis' verdict on it, by the rules in the table "
+             "below. Numbers are posterior means and 95% HDIs on the outcome's original scale."),
+        table(pd.DataFrame(rows, columns=["claim", "verdict", "estimate [95% HDI]", "reason"]),
               "Claims and verdicts", cls),
     ]
+    details = []
+    for c in cl:
+        inner = [text(f"Verdict: {c['verdict']} — {c['why']}", VERDICT_CLS.get(c["verdict"], "muted")),
+                 text(f"Model: {c['model']}; kind: {c.get('kind')}; direction: {c.get('direction')}"
+                      + (f"; ROPE ±{fmt(c.get('rope'))}" if c.get("rope") else ""), "muted")]
+        inner += [text(("" if e.get("used") else "also: ") + _ev_text(e)) for e in c["evidence"]]
+        details.append({"kind": "details", "summary": f"{c['id']}: {c['verdict']}", "blocks": inner})
+    blocks.append({"kind": "details", "summary": "Details of every claim (the numbers behind each verdict)",
+                   "blocks": details})
+    blocks.append(verdict_rules_table())
     return _section("summary", "Summary of findings", blocks), cl
 
 
@@ -316,16 +401,20 @@ def replication_section(out: Path, rep: dict | None, manifest: dict | None, asse
     tdir = out / "replication" / "tables"
     csvs = sorted(tdir.glob("*.csv")) if tdir.exists() else []
     order = {n: i for i, n in enumerate(REPLICATION_TABLE_ORDER)}
+    inner = []
     for p in sorted(csvs, key=lambda x: (order.get(x.stem, 99), x.stem)):
         df = _read_csv(p)
         if len(df) > MAX_ROWS:
-            blocks.append(text(f"Table {p.stem}: {len(df)} rows, not printed; see "
-                               f"{p.relative_to(out).as_posix()}.", "muted"))
+            inner.append(text(f"Table {p.stem}: {len(df)} rows, not printed; see "
+                              f"{p.relative_to(out).as_posix()}.", "muted"))
             continue
-        blocks.append(table(df, f"Table: {p.stem}"))
+        inner.append(table(df, f"Table: {p.stem}"))
+    if inner:
+        blocks.append({"kind": "details", "summary": "The replication's tables", "blocks": inner})
     fdir = out / "replication" / "figures"
-    for p in sorted(fdir.glob("*.png")) if fdir.exists() else []:
-        blocks.append(assets.file(p, f"Replication figure: {p.stem}"))
+    figs = [assets.file(p, f"Replication figure: {p.stem}") for p in (sorted(fdir.glob("*.png")) if fdir.exists() else [])]
+    if any(figs):
+        blocks.append({"kind": "details", "summary": "The replication's figures", "blocks": [f for f in figs if f]})
     for sec, why in (rep.get("skipped") or {}).items():
         blocks.append(text(f"Section {sec} skipped: {why}", "warn"))
     return _section("replication", title, [b for b in blocks if b])
@@ -385,6 +474,87 @@ def _capped(df: pd.DataFrame, caption: str) -> dict:
     return table(df, caption)
 
 
+#: quantities computed from a fit that are not posteriors of an estimand (no sd, R-hat or P(>0))
+NOT_POSTERIOR = ("breakdown_M", "n_thresholds", "rho_breakdown[")
+NOT_POSTERIOR_NOTE = ("breakdown_M: the smallest multiple of the largest pre-period deviation that "
+                      "would overturn the post-period effect; n_thresholds: the number LOO prefers; "
+                      "rho_breakdown[m]: the mediator–outcome error correlation that removes the "
+                      "indirect effect")
+
+
+def is_not_posterior(name: str) -> bool:
+    return any(name == k or (k.endswith("[") and name.startswith(k)) for k in NOT_POSTERIOR)
+
+
+def modal_table(s: dict) -> pd.DataFrame:
+    """The estimands whose posterior is multimodal (or whose mean lies outside its own HDI, or
+    that are threshold locations): mode, median, the HDI set as intervals."""
+    rows = []
+    for name, e in (s.get("params") or {}).items():
+        pe = ParamEntry.from_json(e)
+        lo, hi = pe.hdi
+        outside = None not in (pe.mean, lo, hi) and not (lo <= pe.mean <= hi)
+        if not (pe.multimodal or outside or name.startswith("gamma[")):
+            continue
+        hs = pe.hdi_set or (pe.hdi,)
+        rows.append({"param": name, "mode": pe.mode, "median": pe.median,
+                     "95% HDI set": " ∪ ".join(f"[{fmt(a)}, {fmt(b)}]" for a, b in hs),
+                     "mean (not used)": pe.mean})
+    return pd.DataFrame(rows, columns=["param", "mode", "median", "95% HDI set", "mean (not used)"])
+
+
+def _iv(e: dict | None, lo_key=CI) -> str:
+    if not isinstance(e, dict) or e.get("estimate") is None:
+        return "—"
+    ci = e.get(lo_key) or [None, None]
+    return f"{fmt(e['estimate'])} [{fmt(ci[0])}, {fmt(ci[1])}]"
+
+
+def _sign(x) -> int:
+    return 0 if x is None or not isinstance(x, (int, float)) or x == 0 else (1 if x > 0 else -1)
+
+
+def like_with_like(name: str, s: dict, rep: dict | None) -> dict | None:
+    """The Bayesian estimand beside the frequentist estimators of the same estimand, each
+    labelled: heterogeneity's group effects beside the TWFE interaction estimate and split-sample
+    TWFE; staggered's imputation ATT beside Borusyak–Jaravel–Spiess, Callaway–Sant'Anna and
+    Sun–Abraham. A sign difference is stated."""
+    if not rep:
+        return None
+    params = s.get("params") or {}
+    rows = []
+    if any(p.startswith("tau[") and "=" in p for p in params) and rep.get("heterogeneity_interaction"):
+        inter, split = rep.get("heterogeneity_interaction") or {}, rep.get("heterogeneity") or {}
+        for p, e in params.items():
+            if not (p.startswith("tau[") and "=" in p):
+                continue
+            g, lv = p[4:-1].split("=", 1)
+            i, sp = (inter.get(g) or {}).get(lv), (split.get(g) or {}).get(lv)
+            signs = {_sign(e.get("mean")), _sign((i or {}).get("estimate")), _sign((sp or {}).get("estimate"))} - {0}
+            rows.append({"estimand": p, "Bayesian mean [95% HDI]": f"{fmt(e['mean'])} [{fmt(e[HDI][0])}, {fmt(e[HDI][1])}]",
+                         "TWFE interaction [95% CI] (same estimand)": _iv(i),
+                         "split-sample TWFE [95% CI]": _iv(sp),
+                         "note": "the signs differ" if len(signs) > 1 else ""})
+        caption = "Group effects: the Bayesian model beside the TWFE interaction estimate and split samples"
+    elif "att" in params and (rep.get("imputation") or rep.get("callaway_santanna")):
+        e = params["att"]
+        for key, label in (("imputation", "Borusyak–Jaravel–Spiess imputation (same estimand)"),
+                           ("callaway_santanna", "Callaway–Sant'Anna"), ("sun_abraham", "Sun–Abraham")):
+            o = (rep.get(key) or {}).get("overall")
+            if not isinstance(o, dict):
+                continue
+            rows.append({"estimator": label, "overall ATT [95% interval]": _iv(o),
+                         "note": "sign differs from the Bayesian ATT" if _sign(o.get("estimate")) * _sign(e.get("mean")) < 0 else ""})
+        rows.insert(0, {"estimator": "Bayesian imputation ATT (posterior mean, 95% HDI)",
+                        "overall ATT [95% interval]": f"{fmt(e['mean'])} [{fmt(e[HDI][0])}, {fmt(e[HDI][1])}]",
+                        "note": ""})
+        caption = "Staggered ATT beside the frequentist staggered-robust estimators"
+    if not rows:
+        return None
+    df = pd.DataFrame(rows)
+    return table(df, caption, ["warn" if r.get("note") else "" for r in rows])
+
+
 def _gate_classes(df: pd.DataFrame) -> list[str]:
     out = []
     for r in df.itertuples(index=False):
@@ -432,7 +602,21 @@ def model_section(out: Path, name: str, s: dict | None, manifest: dict | None, r
                        f"{sam.get('draws')} draws (tune {sam.get('tune')}), seed {sam.get('seed')}; "
                        f"{fmt(s.get('seconds'))} s.", "muted"))
     pt = params_table(s)
-    blocks.append(table(pt, "Posterior (original scale)", _gate_classes(pt)))
+    derived = pt["param"].map(is_not_posterior)
+    post = pt[~derived].reset_index(drop=True)
+    blocks.append(table(post, "Posterior (original scale)", _gate_classes(post)))
+    if derived.any():
+        blocks.append(table(pd.DataFrame({"quantity": pt.loc[derived, "param"],
+                                          "value": pt.loc[derived, "mean"]}),
+                            "Sensitivity quantities (computed from the fit; not posterior estimands)",
+                            note=NOT_POSTERIOR_NOTE))
+    modal = modal_table(s)
+    if len(modal):
+        blocks.append(table(modal, "Multimodal posteriors: mode, median and the 95% highest-density set",
+                            note="the mean can lie between the modes; the mode is the point compared"))
+    lwl = like_with_like(name, s, rep)
+    if lwl is not None:
+        blocks.append(lwl)
     cmp = pd.DataFrame(comparison_rows(name, s))
     if len(cmp):
         blocks.append(table(cmp.drop(columns=["model"]), "Bayesian vs frequentist"))
@@ -447,8 +631,12 @@ def model_section(out: Path, name: str, s: dict | None, manifest: dict | None, r
     blocks.append(assets.make(f"{name}_forest", "Posterior mean and 95% HDI (blue) against the "
                               "frequentist estimate and 95% CI (grey)",
                               lambda: F.forest_plot(s, f"{name}: estimands", sim), src))
+    extra = []
     for key, v in FitSummary.from_json(s).extras.items():
-        blocks += _extra_blocks(key, v)
+        extra += _extra_blocks(key, v)
+    if extra:
+        blocks.append({"kind": "details", "summary": f"{name}: further results (the model's own tables)",
+                       "blocks": [b for b in extra if b]})
     return _section(name, title, [b for b in blocks if b])
 
 
@@ -469,15 +657,31 @@ def diagnostics_section(out: Path, fits: dict, sens: dict, assets: _Assets) -> d
     df = pd.DataFrame(rows).reindex(columns=["model", "passed", "rhat_max", "ess_bulk_min", "ess_tail_min",
                                              "divergences", "bfmi_min", "treedepth_saturation", "failures",
                                              "warnings"])
-    blocks.append(table(df, "Convergence gates, main fits and prior-sensitivity refits",
-                        ["" if p else "bad" for p in df["passed"]]))
+    main = df[~df["model"].str.contains(" (prior set ", regex=False)]
+    refits = df[df["model"].str.contains(" (prior set ", regex=False)]
+    gate_cols = ["model", "passed", "rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "failures"]
+    blocks.append(table(main[gate_cols], "Gates per model (main fits)",
+                        ["" if p else "bad" for p in main["passed"]]))
+    if len(refits):
+        blocks.append(table(refits[gate_cols], "Gates of the prior-sensitivity refits",
+                            ["" if p else "bad" for p in refits["passed"]]))
+    warn = main[["model", "bfmi_min", "treedepth_saturation", "warnings"]]
+    if warn["warnings"].fillna("").astype(str).str.len().gt(0).any():
+        blocks.append({"kind": "details", "summary": "Sampler warnings (E-BFMI, tree depth, LOO Pareto k)",
+                       "blocks": [table(warn, "Warnings per model")]})
     ps = psense_table(fits)
     if len(ps):
-        blocks.append(heading("Power-scaling sensitivity (psense)"))
-        blocks.append(text("How much each estimand moves when the prior or the likelihood is "
-                           "power-scaled (ArviZ psense; cut-off 0.05). 'prior-data conflict': both "
-                           "sensitive; 'strong prior / weak likelihood': only the prior is."))
-        blocks.append(_capped_cls(ps))
+        flagged = ps[ps["diagnosis"].map(lambda d: isinstance(d, str) and d != "ok")]
+        blocks.append(text(f"Power-scaling sensitivity (ArviZ psense; cut-off 0.05): {len(flagged)} of "
+                           f"{len(ps)} estimand(s) and parameters flagged"
+                           + (": " + ", ".join(f"{r.model}/{r.param} ({r.diagnosis})"
+                                               for r in flagged.head(8).itertuples())
+                              + (" …" if len(flagged) > 8 else "") if len(flagged) else "") + ".",
+                           "warn" if len(flagged) else "good"))
+        blocks.append({"kind": "details", "summary": "Power-scaling sensitivity per estimand and parameter",
+                       "blocks": [text("How much each estimand moves when the prior or the likelihood is "
+                                       "power-scaled. 'prior-data conflict': both sensitive; 'strong "
+                                       "prior / weak likelihood': only the prior is."), _capped_cls(ps)]})
     for m, s in fits.items():
         names = list(s.get("params", {}))
         src = [out / m / "estimands.nc", out / m / "summary.json"]
@@ -492,8 +696,8 @@ def diagnostics_section(out: Path, fits: dict, sens: dict, assets: _Assets) -> d
         ]
         fig_blocks = [b for b in fig_blocks if b]
         if fig_blocks:
-            blocks.append(heading(f"{m}: convergence and predictive checks"))
-            blocks += fig_blocks
+            blocks.append({"kind": "details", "summary": f"{m}: convergence and predictive-check figures",
+                           "blocks": fig_blocks})
     return _section("diagnostics", title, blocks)
 
 
@@ -502,20 +706,45 @@ def _capped_cls(ps: pd.DataFrame) -> dict:
     return table(ps, "psense per estimand and free parameter", cls)
 
 
+def loo_groups(models) -> dict[str, list[str]]:
+    """loo_group -> its models (registry ``loo_group``): only models of the same data and
+    likelihood are ranked against each other (did, heterogeneity and the event study on the
+    outcome; never mediation, whose likelihood includes the mediators, or staggered, fitted on
+    untreated cells only)."""
+    groups: dict[str, list[str]] = {}
+    for m in models:
+        g = _about(m).loo_group
+        if g:
+            groups.setdefault(g, []).append(m)
+    return groups
+
+
 def loo_section(out: Path, fits: dict) -> dict:
     title = "Model comparison (LOO)"
     lt = loo_table(fits)
-    if lt.empty:
-        return _section("loo", title, status="missing", reason="no fit has a LOO summary")
-    blocks = [text("PSIS-LOO expected log predictive density of each fit. Models are compared only "
-                   "when their pointwise log-likelihoods are over the same observations (same "
-                   "variable and shape): the others model different data or leave out different units.")]
-    blocks.append(table(lt, "LOO per model", ["warn" if (k or 0) > 0 else "" for k in lt["pareto_k_bad"].fillna(0)]))
+    blocks = [text("PSIS-LOO expected log predictive density. Models are ranked against each other "
+                   "only when they model the same data with the same likelihood (the registry's "
+                   "loo_group: did, heterogeneity and the event study, on the outcome); mediation "
+                   "(whose likelihood includes the mediators) and staggered (untreated cells only) "
+                   "are never ranked against them. The threshold model compares 0, 1 and 2 "
+                   "thresholds within itself (its section).")]
+    if not lt.empty:
+        blocks.append({"kind": "details", "summary": "LOO of every fit (not comparable across groups)",
+                       "blocks": [table(lt, "LOO per model",
+                                        ["warn" if (k or 0) > 0 else "" for k in lt["pareto_k_bad"].fillna(0)])]})
     try:
         blocks += _loo_compare(out, list(fits))
     except Exception as exc:
         log.warning("LOO comparison failed: %s", exc)
         blocks.append(text(f"LOO comparison could not be computed: {exc}", "warn"))
+    thr = False
+    for m, s in fits.items():  # a model's own LOO comparison (the threshold model's 0/1/2 thresholds)
+        own = (s.get("extras") or {}).get("loo_compare")
+        if own:
+            thr = True
+            blocks.append(table(pd.DataFrame(own), f"{m}: its own LOO comparison (0, 1 and 2 thresholds)"))
+    if lt.empty and not thr:
+        return _section("loo", title, blocks, status="missing", reason="no fit has a LOO summary")
     return _section("loo", title, blocks)
 
 
@@ -523,29 +752,34 @@ def _loo_compare(out: Path, models: list[str]) -> list[dict]:
     import xarray as xr
     from arviz_stats import compare
 
-    groups: dict[tuple, dict] = {}
-    for m in models:
-        p = out / m / "posterior.nc"
-        if not p.exists():
-            continue
-        with xr.open_datatree(p, engine="netcdf4") as dt:
-            if "log_likelihood" not in dt.children:
-                continue
-            ll = dt["log_likelihood"].to_dataset().load()
-            post = dt["posterior"].to_dataset().load()  # loo reads the chains' layout from it
-        key = tuple(sorted((v, tuple(ll[v].shape[2:])) for v in ll.data_vars))
-        groups.setdefault(key, {})[m] = xr.DataTree.from_dict({"log_likelihood": ll, "posterior": post})
     blocks = []
-    for key, members in groups.items():
-        if len(members) < 2:
-            continue
-        res = compare(members, round_to="none").reset_index(names="model")
-        keep = [c for c in ("model", "rank", "elpd", "p", "elpd_diff", "weight", "se", "dse", "warning")
-                if c in res.columns]
-        blocks.append(table(res[keep], f"LOO comparison of {', '.join(members)}"))
+    for gname, members in loo_groups(models).items():
+        trees, shapes = {}, {}
+        for m in members:
+            p = out / m / "posterior.nc"
+            if not p.exists():
+                continue
+            with xr.open_datatree(p, engine="netcdf4") as dt:
+                if "log_likelihood" not in dt.children:
+                    continue
+                ll = dt["log_likelihood"].to_dataset().load()
+                post = dt["posterior"].to_dataset().load()  # loo reads the chains' layout from it
+            shapes[m] = tuple(sorted((v, tuple(ll[v].shape[2:])) for v in ll.data_vars))
+            trees[m] = xr.DataTree.from_dict({"log_likelihood": ll, "posterior": post})
+        # a second guard: the pointwise log-likelihoods must be over the same observations
+        by_shape: dict[tuple, dict] = {}
+        for m, t in trees.items():
+            by_shape.setdefault(shapes[m], {})[m] = t
+        for same in by_shape.values():
+            if len(same) < 2:
+                continue
+            res = compare(same, round_to="none").reset_index(names="model")
+            keep = [c for c in ("model", "rank", "elpd", "p", "elpd_diff", "weight", "se", "dse", "warning")
+                    if c in res.columns]
+            blocks.append(table(res[keep], f"LOO comparison of {', '.join(same)} ({gname})"))
     if not blocks:
-        blocks.append(text("No two fits share the same pointwise log-likelihood, so no cross-model "
-                           "comparison is made.", "muted"))
+        blocks.append(text("No two fits of the same data and likelihood with comparable pointwise "
+                           "log-likelihoods, so no cross-model comparison is made.", "muted"))
     return blocks
 
 
@@ -570,13 +804,18 @@ def sensitivity_section(out: Path, sens: dict, manifest: dict | None, assets: _A
             continue
         blocks.append(heading(m))
         df = sensitivity_table(s)
-        blocks.append(table(df, f"{m}: key estimands under each prior set",
-                            ["" if p in (True, None) else "bad" for p in df["passed"]]))
+        blocks.append({"kind": "details", "summary": f"{m}: the key estimands under each prior set (table)",
+                       "blocks": [table(df, f"{m}: key estimands under each prior set",
+                                        ["" if p in (True, None) else "bad" for p in df["passed"]])]})
         stab = s.get("stability") or {}
         unstable = [k for k, v in stab.items() if not v.get("stable")]
-        blocks.append(text(("P(>0) changes class across prior sets for: " + ", ".join(unstable)) if unstable
+        blocks.append(text(("P(>0) changes class (≥ 0.95, 0.8–0.95, < 0.8) across prior sets for: "
+                            + ", ".join(unstable)) if unstable
                            else "P(>0) stays in the same class (≥ 0.95, 0.8–0.95, < 0.8) under every prior set.",
                            "warn" if unstable else "good"))
+        blocks.append(text("The claims' verdicts are re-judged under every set by the verdict rules "
+                           "(Summary of findings): a verdict that changes under any set is at most weaker.",
+                           "muted"))
         blocks.append(text(f"{s.get('compilations', '—')} compilation(s); reused the compiled model for "
                            f"{', '.join(s.get('reused_compiled') or []) or 'no set'}; {fmt(s.get('seconds'))} s.",
                            "muted"))
@@ -652,7 +891,12 @@ def manifest_section(out: Path, manifest: dict | None, fits: dict) -> dict:
         blocks.append(table(pd.DataFrame(prow), "Prior sets (standardised scale)"))
     v = m.get("versions", {})
     blocks.append(table(pd.DataFrame({"package": list(v), "version": list(v.values())}), "Package versions"))
-    return _section("manifest", title, blocks)
+    # the run's status stays on the page; its record (data, map, options, seeds, stages, specs,
+    # priors, versions) is one click below
+    return _section("manifest", title, [blocks[0], {"kind": "details", "summary": "The run's record: data, "
+                                                    "column map, options, seeds, stages and timings, "
+                                                    "specs, prior sets, package versions",
+                                                    "blocks": blocks[1:]}])
 
 
 # ---- the report ----------------------------------------------------------------------------
@@ -671,8 +915,24 @@ def _data_info(out: Path, manifest: dict | None, rep: dict | None, fits: dict) -
     return info
 
 
-def context(out: str | Path) -> dict:
-    """Everything the templates show, from the saved results in ``out``."""
+CLAIMS_FILE = "claims.toml"
+
+
+def claim_set_for(out: Path, claims: str | Path | None = None):
+    """The claims a report judges: ``claims`` (a claims file), else the copy a run saved as
+    DIR/claims.toml, else None (the standard claims, worded from the column map)."""
+    from .claims import load_claims
+
+    if claims is not None:
+        return load_claims(claims)
+    if (out / CLAIMS_FILE).exists():
+        return load_claims(out / CLAIMS_FILE)
+    return None
+
+
+def context(out: str | Path, claims: str | Path | None = None) -> dict:
+    """Everything the templates show, from the saved results in ``out``; ``claims``: a claims
+    file (default: DIR/claims.toml where a run saved one, else the standard claims)."""
     out = Path(out)
     if not out.exists():
         raise BayesNQPError(f"no results folder at {out}; run `bayes-nqp run --out {out}` first")
@@ -693,18 +953,27 @@ def context(out: str | Path) -> dict:
     info = _data_info(out, manifest, rep, fits)
     simulated = bool(info.get("simulated")) or any(s.get("data", {}).get("simulated") for s in fits.values())
     assets = _Assets(out)
-    summary, cl = summary_section(shown, sens, manifest, info)
+    claim_set = claim_set_for(out, claims)
+    summary, cl = summary_section(shown, sens, manifest, info, claim_set, out, rep)
+    if claim_set is None:
+        from .claims import standard_claims
+
+        claim_set = standard_claims(info.get("map"), shown)
     sections = [summary, data_section(out, info, assets), replication_section(out, rep, manifest, assets)]
     models = list(registry.names()) + [m for m in fits if m not in registry.names()]
     for m in models:
         sections.append(model_section(out, m, fits.get(m), manifest, rep, assets))
     sections += [diagnostics_section(out, shown, sens, assets), loo_section(out, shown),
                  sensitivity_section(out, sens, manifest, assets), manifest_section(out, manifest, fits)]
-    counts = {v: sum(c["verdict"] == v for c in cl) for v in ("supported", "weaker", "not supported", "not assessed")}
+    from .claims import VERDICT_NAMES
+
+    counts = {v: sum(c["verdict"] == v for c in cl) for v in VERDICT_NAMES}
+    counts = {v: n for v, n in counts.items() if n}
     failed = [m for m, s in shown.items() if not s.get("diagnostics", {}).get("passed")]
     return {
-        "title": "Bayesian reanalysis: smart-city pilots and new quality productivity",
-        "study": "Zhu & Chen (2025), Global Academic Frontiers 3(4), 60–80, doi:10.5281/zenodo.17836466",
+        "title": claim_set.title,
+        "study": claim_set.citation,
+        "data_path": info.get("path"),
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "simulated": simulated,
         "notice": SIMULATED_NOTICE,
@@ -726,11 +995,13 @@ def _env() -> Environment:
     return env
 
 
-def build_report(out: str | Path) -> dict[str, Path]:
-    """Write DIR/report.html and DIR/report.md from the saved results; returns their paths."""
+def build_report(out: str | Path, claims: str | Path | None = None) -> dict[str, Path]:
+    """Write DIR/report.html and DIR/report.md from the saved results; returns their paths.
+    ``claims``: a claims file (TOML; see :mod:`.claims`); default DIR/claims.toml where the run
+    saved one, else the standard claims worded from the column map."""
     out = Path(out)
     with output_root(out):
-        ctx = context(out)
+        ctx = context(out, claims)
         env = _env()
         html = env.get_template("report.html.j2").render(**ctx)
         md = env.get_template("report.md.j2").render(**ctx)

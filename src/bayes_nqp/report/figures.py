@@ -114,13 +114,23 @@ def event_time_plot(summary: dict, title: str, simulated: bool, twfe: dict | Non
             series.setdefault(m["base"], []).append((float(m["e"]), name, e))
     if not series:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 4))
+    fig, ax = plt.subplots(figsize=(11, 4))  # room for the legend at the right
+    drawn: list[float] = []   # the frequentist estimates already drawn (each estimator once)
+    gaps: set[float] = set()
     for base, pts in series.items():
         pts.sort()
         x = np.array([p[0] for p in pts])
         mean = np.array([p[2]["mean"] for p in pts])
         lo = np.array([p[2][HDI][0] for p in pts])
         hi = np.array([p[2][HDI][1] for p in pts])
+        # a missing event time inside the window (the reference period) is a gap, not a line
+        missing = [float(k) for k in range(int(x.min()), int(x.max()) + 1) if float(k) not in set(x)]
+        gaps.update(missing)
+        if missing:
+            xs = np.sort(np.r_[x, missing])
+            idx = {v: i for i, v in enumerate(x)}
+            mean, lo, hi = (np.array([arr[idx[v]] if v in idx else np.nan for v in xs]) for arr in (mean, lo, hi))
+            x = xs
         ax.fill_between(x, lo, hi, alpha=0.25, label=f"{base}: 95% HDI")
         ax.plot(x, mean, "o-", label=f"{base}: posterior mean")
         fx, fy, flo, fhi, src = [], [], [], [], None
@@ -134,6 +144,7 @@ def event_time_plot(summary: dict, title: str, simulated: bool, twfe: dict | Non
                 fhi.append(ci[1])
                 src = src or f.get("source")
         if fx:
+            drawn += list(fy)
             fy, flo, fhi = map(np.asarray, (fy, flo, fhi))
             ax.errorbar(fx, fy, yerr=[fy - flo, fhi - fy], fmt="s", ms=4, color="0.3", capsize=2,
                         label=f"frequentist ({src or 'replication'}), 95% CI")
@@ -143,6 +154,10 @@ def event_time_plot(summary: dict, title: str, simulated: bool, twfe: dict | Non
             pts.append((float(k), e["estimate"], *(e.get(CI) or [e["estimate"]] * 2)))
         except (TypeError, ValueError, KeyError):
             continue  # "pretrend_pvalue" and other non-event-time keys
+    # the TWFE event study is drawn once: not again when it is the counterpart drawn above
+    if pts and drawn and all(any(abs(p[1] - d) <= 1e-12 * max(1.0, abs(d)) for d in drawn)
+                             for p in pts if p[0] not in gaps):
+        pts = []
     if pts:
         pts.sort()
         x, y, lo, hi = (np.array(v, dtype=float) for v in zip(*pts))
@@ -150,19 +165,30 @@ def event_time_plot(summary: dict, title: str, simulated: bool, twfe: dict | Non
                     alpha=0.8, label="TWFE event study (replication), 95% CI")
     ax.axhline(0, color="0.5", lw=0.8, ls="--")
     ax.axvline(-0.5, color="0.7", lw=0.8, ls=":")
+    if gaps:
+        g = sorted(gaps)
+        ax.plot(g, [0.0] * len(g), "o", mfc="white", mec="0.2", ms=7, zorder=5,
+                label="reference period (e = " + ", ".join(f"{v:g}" for v in g) + "): fixed at 0, not estimated")
     ax.set_xlabel("event time (periods since adoption)")
     ax.set_ylabel("effect (outcome scale)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over data
     ax.set_title(title + (f"\n{SIM_TAG}" if simulated else ""), fontsize=10)
     fig.tight_layout()
     return fig
+
+
+#: estimands not on the outcome's scale (kept off the forest plot's outcome axis)
+_OFF_SCALE = re.compile(r"^(breakdown_M|n_thresholds|rho_breakdown\[|prop_mediated\[|gamma\[|a\[|b\[)")
 
 
 def forest_plot(summary: dict, title: str, simulated: bool, names: list[str] | None = None):
     """Posterior mean and 95% HDI of each estimand, with the frequentist estimate and CI where the
     replication has one (heterogeneity: group effects and their contrasts)."""
     params = summary.get("params", {})
-    names = [n for n in (names or list(params)) if n in params and not _EVENT.match(n)]
+    # only effects on the outcome's scale share its axis: not the unitless or other-scale
+    # quantities (shares, threshold locations, breakdown values, counts)
+    names = [n for n in (names or list(params)) if n in params and not _EVENT.match(n)
+             and not _OFF_SCALE.match(n)]
     if not names:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(names) + 1.2))
