@@ -1,13 +1,15 @@
 """The `bayes-nqp` command line: a thin typer layer over the Python API. The only place that prints.
 
-Exit codes: 0 ok, 1 unexpected error, 2 bad input (data, map, spec), 3 a fit failed its
-diagnostic gates (results are written all the same).
+Exit codes: 0 ok, 1 unexpected error, 2 bad input (data, map, spec, an output folder that
+cannot be written or that another run holds), 3 a fit failed its diagnostic gates (results are
+written all the same), 130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -36,6 +38,30 @@ OutOpt = typer.Option(Path("reports"), "--out", help="output folder")
 def _fail(exc: Exception) -> None:
     err.print(f"[bold red]error:[/] {exc}")
     raise typer.Exit(EXIT_BAD_INPUT)
+
+
+EXIT_INTERRUPTED = 130
+
+
+@contextmanager
+def _guarded(out: Path, command: str, *targets: Path):
+    """A writing command's frame: SIGINT/SIGTERM raise ``Interrupted`` (exit 130/143, nothing
+    incomplete saved); ``out`` (and each of ``targets``) is refused before any work when it
+    cannot be written (exit 2), and locked against a second run into it (exit 2)."""
+    from .guard import check_writable, folder_lock, signals_handled
+
+    try:
+        with signals_handled():
+            with folder_lock(out, command=command):
+                for t in targets:
+                    check_writable(t)
+                yield
+    except KeyboardInterrupt as exc:
+        err.print(f"[bold red]interrupted[/] ({getattr(exc, 'signal_name', 'SIGINT')}) during "
+                  f"{command}: {exc or 'stopped'}; nothing incomplete was saved")
+        raise typer.Exit(getattr(exc, "exit_code", EXIT_INTERRUPTED))
+    except BayesNQPError as exc:
+        _fail(exc)
 
 
 def _panel(data: Optional[Path], cmap: Optional[Path], strict: bool = True):
@@ -121,6 +147,13 @@ def replicate(section: Section = typer.Argument(Section.all, help="which section
     """Frequentist replication: TWFE DID, event studies, heterogeneity, mediation, threshold, placebo."""
     from .frequentist import replicate_to_dir
 
+    with _guarded(out, f"bayes-nqp replicate {section.value}", out / "replication"):
+        _replicate(section, data, cmap, out)
+
+
+def _replicate(section, data, cmap, out: Path) -> None:
+    from .frequentist import replicate_to_dir
+
     panel = _panel(data, cmap)
 
     def progress(name, secs, res):
@@ -168,10 +201,12 @@ def _saved_replication(out: Path, panel) -> dict | None:
     """A replication summary already written for the same data, reused for comparisons."""
     from .results import read_json
 
+    from .guard import same_data
+
     p = out / "replication" / "summary.json"
     if p.exists():
         s = read_json(p)
-        if s.get("data", {}).get("sha256") == panel.sha256:
+        if same_data(s.get("data"), panel.data_block()):  # the same file and column map
             return s
     return None
 
@@ -206,10 +241,15 @@ def fit_cmd(model: ModelName = typer.Argument(..., help="which Bayesian model"),
             quick: bool = typer.Option(False, "--quick", help="the spec's \\[quick] sampler settings"),
             out: Path = OutOpt):
     """Fit a Bayesian model; writes DIR/<model>/{posterior.nc, summary.json}. Exit 3 if gates fail."""
+    name = model.value.replace("-", "_")
+    with _guarded(out, f"bayes-nqp fit {model.value}", out / name):
+        _fit_cmd(name, data, cmap, priors, draws, tune, chains, seed, quick, out)
+
+
+def _fit_cmd(name, data, cmap, priors, draws, tune, chains, seed, quick, out: Path) -> None:
     from .bayes import fit as _fit
 
     panel = _panel(data, cmap)
-    name = model.value.replace("-", "_")
     rep = _saved_replication(out, panel)
     _quiet_libraries()
     t0 = time.perf_counter()
@@ -225,9 +265,6 @@ def fit_cmd(model: ModelName = typer.Argument(..., help="which Bayesian model"),
     if not f.passed:
         err.print("[bold red]the fit failed its diagnostic gates; results are written but flagged[/]")
         raise typer.Exit(EXIT_GATES)
-
-
-EXIT_INTERRUPTED = 130
 
 
 def _quiet_libraries() -> None:
@@ -291,20 +328,22 @@ def run_cmd(data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt, out: 
     sensitivity and the report (DIR/report.html). Exit 3 if a fit failed its gates, 130 if interrupted."""
     from .pipeline import read_manifest, run as _run
 
-    panel = _panel(data, cmap)
-    chosen = [m.strip().replace("-", "_") for m in models.split(",")] if models else None
-    _quiet_libraries()
-    t0 = time.perf_counter()
-    try:
-        with _RunDisplay() as display:
-            result = _run(panel, out, quick=quick, seed=seed, progress=display, models=chosen)
-    except KeyboardInterrupt:
-        m = read_manifest(out) or {}
-        err.print(f"[bold red]interrupted[/] during stage {m.get('stopped_at') or '(before the first stage)'}; "
-                  f"earlier stages' results are complete in {out}; see {out / 'manifest.json'}")
-        raise typer.Exit(EXIT_INTERRUPTED)
-    except BayesNQPError as exc:
-        _fail(exc)
+    with _guarded(out, "bayes-nqp run"):  # the lock is the pipeline's too (re-entrant)
+        panel = _panel(data, cmap)
+        chosen = [m.strip().replace("-", "_") for m in models.split(",")] if models else None
+        _quiet_libraries()
+        t0 = time.perf_counter()
+        try:
+            with _RunDisplay() as display:
+                result = _run(panel, out, quick=quick, seed=seed, progress=display, models=chosen)
+        except KeyboardInterrupt as exc:
+            m = read_manifest(out) or {}
+            err.print(f"[bold red]interrupted[/] ({getattr(exc, 'signal_name', 'SIGINT')}) during "
+                      f"stage {m.get('stopped_at') or '(before the first stage)'}; earlier "
+                      f"stages' results are complete in {out}; see {out / 'manifest.json'}")
+            raise typer.Exit(getattr(exc, "exit_code", EXIT_INTERRUPTED))
+        except BayesNQPError as exc:
+            _fail(exc)
     t = Table(title=f"bayes-nqp run into {out}/ ({time.perf_counter() - t0:.0f}s)")
     for c in ("stage", "status", "seconds", "written to", "note"):
         t.add_column(c, overflow="fold")
@@ -336,10 +375,15 @@ def sensitivity_cmd(model: ModelName = typer.Argument(..., help="which Bayesian 
                     chains: Optional[int] = typer.Option(None, "--chains"), seed: Optional[int] = typer.Option(None, "--seed"),
                     quick: bool = typer.Option(False, "--quick", help="the spec's \\[quick] sampler settings")):
     """Refit a model under several prior sets (one compilation); writes DIR/sensitivity/<model>/."""
+    name = model.value.replace("-", "_")
+    with _guarded(out, f"bayes-nqp sensitivity {model.value}", out / "sensitivity" / name):
+        _sensitivity_cmd(name, prior_sets, data, cmap, out, draws, tune, chains, seed, quick)
+
+
+def _sensitivity_cmd(name, prior_sets, data, cmap, out: Path, draws, tune, chains, seed, quick) -> None:
     from .bayes.sensitivity import sensitivity
 
     panel = _panel(data, cmap)
-    name = model.value.replace("-", "_")
     sets = [s.strip() for s in prior_sets.split(",") if s.strip()]
     _quiet_libraries()
     try:
