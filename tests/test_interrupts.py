@@ -31,6 +31,11 @@ from bayes_nqp.data import REPO_ROOT
 from bayes_nqp.errors import Interrupted
 from bayes_nqp.results import read_json
 
+def flat(text: str) -> str:
+    """Terminal output with the line wrapping undone."""
+    return " ".join(text.split())
+
+
 SRC = REPO_ROOT / "src"
 MARKER = "sampling started"
 
@@ -321,7 +326,7 @@ def test_an_existing_file_as_output_is_refused_before_sampling(files, tmp_path, 
     res = CliRunner().invoke(app, [*COMMANDS[command], "--data", str(data), "--map", str(cmap),
                                    "--out", str(target)])
     assert res.exit_code == 2, res.output
-    assert "existing file" in res.output
+    assert "existing file" in flat(res.output)
     assert target.read_text(encoding="utf-8") == "mine"
 
 
@@ -343,7 +348,7 @@ def test_a_folder_that_cannot_be_written_is_refused_before_sampling(files, tmp_p
         if os.geteuid() != 0:
             (tmp_path / "ro").chmod(0o755)
     assert res.exit_code == 2, res.output
-    assert "cannot" in res.output and "--out" in res.output
+    assert "cannot" in flat(res.output) and "--out" in flat(res.output)
 
 
 def test_a_model_folder_that_is_a_file_is_refused_before_sampling(files, tmp_path, monkeypatch):
@@ -353,4 +358,4 @@ def test_a_model_folder_that_is_a_file_is_refused_before_sampling(files, tmp_pat
     (out / "did").write_text("not a folder", encoding="utf-8")
     data, cmap = files
     res = CliRunner().invoke(app, ["fit", "did", "--data", str(data), "--map", str(cmap), "--out", str(out)])
-    assert res.exit_code == 2 and "existing file" in res.output, res.output
+    assert res.exit_code == 2 and "existing file" in flat(res.output), res.output
