@@ -410,13 +410,17 @@ def _sensitivity_cmd(name, prior_sets, data, cmap, out: Path, draws, tune, chain
 @app.command("report")
 def report_cmd(out: Path = typer.Argument(Path("reports"), help="a results folder (from `bayes-nqp run`)")):
     """Rebuild DIR/report.html and DIR/report.md from saved results, without refitting."""
+    from contextlib import nullcontext
+
     from .report import build_report
 
-    try:
-        with console.status("building the report ..."):
-            paths = build_report(out)
-    except BayesNQPError as exc:
-        _fail(exc)
+    # not while a run writes into the folder (its lock); a missing folder gets build_report's message
+    with _guarded(out, "bayes-nqp report") if out.is_dir() else nullcontext():
+        try:
+            with console.status("building the report ..."):
+                paths = build_report(out)
+        except BayesNQPError as exc:
+            _fail(exc)
     for p in paths.values():
         console.print(f"wrote {p}")
 

@@ -44,10 +44,6 @@ class FolderLocked(OutputError):
     """Another bayes-nqp process is writing into the same output folder."""
 
 
-class MixedDataError(BayesNQPError):
-    """Saved results from different data (or column maps) would be combined."""
-
-
 class Interrupted(KeyboardInterrupt):
     """The run was stopped by SIGINT (Ctrl-C) or SIGTERM. A ``KeyboardInterrupt``, so that every
     clean-up written for Ctrl-C runs for both; ``exit_code`` is 128 + the signal number (130 for

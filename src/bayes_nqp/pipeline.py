@@ -7,9 +7,11 @@ What to know first: ``DIR/manifest.json`` is rewritten (atomically) whenever a s
 ends, so at any moment it says which stages are done, skipped (with the reason: a role the column
 map lacks), failed (with the message), interrupted or not started, with their seconds and the
 paths they wrote. A stage that cannot run on this data is skipped, one that errors is recorded as
-failed, and the run goes on; only a KeyboardInterrupt stops it — the stage in progress is marked
-``interrupted``, stray temporary files are removed, the manifest is written and the interrupt is
-re-raised. Every result file is written by temp-file-and-rename, and each result folder's
+failed, and the run goes on; only a KeyboardInterrupt (or :class:`~.errors.Interrupted`, from
+SIGINT or SIGTERM, see :mod:`.guard`) stops it — the stage in progress is marked ``interrupted``
+(with the signal), this process's temporary files are removed, the manifest is written and the
+interrupt is re-raised. A signal whose exception a library swallowed is re-raised at the stage's
+end. The run holds the folder's lock (:func:`.guard.folder_lock`) throughout. Every result file is written by temp-file-and-rename, and each result folder's
 ``summary.json`` is written last, so an interrupted run leaves complete earlier results only.
 
 The library does not print: ``progress`` (a callable taking an :class:`Event`) is how a caller
