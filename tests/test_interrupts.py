@@ -233,6 +233,7 @@ def test_a_signal_whose_exception_was_swallowed_is_still_raised():
             guard.check_interrupt()
     assert e.value.exit_code == 143 and e.value.signal_name == "SIGTERM"
     assert signal.getsignal(signal.SIGTERM) is not guard._handler  # restored after the block
+    guard.check_interrupt()  # and the record with it: a later fit is not stopped by it
 
 
 @pytest.fixture

@@ -145,8 +145,6 @@ class Section(str, Enum):
 def replicate(section: Section = typer.Argument(Section.all, help="which section"),
               data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt, out: Path = OutOpt):
     """Frequentist replication: TWFE DID, event studies, heterogeneity, mediation, threshold, placebo."""
-    from .frequentist import replicate_to_dir
-
     with _guarded(out, f"bayes-nqp replicate {section.value}", out / "replication"):
         _replicate(section, data, cmap, out)
 
@@ -199,9 +197,8 @@ ModelName = Enum("ModelName", {n: n.replace("_", "-") for n in registry.names()}
 
 def _saved_replication(out: Path, panel) -> dict | None:
     """A replication summary already written for the same data, reused for comparisons."""
-    from .results import read_json
-
     from .guard import same_data
+    from .results import read_json
 
     p = out / "replication" / "summary.json"
     if p.exists():

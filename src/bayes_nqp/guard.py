@@ -78,7 +78,8 @@ def signals_handled():
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-        _state["installed"] = 0
+        # the record belongs to this block: a later fit outside it must not see an old signal
+        _state.update(installed=0, signum=None)
 
 
 def received() -> int | None:
