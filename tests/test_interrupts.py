@@ -115,7 +115,7 @@ class _Proc:
             if MARKER in line:
                 self.started.set()
 
-    def stop(self, sig, wait=120):
+    def stop(self, sig, wait=300):
         """Send ``sig`` half a second into sampling; returns (exit status, stderr)."""
         assert self.started.wait(wait), "sampling never started:\n" + "".join(self.err)[-3000:]
         time.sleep(0.5)
