@@ -125,9 +125,9 @@ def check_sample(idata, draws: int) -> None:
 # ---- the output folder -------------------------------------------------------------------------
 
 def check_writable(out: str | Path) -> Path:
-    """``out`` as a folder that can be written: created if missing; raises
-    :class:`OutputError` for an existing file (or a file on the way) or a folder that cannot be
-    written. Call it before any work."""
+    """``out`` as a folder that can be written (or created: its nearest existing folder can be
+    written); raises :class:`OutputError` for an existing file (or a file on the way) or a folder
+    that cannot be written. Creates nothing. Call it before any work."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"cannot write results into {out}: it is an existing file, not a folder; "
@@ -139,9 +139,8 @@ def check_writable(out: str | Path) -> Path:
         anc = anc.parent
     if anc.exists() and not anc.is_dir():
         raise OutputError(f"cannot create {out}: {anc} is a file, not a folder; choose another --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    try:  # a probe in the nearest folder that exists; nothing is created
+        probe = anc / f".write-test.{os.getpid()}-{secrets.token_hex(4)}.tmp"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
@@ -187,6 +186,10 @@ def folder_lock(out: str | Path, command: str | None = None):
     """Hold ``DIR/.bayes-nqp.lock`` for this block; raises :class:`FolderLocked` when another
     live process holds it. A stale lock (its pid dead on this host) is taken over."""
     out = check_writable(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {out}: {exc.strerror or exc}; choose another --out") from exc
     key = Path(os.path.abspath(out))
     if _held.get(key):
         _held[key] += 1
