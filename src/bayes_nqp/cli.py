@@ -1,13 +1,15 @@
 """The `bayes-nqp` command line: a thin typer layer over the Python API. The only place that prints.
 
-Exit codes: 0 ok, 1 unexpected error, 2 bad input (data, map, spec), 3 a fit failed its
-diagnostic gates (results are written all the same).
+Exit codes: 0 ok, 1 unexpected error, 2 bad input (data, map, spec, an output folder that
+cannot be written or that another run holds), 3 a fit failed its diagnostic gates (results are
+written all the same), 130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -60,6 +62,30 @@ def _claims_file(claims: Optional[Path], data: Optional[Path]) -> Optional[Path]
 def _fail(exc: Exception) -> None:
     err.print(f"[bold red]error:[/] {escape(str(exc))}")
     raise typer.Exit(EXIT_BAD_INPUT)
+
+
+EXIT_INTERRUPTED = 130
+
+
+@contextmanager
+def _guarded(out: Path, command: str, *targets: Path):
+    """A writing command's frame: SIGINT/SIGTERM raise ``Interrupted`` (exit 130/143, nothing
+    incomplete saved); ``out`` (and each of ``targets``) is refused before any work when it
+    cannot be written (exit 2), and locked against a second run into it (exit 2)."""
+    from .guard import check_writable, folder_lock, signals_handled
+
+    try:
+        with signals_handled():
+            with folder_lock(out, command=command):
+                for t in targets:
+                    check_writable(t)
+                yield
+    except KeyboardInterrupt as exc:
+        err.print(f"[bold red]interrupted[/] ({getattr(exc, 'signal_name', 'SIGINT')}) during "
+                  f"{command}: {exc or 'stopped'}; nothing incomplete was saved")
+        raise typer.Exit(getattr(exc, "exit_code", EXIT_INTERRUPTED))
+    except BayesNQPError as exc:
+        _fail(exc)
 
 
 def _panel(data: Optional[Path], cmap: Optional[Path], strict: bool = True):
@@ -161,6 +187,11 @@ class Section(str, Enum):
 def replicate(section: Section = typer.Argument(Section.all, help="which replication section, or all"),
               data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt, out: Path = OutOpt):
     """Frequentist replication: TWFE DID, event studies, heterogeneity, mediation, threshold, placebo."""
+    with _guarded(out, f"bayes-nqp replicate {section.value}", out / "replication"):
+        _replicate(section, data, cmap, out)
+
+
+def _replicate(section, data, cmap, out: Path) -> None:
     from .frequentist import replicate_to_dir
 
     panel = _panel(data, cmap)
@@ -209,12 +240,13 @@ ModelName = Enum("ModelName", {n: n for n in registry.names()}, type=str)
 
 def _saved_replication(out: Path, panel) -> dict | None:
     """A replication summary already written for the same data, reused for comparisons."""
+    from .guard import same_data
     from .results import read_json
 
     p = out / "replication" / "summary.json"
     if p.exists():
         s = read_json(p)
-        if s.get("data", {}).get("sha256") == panel.sha256:
+        if same_data(s.get("data"), panel.data_block()):  # the same file and column map
             return s
     return None
 
@@ -251,10 +283,15 @@ def fit_cmd(model: ModelName = typer.Argument(..., help="which Bayesian model (n
             quick: bool = QuickOpt,
             out: Path = OutOpt):
     """Fit a Bayesian model; writes DIR/<model>/{posterior.nc, summary.json}. Exit 3 if gates fail."""
+    name = model.value.replace("-", "_")
+    with _guarded(out, f"bayes-nqp fit {model.value}", out / name):
+        _fit_cmd(name, data, cmap, priors, draws, tune, chains, seed, quick, out)
+
+
+def _fit_cmd(name, data, cmap, priors, draws, tune, chains, seed, quick, out: Path) -> None:
     from .bayes import fit as _fit
 
     panel = _panel(data, cmap)
-    name = model.value
     rep = _saved_replication(out, panel)
     _quiet_libraries()
     t0 = time.perf_counter()
@@ -274,9 +311,6 @@ def fit_cmd(model: ModelName = typer.Argument(..., help="which Bayesian model (n
     if not f.passed:
         err.print("[bold red]the fit failed its diagnostic gates; results are written but flagged[/]")
         raise typer.Exit(EXIT_GATES)
-
-
-EXIT_INTERRUPTED = 130
 
 
 def _quiet_libraries() -> None:
@@ -346,25 +380,27 @@ def run_cmd(data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt, out: 
     sensitivity and the report (DIR/report.html). Exit 3 if a fit failed its gates, 130 if interrupted."""
     from .pipeline import read_manifest, run as _run
 
-    panel = _panel(data, cmap)
-    chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
-    unknown = [m for m in chosen or [] if m not in registry.names()]
-    if unknown:
-        _fail(BayesNQPError(f"--models: unknown model(s) {', '.join(unknown)}; choose from "
-                            f"{', '.join(registry.names())} (comma-separated, as the folders are named)"))
-    _quiet_libraries()
-    t0 = time.perf_counter()
-    try:
-        with _RunDisplay(quick) as display:
-            result = _run(panel, out, quick=quick, seed=seed, progress=display, models=chosen,
-                          multiverse=multiverse or None, claims=_claims_file(claims, data))
-    except KeyboardInterrupt:
-        m = read_manifest(out) or {}
-        err.print(f"[bold red]interrupted[/] during stage {m.get('stopped_at') or '(before the first stage)'}; "
-                  f"earlier stages' results are complete in {out}; see {out / 'manifest.json'}")
-        raise typer.Exit(EXIT_INTERRUPTED)
-    except BayesNQPError as exc:
-        _fail(exc)
+    with _guarded(out, "bayes-nqp run"):  # the lock is the pipeline's too (re-entrant)
+        panel = _panel(data, cmap)
+        chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
+        unknown = [m for m in chosen or [] if m not in registry.names()]
+        if unknown:
+            _fail(BayesNQPError(f"--models: unknown model(s) {', '.join(unknown)}; choose from "
+                                f"{', '.join(registry.names())} (comma-separated, as the folders are named)"))
+        _quiet_libraries()
+        t0 = time.perf_counter()
+        try:
+            with _RunDisplay(quick) as display:
+                result = _run(panel, out, quick=quick, seed=seed, progress=display, models=chosen,
+                              multiverse=multiverse or None, claims=_claims_file(claims, data))
+        except KeyboardInterrupt as exc:
+            m = read_manifest(out) or {}
+            err.print(f"[bold red]interrupted[/] ({getattr(exc, 'signal_name', 'SIGINT')}) during "
+                      f"stage {m.get('stopped_at') or '(before the first stage)'}; earlier "
+                      f"stages' results are complete in {out}; see {out / 'manifest.json'}")
+            raise typer.Exit(getattr(exc, "exit_code", EXIT_INTERRUPTED))
+        except BayesNQPError as exc:
+            _fail(exc)
     t = Table(title=f"bayes-nqp run into {out}/ ({time.perf_counter() - t0:.0f}s)")
     for c in ("stage", "status", "seconds", "written to", "note"):
         t.add_column(c, overflow="fold")
@@ -401,10 +437,15 @@ def sensitivity_cmd(model: ModelName = typer.Argument(..., help="which Bayesian 
                     chains: Optional[int] = ChainsOpt, seed: Optional[int] = SeedOpt,
                     quick: bool = QuickOpt):
     """Refit a model under several prior sets (one compilation); writes DIR/sensitivity/<model>/."""
+    name = model.value.replace("-", "_")
+    with _guarded(out, f"bayes-nqp sensitivity {model.value}", out / "sensitivity" / name):
+        _sensitivity_cmd(name, prior_sets, data, cmap, out, draws, tune, chains, seed, quick)
+
+
+def _sensitivity_cmd(name, prior_sets, data, cmap, out: Path, draws, tune, chains, seed, quick) -> None:
     from .bayes.sensitivity import sensitivity
 
     panel = _panel(data, cmap)
-    name = model.value
     sets = [s.strip() for s in prior_sets.split(",") if s.strip()]
     _quiet_libraries()
     try:
@@ -434,13 +475,17 @@ def report_cmd(out: Path = typer.Argument(Path("reports"), help="a results folde
                                                      "judges; default: DIR/claims.toml saved by the run, "
                                                      "else the standard claims worded from the column map")):
     """Rebuild DIR/report.html and DIR/report.md from saved results, without refitting."""
+    from contextlib import nullcontext
+
     from .report import build_report
 
-    try:
-        with console.status("building the report ..."):
-            paths = build_report(out, claims=claims)
-    except BayesNQPError as exc:
-        _fail(exc)
+    # not while a run writes into the folder (its lock); a missing folder gets build_report's message
+    with _guarded(out, "bayes-nqp report") if out.is_dir() else nullcontext():
+        try:
+            with console.status("building the report ..."):
+                paths = build_report(out, claims=claims)
+        except BayesNQPError as exc:
+            _fail(exc)
     for p in paths.values():
         console.print(f"wrote {p}")
 

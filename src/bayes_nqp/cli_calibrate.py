@@ -2,7 +2,8 @@
 cli.py). Thin: the work is :mod:`bayes_nqp.calibration` on :mod:`bayes_nqp.engine`.
 
 Exit codes: 0 ok, 2 bad input, 3 SBC failed its uniformity test or some replicates failed
-(results written all the same), 130 interrupted (a rerun with the same arguments resumes).
+(results written all the same), 130 interrupted by SIGINT, 143 by SIGTERM (a rerun with the
+same arguments resumes).
 """
 
 from __future__ import annotations
@@ -109,15 +110,21 @@ def _run(fn, label: str, **kw):
     logging.captureWarnings(True)
     for name in ("py.warnings", "arviz_stats", "arviz_base", "pymc", "pytensor", "distributed"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    from .guard import folder_lock, signals_handled
+
     try:
-        with _Bar(label) as bar:
-            return fn(progress=bar, on_cluster=bar.dashboard, **kw)
+        # SIGINT/SIGTERM → Interrupted; the output folder refused before any fit if it cannot
+        # be written, and locked against a second run
+        with signals_handled(), folder_lock(kw["out"], command=f"bayes-nqp calibrate {label}"):
+            with _Bar(label) as bar:
+                return fn(progress=bar, on_cluster=bar.dashboard, **kw)
     except BayesNQPError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT)
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: finished replicates are saved; rerun the same command to resume")
-        raise typer.Exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt as exc:
+        err.print(f"[yellow]interrupted[/] ({getattr(exc, 'signal_name', 'SIGINT')}): finished "
+                  "replicates are saved; rerun the same command to resume")
+        raise typer.Exit(getattr(exc, "exit_code", EXIT_INTERRUPTED))
 
 
 def _rate(x, ci) -> str:

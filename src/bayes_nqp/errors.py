@@ -33,3 +33,26 @@ class SectionSkipped(BayesNQPError):
 
 class UnsafePathError(BayesNQPError):
     """A file would be written outside the output folder (a name from user text chose the path)."""
+
+
+class OutputError(BayesNQPError):
+    """The output folder cannot be used: an existing file, a folder that cannot be written, or
+    one another run holds (:class:`FolderLocked`)."""
+
+
+class FolderLocked(OutputError):
+    """Another bayes-nqp process is writing into the same output folder."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by SIGINT (Ctrl-C) or SIGTERM. A ``KeyboardInterrupt``, so that every
+    clean-up written for Ctrl-C runs for both; ``exit_code`` is 128 + the signal number (130 for
+    SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, signum: int = 2, message: str = ""):
+        import signal as _signal
+
+        self.signum = int(signum)
+        self.signal_name = _signal.Signals(self.signum).name
+        self.exit_code = 128 + self.signum
+        super().__init__(message or f"interrupted by {self.signal_name}")

@@ -7,9 +7,11 @@ What to know first: ``DIR/manifest.json`` is rewritten (atomically) whenever a s
 ends, so at any moment it says which stages are done, skipped (with the reason: a role the column
 map lacks), failed (with the message), interrupted or not started, with their seconds and the
 paths they wrote. A stage that cannot run on this data is skipped, one that errors is recorded as
-failed, and the run goes on; only a KeyboardInterrupt stops it — the stage in progress is marked
-``interrupted``, stray temporary files are removed, the manifest is written and the interrupt is
-re-raised. Every result file is written by temp-file-and-rename, and each result folder's
+failed, and the run goes on; only a KeyboardInterrupt (or :class:`~.errors.Interrupted`, from
+SIGINT or SIGTERM, see :mod:`.guard`) stops it — the stage in progress is marked ``interrupted``
+(with the signal), this process's temporary files are removed, the manifest is written and the
+interrupt is re-raised. A signal whose exception a library swallowed is re-raised at the stage's
+end. The run holds the folder's lock (:func:`.guard.folder_lock`) throughout. Every result file is written by temp-file-and-rename, and each result folder's
 ``summary.json`` is written last, so an interrupted run leaves complete earlier results only.
 
 The library does not print: ``progress`` (a callable taking an :class:`Event`) is how a caller
@@ -36,7 +38,8 @@ from typing import Callable
 import pandas as pd
 
 from . import registry
-from .errors import DataError, ModelError, SectionSkipped
+from .errors import DataError, Interrupted, ModelError, SectionSkipped
+from .guard import check_interrupt, folder_lock, received, remove_own_temporaries, shielded
 from .provenance import versions
 from .paths import output_root, safe_filename
 from .results import SIMULATED_NOTICE, read_json, save_table, write_atomic, write_json
@@ -137,14 +140,24 @@ class _Run:
         rec = _Record()
         t0 = time.perf_counter()
         try:
-            yield rec
+            try:
+                yield rec
+            except Exception as exc:  # a library that turned the interrupt into an error
+                if received() is not None:
+                    raise Interrupted(received(), f"interrupted during {name}") from exc
+                raise
+            # a signal whose exception was swallowed (nutpie, a finalizer, a library's except)
+            check_interrupt(f"during {name}")
         except SectionSkipped as exc:
             st.update(status="skipped", reason=str(exc))
-        except KeyboardInterrupt:
-            st.update(status="interrupted", seconds=time.perf_counter() - t0, paths=rec.existing())
-            self.manifest.update(status="interrupted", stopped_at=name, finished=_now())
-            _remove_temporaries(self.out)
-            self.save()
+        except KeyboardInterrupt as exc:
+            with shielded():  # a second signal must not cut the clean-up short
+                st.update(status="interrupted", seconds=time.perf_counter() - t0, paths=rec.existing())
+                self.manifest.update(status="interrupted", stopped_at=name, finished=_now(),
+                                     signal=getattr(exc, "signal_name", "SIGINT"),
+                                     exit_code=getattr(exc, "exit_code", 130))
+                _remove_temporaries(self.out)
+                self.save()
             self.emit(Event("end", name, label, "interrupted", st["seconds"]))
             raise
         except Exception as exc:  # recorded, and the run goes on with the next stage
@@ -183,10 +196,9 @@ class _Record:
 
 
 def _remove_temporaries(out: Path) -> None:
-    """Delete the hidden ``.<name>*.tmp`` files an interrupted atomic write may leave."""
-    if out.exists():
-        for p in out.rglob(".*.tmp"):
-            p.unlink(missing_ok=True)
+    """Delete the hidden ``.<name>.<pid>-*.tmp`` files an interrupted atomic write of this
+    process may leave (another run's temporaries are not touched)."""
+    remove_own_temporaries(out)
 
 
 def _section_options(options: dict) -> dict:
@@ -293,6 +305,15 @@ def run(panel, out: str | Path = "reports", *, quick: bool = False, seed: int | 
         load_claims(claims)
         claims_text = Path(claims).read_text(encoding="utf-8")
 
+    with folder_lock(out, command="bayes-nqp run"):  # one run per folder; refuses an unwritable one
+        return _locked_run(panel, out, progress, quick=quick, seed=seed, models=models,
+                           prior_sets=prior_sets, sens=sens, sampler=sampler,
+                           replication=replication, report=report,
+                           multiverse=multiverse, claims=claims, claims_text=claims_text)
+
+
+def _locked_run(panel, out: Path, progress, *, quick, seed, models, prior_sets, sens, sampler,
+                replication, report, multiverse, claims, claims_text) -> RunResult:
     r = _Run(out, progress)
     r.manifest = {
         "status": "running", "started": _now(), "finished": None, "stopped_at": None,
@@ -326,13 +347,17 @@ def run(panel, out: str | Path = "reports", *, quick: bool = False, seed: int | 
             _stages(r, panel, out, quick=quick, seed=seed, models=models, prior_sets=prior_sets,
                     sens=sens, sampler=sampler, replication=replication, report=report,
                     multiverse=multiverse)
-    except KeyboardInterrupt:
+            check_interrupt("at the end of the run")
+    except KeyboardInterrupt as exc:
         if r.manifest.get("status") != "interrupted":  # between two stages
-            started = [k for k, v in r.manifest["stages"].items() if v["status"] != "not started"]
-            r.manifest.update(status="interrupted", finished=_now(),
-                              stopped_at=f"after {started[-1]}" if started else "before the first stage")
-            _remove_temporaries(out)
-            r.save()
+            with shielded():
+                started = [k for k, v in r.manifest["stages"].items() if v["status"] != "not started"]
+                r.manifest.update(status="interrupted", finished=_now(),
+                                  stopped_at=f"after {started[-1]}" if started else "before the first stage",
+                                  signal=getattr(exc, "signal_name", "SIGINT"),
+                                  exit_code=getattr(exc, "exit_code", 130))
+                _remove_temporaries(out)
+                r.save()
         raise
     r.manifest["finished"] = _now()
     r.manifest["exit_code"] = RunResult(out, r.manifest).exit_code
@@ -405,7 +430,7 @@ def _stages(r: _Run, panel, out: Path, *, quick, seed, models, prior_sets, sens,
     from .report.tables import comparison_table, diagnostics_table
 
     with r.stage("diagnostics", "collating diagnostics") as rec:
-        tbl = diagnostics_table(out, models=list(fits))
+        tbl = diagnostics_table(out, models=list(fits), data=panel.data_block())
         if tbl.empty:
             raise SectionSkipped("no Bayesian fit completed")
         rec.add(*save_table(tbl, out / "diagnostics", simulated=panel.simulated))
@@ -413,7 +438,7 @@ def _stages(r: _Run, panel, out: Path, *, quick, seed, models, prior_sets, sens,
         rec.dest = out / "diagnostics.md"
 
     with r.stage("comparison", "Bayesian vs frequentist") as rec:
-        tbl = comparison_table(out, models=list(fits))
+        tbl = comparison_table(out, models=list(fits), data=panel.data_block())
         if tbl.empty:
             raise SectionSkipped("no fit has a frequentist counterpart to compare with "
                                  "(replication missing or no model completed)")

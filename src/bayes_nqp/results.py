@@ -81,12 +81,14 @@ def param_entry(draws) -> dict:
 
 def write_atomic(path: str | Path, text: str | bytes) -> Path:
     """Write a file so that a reader never sees it half-written (temp file + rename)."""
+    from .guard import temp_prefix
     from .paths import check_under
 
     path = check_under(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = "wb" if isinstance(text, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # the name holds this process's pid: an interrupted run's clean-up removes its own only
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as fh:
             fh.write(text)

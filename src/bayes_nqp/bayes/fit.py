@@ -20,6 +20,7 @@ from ..errors import BayesNQPError, ModelError, SectionSkipped
 from ..compare import compare
 from ..contract import ComparisonEntry, FitSummary, ParamEntry, comparison_table, tidy
 from ..results import SIMULATED_NOTICE, read_json, table_markdown, write_atomic, write_json
+from ..guard import check_sample, temp_path
 from ..paths import check_under, nc_name, nc_unname, output_root
 from .base import MODELS, BayesModel
 from .diagnostics import diagnose, loo_summary, power_scaling, ppc_summary
@@ -160,21 +161,27 @@ class Fit:
 
 def _write_datatree(dt, path: Path) -> None:
     path = check_under(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temp_path(path)  # unique per process and call: a concurrent run's temporary is not ours
     # nutpie's divergence_message is an object array netCDF cannot store; it is not needed later
     for group in ("sample_stats", "warmup_sample_stats"):
         if group in dt.children and "divergence_message" in dt[group].data_vars:
             dt[group] = dt[group].to_dataset().drop_vars("divergence_message")
-    dt.to_netcdf(tmp, engine="netcdf4")
-    tmp.replace(path)
+    try:
+        dt.to_netcdf(tmp, engine="netcdf4")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _write_dataset(ds, path: Path) -> None:
     path = check_under(path)
     ds = ds.rename({k: nc_name(k) for k in ds.data_vars if nc_name(k) != k})
-    tmp = path.with_name(f".{path.name}.tmp")
-    ds.to_netcdf(tmp, engine="netcdf4")
-    tmp.replace(path)
+    tmp = temp_path(path)
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_fit(path: str | Path) -> Fit:
@@ -236,7 +243,12 @@ def sample(compiled, settings: SamplerSettings, progress=False):
         kw["progress_callback"] = progress
     if settings.cores:
         kw["cores"] = settings.cores
-    return nutpie.sample(compiled, **kw)
+    log.info("sampling started: %d chain(s) x %d draws (tune %d)", settings.chains, settings.draws,
+             settings.tune)
+    idata = nutpie.sample(compiled, **kw)
+    # nutpie answers KeyboardInterrupt by returning the draws so far: never take them as complete
+    check_sample(idata, settings.draws)
+    return idata
 
 
 def finish(model: BayesModel, pm_model, idata, settings: SamplerSettings, *, replication=None,
@@ -288,7 +300,7 @@ def finish(model: BayesModel, pm_model, idata, settings: SamplerSettings, *, rep
                           model.spec.compare).items()}
     extras = model.extras(idata, draws, replication)
     fit = Fit(model=model.name, idata=idata, spec=model.spec, priors=model.priors, sampler=settings,
-              data={k: v for k, v in model.panel.data_block().items() if k in ("path", "sha256", "simulated", "n_obs", "n_units")},
+              data={k: v for k, v in model.panel.data_block().items() if k in ("path", "sha256", "map_sha256", "simulated", "n_obs", "n_units")},
               draws=draws, params=params, diag=diag, comparison_=comparison, extras=extras,
               seconds=time.perf_counter() - seconds0, assumptions=tuple(model.assumptions()),
               estimands=labels)

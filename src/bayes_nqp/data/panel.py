@@ -141,10 +141,14 @@ class Panel:
                 raise SectionSkipped(f"{what} needs the role '{r}', which the column map does not give")
 
     def data_block(self) -> dict:
-        """The ``data`` entry of every summary.json."""
+        """The ``data`` entry of every summary.json (``map_sha256``: the column map's, so that
+        results made with another map are not mixed in; see :mod:`bayes_nqp.guard`)."""
+        from ..guard import map_sha256
+
         return {
             "path": self.source,
             "sha256": self.sha256,
+            "map_sha256": map_sha256(self.cmap.to_dict()),
             "simulated": self.simulated,
             "n_obs": self.n_obs,
             "n_units": self.n_units,

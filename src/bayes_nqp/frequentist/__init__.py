@@ -84,8 +84,32 @@ def replicate_to_dir(which, panel, out: str | Path, progress=None, **options) ->
         return _replicate_to_dir(which, panel, Path(out) / "replication", progress, **options)
 
 
+def _stale_files(out: Path) -> None:
+    """Remove the tables and figures of an earlier replication (other data, or a full rerun)."""
+    for sub, pattern in (("tables", "*.csv"), ("tables", "*.md"), ("figures", "*.png")):
+        d = out / sub
+        if d.is_dir():
+            for p in d.glob(pattern):
+                p.unlink(missing_ok=True)
+
+
 def _replicate_to_dir(which, panel, out: Path, progress=None, **options) -> dict:
+    from ..guard import describe_mismatch, same_data
+    from ..results import read_json
+
     results = run_sections(panel, which, progress=progress, **options)
+    path = out / "summary.json"
+    old = read_json(path) if path.exists() else None
+    partial = which not in (None, "all")
+    if old is not None and (not partial or same_data(old.get("data"), panel.data_block()) is False):
+        # an earlier replication of other data (or a full rerun) leaves nothing behind: no
+        # stale section beside the new data block
+        if partial:
+            log.warning("replication/summary.json was %s; its sections are dropped",
+                        describe_mismatch(old.get("data") or {}, panel.data_block()))
+        path.unlink(missing_ok=True)
+        _stale_files(out)
+        old = None
     for name, res in results.items():
         if isinstance(res, SectionResult):
             for tname, df in res.tables.items():
@@ -93,11 +117,9 @@ def _replicate_to_dir(which, panel, out: Path, progress=None, **options) -> dict
             for fname, fig in res.figures.items():
                 save_figure(fig, out / "figures" / f"{safe_filename(fname)}.png")
     summary = collect_summary(panel, results)
-    # merge with an earlier summary so that `replicate did` after `replicate all` loses nothing
-    path = out / "summary.json"
-    if path.exists() and which not in (None, "all"):
-        from ..results import read_json
-        old = read_json(path)
+    # merge with an earlier summary of the same data, so that `replicate did` after `replicate
+    # all` loses nothing
+    if old is not None:
         old_skipped = old.get("skipped", {})
         for name in results:
             old_skipped.pop(name, None)

@@ -28,6 +28,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from .. import registry
 from ..contract import CI, FitSummary, HDI, ParamEntry
 from ..errors import BayesNQPError
+from ..guard import describe_mismatch, same_data
 from ..paths import output_root
 from ..results import GATES, SIMULATED_NOTICE, read_json, save_figure, write_atomic
 from . import figures as F
@@ -371,8 +372,13 @@ def _span(periods) -> str | None:
     return f"{periods[0]}–{periods[-1]} ({len(periods)})"
 
 
-def replication_section(out: Path, rep: dict | None, manifest: dict | None, assets: _Assets) -> dict:
+def replication_section(out: Path, rep: dict | None, manifest: dict | None, assets: _Assets,
+                        stale: str | None = None) -> dict:
     title = "Frequentist replication"
+    if rep is None and stale:
+        return _section("replication", title, status="missing",
+                        reason=f"the saved replication/ was {stale}; it is not combined with this "
+                               "run's results")
     if rep is None:
         return _section("replication", title, status="missing",
                         reason=_missing_reason(_status_of(manifest, "replication"), "the replication",
@@ -930,6 +936,22 @@ def claim_set_for(out: Path, claims: str | Path | None = None):
     return None
 
 
+def _reference_data(out: Path, manifest: dict | None, rep: dict | None, fits: dict) -> dict | None:
+    """The data block every shown result must match: the run's (manifest), else data/summary.json,
+    else the replication's, else the newest fit's."""
+    if manifest and manifest.get("data"):
+        return manifest["data"]
+    p = out / "data" / "summary.json"
+    if p.exists():
+        return read_json(p)
+    if rep and rep.get("data"):
+        return rep["data"]
+    if fits:
+        newest = max(fits, key=lambda m: (out / m / "summary.json").stat().st_mtime)
+        return fits[newest].get("data")
+    return None
+
+
 def context(out: str | Path, claims: str | Path | None = None) -> dict:
     """Everything the templates show, from the saved results in ``out``; ``claims``: a claims
     file (default: DIR/claims.toml where a run saved one, else the standard claims)."""
@@ -944,6 +966,19 @@ def context(out: str | Path, claims: str | Path | None = None) -> dict:
     if not fits and rep is None and manifest is None:
         raise BayesNQPError(f"{out} holds no saved results (no manifest.json, replication/ or "
                             "<model>/summary.json); run `bayes-nqp run` first")
+    # results made from other data (or another column map) than the run's are never combined:
+    # they are left out and their sections say why
+    ref = _reference_data(out, manifest, rep, fits)
+    stale: dict[str, str] = {}
+    if ref:
+        for m, s in list(fits.items()):
+            if same_data(s.get("data"), ref) is False:
+                stale[m] = describe_mismatch(s.get("data") or {}, ref)
+                del fits[m]
+        sens = {m: s for m, s in sens.items() if same_data(s.get("data"), ref) is not False}
+        if rep is not None and same_data(rep.get("data"), ref) is False:
+            stale["replication"] = describe_mismatch(rep.get("data") or {}, ref)
+            rep = None
     # a fit this run skipped or failed is not shown even if an older one is on disk
     shown = {m: s for m, s in fits.items()
              if (_status_of(manifest, f"fit:{m}") or {"status": "done"}).get("status") == "done"}
@@ -959,9 +994,16 @@ def context(out: str | Path, claims: str | Path | None = None) -> dict:
         from .claims import standard_claims
 
         claim_set = standard_claims(info.get("map"), shown)
-    sections = [summary, data_section(out, info, assets), replication_section(out, rep, manifest, assets)]
-    models = list(registry.names()) + [m for m in fits if m not in registry.names()]
+    sections = [summary, data_section(out, info, assets), replication_section(out, rep, manifest, assets, stale=stale.get("replication"))]
+    models = list(registry.names()) + [m for m in [*fits, *stale] if m not in registry.names()
+                                       and m != "replication"]
     for m in models:
+        if m in stale:
+            about = _about(m)
+            sections.append(_section(m, about.title, [text(about.intro), text(
+                f"Saved results in {m}/ were {stale[m]}; they are not combined with this run's "
+                "results and not shown.", "bad")], status="missing", reason=f"saved results {stale[m]}"))
+            continue
         sections.append(model_section(out, m, fits.get(m), manifest, rep, assets))
     sections += [diagnostics_section(out, shown, sens, assets), loo_section(out, shown),
                  sensitivity_section(out, sens, manifest, assets), manifest_section(out, manifest, fits)]

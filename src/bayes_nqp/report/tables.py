@@ -13,13 +13,16 @@ import pandas as pd
 from .. import registry
 from ..contract import COMPARISON_COLUMNS, SENSITIVITY_COLUMNS, FitSummary, ParamEntry, sensitivity_row, tidy
 from ..contract import comparison_table as fit_comparison
+from ..guard import same_data
 from ..results import GATES, read_json
 
 NOT_MODEL_DIRS = {"replication", "sensitivity", "data", "report_assets"}
 
 
-def load_fits(out: str | Path) -> dict[str, dict]:
-    """model name -> its summary.json, for every complete fit folder under ``out``."""
+def load_fits(out: str | Path, data: dict | None = None) -> dict[str, dict]:
+    """model name -> its summary.json, for every complete fit folder under ``out``; with ``data``
+    (a ``data`` block: sha256, map_sha256) only the fits made from those data (see
+    :func:`bayes_nqp.guard.same_data`)."""
     out = Path(out)
     found = {}
     order = registry.names()
@@ -31,17 +34,22 @@ def load_fits(out: str | Path) -> dict[str, dict]:
         if p.exists():
             s = read_json(p)
             if isinstance(s, dict) and "params" in s and "diagnostics" in s:
+                if data is not None and same_data(s.get("data"), data) is False:
+                    continue
                 found[name] = s
     return found
 
 
-def load_sensitivity(out: str | Path) -> dict[str, dict]:
+def load_sensitivity(out: str | Path, data: dict | None = None) -> dict[str, dict]:
     base = Path(out) / "sensitivity"
     found = {}
     if base.exists():
         for p in sorted(base.iterdir()):
             if (p / "summary.json").exists():
-                found[p.name] = read_json(p / "summary.json")
+                s = read_json(p / "summary.json")
+                if data is not None and same_data(s.get("data"), data) is False:
+                    continue
+                found[p.name] = s
     order = {m: i for i, m in enumerate(registry.names())}
     return dict(sorted(found.items(), key=lambda kv: order.get(kv[0], 99)))
 
@@ -70,10 +78,11 @@ def diagnostics_row(model: str, s: dict) -> dict:
     }
 
 
-def diagnostics_table(out: str | Path, models: list[str] | None = None) -> pd.DataFrame:
+def diagnostics_table(out: str | Path, models: list[str] | None = None,
+                      data: dict | None = None) -> pd.DataFrame:
     """One row per saved fit (of ``models``, default all): the gates (R-hat ≤ 1.01, bulk ESS ≥
     400, no divergence) and the warnings (E-BFMI, tree depth, LOO Pareto k, power-scaling flags)."""
-    rows = [diagnostics_row(m, s) for m, s in load_fits(out).items() if models is None or m in models]
+    rows = [diagnostics_row(m, s) for m, s in load_fits(out, data).items() if models is None or m in models]
     return pd.DataFrame(rows, columns=list(diagnostics_row("", {}).keys()))
 
 
@@ -87,9 +96,10 @@ def comparison_rows(model: str, s: dict) -> list[dict]:
     return fit_comparison(FitSummary.from_json({**s, "model": model})).to_dict("records")
 
 
-def comparison_table(out: str | Path, models: list[str] | None = None) -> pd.DataFrame:
+def comparison_table(out: str | Path, models: list[str] | None = None,
+                     data: dict | None = None) -> pd.DataFrame:
     """Every Bayesian estimand (of ``models``, default all) that has a frequentist counterpart."""
-    rows = [r for m, s in load_fits(out).items() if models is None or m in models
+    rows = [r for m, s in load_fits(out, data).items() if models is None or m in models
             for r in comparison_rows(m, s)]
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
