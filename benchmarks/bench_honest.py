@@ -2,13 +2,15 @@
 
     python benchmarks/bench_honest.py [--part sd|placebo|all] [--n 40] [--configs before,after]
                                       [--panels castle,munnell] [--draws 500] [--chains 2]
+                                      [--model did|heterogeneity|event_study|staggered]
 
 Panels (real data shipped by PyPI packages; not this project's):
 
 * ``castle``: Cheng & Hoekstra (2013), castle-doctrine laws, 50 US states × 2000–2010, from
   ``causaldata`` (``causaldata.castle``): outcome ``l_homicide`` (log homicides per 100,000),
   treatment ``post`` (absorbing), unit ``sid``, time ``year``. Placebo pool: the 29 never-treated
-  states (the treated states are dropped).
+  states (the treated states are dropped). Group (heterogeneity): ``poverty`` = the state's mean
+  poverty rate above or below the median state's.
 * ``munnell``: Munnell (1990), public capital in 48 US states × 1970–1986, from
   ``linearmodels.datasets.munnell``: outcome log(``gsp``), unit ``state``, time ``year``. No real
   treatment: every state may get a placebo adoption; the sd comparison uses placebo seed 0.
@@ -59,9 +61,15 @@ def raw_panel(name: str):
     if name == "castle":
         import causaldata
 
-        d = causaldata.castle.load_pandas().data[["sid", "year", "l_homicide", "post"]].copy()
+        d = causaldata.castle.load_pandas().data[["sid", "year", "l_homicide", "post", "poverty"]].copy()
         d["post"] = d["post"].astype(int)
-        return d, {"unit": "sid", "time": "year", "outcome": "l_homicide", "treated": "post"}, \
+        # a time-invariant group for the heterogeneity model: the state's mean poverty rate above
+        # or below the median state's (any fixed labelling is valid under placebo laws)
+        pov = d.groupby("sid")["poverty"].transform("mean")
+        d["poverty_group"] = np.where(pov > pov.groupby(d["sid"]).first().median(), "high", "low")
+        d = d.drop(columns="poverty")
+        return d, {"unit": "sid", "time": "year", "outcome": "l_homicide", "treated": "post",
+                   "groups": {"poverty": "poverty_group"}}, \
             {"unit": "sid", "time": "year", "treated": "post", "pool": "never"}
     if name == "munnell":
         from linearmodels.datasets import munnell
@@ -94,11 +102,18 @@ def real_panel(name: str):
     return panel_from_frame(raw, cmap, source=name)
 
 
-def spec_for(config: str):
+def spec_for(config: str, model: str = "did"):
     from bayes_nqp.bayes.spec import load_spec
 
-    spec = load_spec("did")
+    spec = load_spec(model)
     return replace(spec, options={**spec.options, **CONFIGS[config]})
+
+
+def headline(model: str) -> str:
+    """The estimand a placebo panel checks: the spec's declared headline (``[model]``)."""
+    from bayes_nqp import registry
+
+    return registry.info(model).headline
 
 
 def frequentist(panel) -> dict:
@@ -107,7 +122,7 @@ def frequentist(panel) -> dict:
 
     f = twfe(panel, controls=False)
     iid = __import__("bayes_nqp.frequentist._fe", fromlist=["feols"]).feols(
-        "y ~ D | unit + time", panel.df, vcov="iid")
+        panel.df, "y", ["D"], vcov="iid")
     u = mean_unit_effect(panel, controls=False)
     return {"twfe": float(f.coef()["D"]), "twfe_se_crv1": float(f.se()["D"]),
             "twfe_p_crv1": float(f.pvalue()["D"]), "twfe_se_iid": float(iid.se()["D"]),
@@ -152,11 +167,20 @@ def fit_ysd(fit, panel) -> float:
     return float(np.std(panel.df["y"].to_numpy(float)))
 
 
-def part_placebo(panels, configs, n, draws, chains) -> dict:
+def part_placebo(panels, configs, n, draws, chains, model: str = "did") -> dict:
+    """False-positive rate of the 95% HDI of ``model``'s headline estimand (did: tau;
+    heterogeneity: its average tau; event_study: att_post; staggered: att) on ``n`` placebo panels,
+    beside TWFE (the static D coefficient) with iid and unit-clustered SEs on the same panels.
+
+    A model whose likelihood statistics are ``pm.Data`` (the two-way models) is compiled once and
+    refitted with ``with_data`` while the statistics' shapes and the coordinates stay the same;
+    any other model goes through the engine's compiled-model cache (constants lifted)."""
     from arviz_stats.base import array_stats
 
     from bayes_nqp.bayes.fit import compile_model, make_model, sample
+    from bayes_nqp.engine import compiled_model
 
+    target = headline(model)
     out = {}
     for name in panels:
         reps = [placebo_panel(name, seed) for seed in range(1, n + 1)]
@@ -164,28 +188,36 @@ def part_placebo(panels, configs, n, draws, chains) -> dict:
         res = {"twfe_iid_rate": float(np.mean([f["twfe_p_iid"] < 0.05 for f in freq])),
                "twfe_cluster_rate": float(np.mean([f["twfe_p_crv1"] < 0.05 for f in freq])),
                "unit_mean_rate": float(np.mean([(f["unit_mean_p"] or 1) < 0.05 for f in freq])),
-               "n": n, "configs": {}}
+               "n": n, "model": model, "estimand": target, "configs": {}}
         for cfg in configs:
             t0 = time.perf_counter()
-            spec = spec_for(cfg)
-            compiled = None
+            spec = spec_for(cfg, model)
+            cache, compilations = {}, 0  # one compilation per shape/coordinates of the statistics
             rows = []
             for seed, (panel, pl) in enumerate(reps, start=1):
-                m = make_model("did", panel, "weak", spec)
-                if compiled is None:
-                    pm_model, compiled = compile_model(m)
-                    shapes = {k: np.shape(v) for k, v in m.likelihood_data().items()}
-                data = m.likelihood_data()
-                if {k: np.shape(v) for k, v in data.items()} != shapes:
-                    pm_model, this = compile_model(m)
+                m = make_model(model, panel, "weak", spec)
+                if hasattr(m, "likelihood_data"):
+                    data = m.likelihood_data()
+                    this_key = (repr({k: np.shape(v) for k, v in data.items()}),
+                                repr({k: v for k, v in m.coords().items() if k not in ("obs",)}))
+                    if this_key not in cache:
+                        pm_model, this = compile_model(m)
+                        cache[this_key] = (pm_model, this)
+                        compilations += 1
+                    else:
+                        pm_model, compiled = cache[this_key]
+                        this = compiled.with_data(**{f"stat__{k}": v for k, v in data.items()})
                 else:
-                    this = compiled.with_data(**{f"stat__{k}": v for k, v in data.items()})
+                    pm_model = m.build()
+                    this, reused = compiled_model(pm_model, cache_key=model)
+                    compilations += not reused
                 settings = m.spec.sampler.override(draws=draws, tune=draws, chains=chains, seed=seed)
                 idata = sample(this, settings)
-                tau = idata["posterior"]["tau_z"].to_numpy().ravel() * m.y_sd
-                lo, hi = array_stats.hdi(tau, prob=0.95)
+                idata = m.postprocess(idata, pm_model)
+                est = np.asarray(m.estimands(idata)[target]).ravel()
+                lo, hi = array_stats.hdi(est, prob=0.95)
                 rows.append({"seed": seed, "placebo_units": [str(u) for u in pl.units],
-                             "estimate": float(tau.mean()), "sd": float(tau.std()),
+                             "estimate": float(est.mean()), "sd": float(est.std()),
                              "hdi95": [float(lo), float(hi)], "excludes_zero": bool(lo > 0 or hi < 0)})
             k = sum(r["excludes_zero"] for r in rows)
             rate = k / n
@@ -195,8 +227,9 @@ def part_placebo(panels, configs, n, draws, chains) -> dict:
             h = z * np.sqrt(rate * (1 - rate) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
             res["configs"][cfg] = {"options": spec.options, "false_positive_rate": rate,
                                    "false_positive_ci95": [max(c - h, 0.0), min(c + h, 1.0)],
-                                   "seconds": time.perf_counter() - t0, "replicates": rows}
-            logging.info("%s %s placebo rate %.3f (%d/%d) in %.0fs", name, cfg, rate, k, n,
+                                   "seconds": time.perf_counter() - t0, "compilations": compilations,
+                                   "replicates": rows}
+            logging.info("%s %s %s placebo rate %.3f (%d/%d) in %.0fs", model, name, cfg, rate, k, n,
                          time.perf_counter() - t0)
         out[name] = res
     return out
@@ -217,6 +250,9 @@ def main() -> None:
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--sd-draws", type=int, default=1000)
     ap.add_argument("--sd-chains", type=int, default=4)
+    ap.add_argument("--model", default="did",
+                    help="placebo part: the model whose headline estimand is checked (did's results "
+                         "go under 'placebo', any other model's under 'placebo_by_model')")
     ap.add_argument("--out", default=str(OUT))
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -231,19 +267,21 @@ def main() -> None:
         result.setdefault("sd", {}).update(part_sd(panels, configs, a.sd_draws, a.sd_chains))
         result["sd_settings"] = {"draws": a.sd_draws, "chains": a.sd_chains, "priors": "weak"}
     if a.part in ("placebo", "all"):
-        result.setdefault("placebo", {})
+        store = (result.setdefault("placebo", {}) if a.model == "did"
+                 else result.setdefault("placebo_by_model", {}).setdefault(a.model, {}))
         result["placebo_settings"] = {"draws": a.draws, "tune": a.draws, "chains": a.chains, "priors": "weak"}
         for panel in panels:  # written after each panel: a long run keeps what it finished
-            for name, res in part_placebo([panel], configs, a.n, a.draws, a.chains).items():
-                prev = result["placebo"].get(name, {})
+            for name, res in part_placebo([panel], configs, a.n, a.draws, a.chains, a.model).items():
+                prev = store.get(name, {})
                 prev_cfg = prev.get("configs", {}) if prev.get("n") == res["n"] else {}
-                result["placebo"][name] = {**res, "configs": {**prev_cfg, **res["configs"]}}
+                store[name] = {**res, "date": result["date"], "configs": {**prev_cfg, **res["configs"]}}
             _write(out_path, result)
     _write(out_path, result)
     print(json.dumps({k: v for k, v in result.items() if k != "placebo"}, indent=1, default=str)[:6000])
-    for name, res in result.get("placebo", {}).items():
-        print(name, {k: v for k, v in res.items() if k != "configs"},
-              {c: (r["false_positive_rate"], r["false_positive_ci95"]) for c, r in res["configs"].items()})
+    for model, by_panel in {"did": result.get("placebo", {}), **result.get("placebo_by_model", {})}.items():
+        for name, res in by_panel.items():
+            print(model, name, {k: v for k, v in res.items() if k != "configs"},
+                  {c: (r["false_positive_rate"], r["false_positive_ci95"]) for c, r in res["configs"].items()})
 
 
 if __name__ == "__main__":

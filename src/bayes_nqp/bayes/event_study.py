@@ -3,11 +3,14 @@ r"""Bayesian event study with pre-trend probabilities and relative-magnitude sen
 .. math::
 
     y_{it} = \alpha_i + \gamma_t + \sum_{e \in [-K, L],\, e \neq -1} \beta_e\,
-        \mathbf 1\{\tilde e_{it} = e\} + X_{it}\beta_x + \varepsilon_{it},\qquad
-    \varepsilon_{it} \sim N(0, \sigma^2),
+        \mathbf 1\{\tilde e_{it} = e\} + t_i\,\mathbf 1\{\tilde e_{it} \ge 0\}
+        + X_{it}\beta_x + \varepsilon_{it},
 
-    \alpha_i \sim N(\mu, \sigma_\alpha^2),\qquad
-    \gamma \sim \mathrm{ZeroSumNormal}(\sigma_\gamma)\ (\text{when the map has time effects}),
+    \alpha_i \sim N(\mu, \sigma_\alpha^2),\qquad t_i \sim N(0, \sigma_\tau^2),\qquad
+    \gamma \sim \text{zero-sum, fixed wide scale}\ (\text{when the map has time effects}),
+
+    \varepsilon_{i\cdot} \sim \text{iid } N(0, \sigma^2)\ \text{or stationary AR(1)}(\rho, \sigma^2)
+    \ \text{within unit } i,
 
 where :math:`\tilde e_{it} = \min(\max(t - G_i, -K), L)` is the binned event time of a unit
 first treated in :math:`G_i` (never-treated units are zero on every dummy) and :math:`e = -1` is
@@ -15,6 +18,19 @@ the reference. The window is the replication's (``frequentist.event_study.window
 :math:`K = \min(4, \text{largest lead})`, :math:`L = \text{largest lag}`; spec options
 ``leads`` / ``lags`` narrow it. An event time with no observation in the window is dropped, as is
 one that is collinear with the fixed effects (logged).
+
+Honest uncertainty (issue 13; the same spec options as the did model, :mod:`.did`): with
+``effect = "unit"`` (default) each treated unit's post-period effects deviate from the
+event-time effects by its own :math:`t_i` (unit-level deviations of the post-period effects,
+:math:`\sigma_\tau` learned, prior ``sigma_effect``), so the interval of ``att_post`` reflects
+how much treated units disagree, as a unit-clustered SE does; ``effect = "common"`` drops it.
+``errors = "ar1"`` adds AR(1) errors within a unit (:math:`\rho` learned, prior ``rho``).
+:math:`\alpha_i`, :math:`t_i` and the AR(1) covariance are integrated out exactly from
+sufficient statistics (:mod:`.panel_likelihood`, through :class:`~.did.TwoWayModel`; the
+treated-row indicator of :math:`t_i` is the post-period rows), and drawn afterwards from their
+exact conditional posterior (``alpha``; ``tau_unit_z`` = the unit's standardised average
+post-period effect, ``att_post`` + :math:`t_i`). ``year_effects = "pooled"`` restores the
+learned-scale ZeroSumNormal year effects of the previous version.
 
 Event-time prior (spec option ``prior``):
 
@@ -28,8 +44,9 @@ Event-time prior (spec option ``prior``):
     :math:`\sigma_{event}` and smooths less.
 
 Scale: the outcome and the controls are standardised (mean 0, sd 1), and every prior lives on
-that scale. Prior names: ``intercept`` (:math:`\mu`), ``sigma_unit``, ``sigma_time``,
-``beta_event`` or ``sigma_event``, ``beta`` (controls), ``sigma``.
+that scale. Prior names: ``intercept`` (:math:`\mu`), ``sigma_unit``, ``year`` (or ``sigma_time``
+when pooled), ``beta_event`` or ``sigma_event``, ``beta`` (controls), ``sigma``,
+``sigma_effect``, ``rho``.
 
 Parameterisation (measured on a 287 × 12 panel simulated like the demo; it does not change the
 model):
@@ -39,8 +56,8 @@ model):
   :math:`\beta_x` unchanged and only re-defines :math:`\alpha_i, \gamma_t` (they absorb the
   projections of the regressors on the fixed effects). Without it the event coefficients are
   strongly correlated with the year and unit effects and nutpie's diagonal mass matrix mixes
-  badly (bulk ESS ≈ 10 in 1000 draws); with it the unit effects sample well *centred*
-  (non-centred: R-hat 1.4 — 12 observations per unit make the data, not the prior, dominate);
+  badly (bulk ESS ≈ 10 in 1000 draws). The demeaned columns have zero unit means, so the
+  random intercept needs no Mundlak means (``unit_means`` is off here);
 * the event-time vector (or its random-walk steps) is sampled in *whitened* coordinates
   :math:`\omega = L^{-1}(\beta_e - \hat\beta_e)`, with :math:`\hat\beta_e` and
   :math:`LL' = \hat V` from least squares on the demeaned data (Stan's QR idea). Any
@@ -78,6 +95,7 @@ Estimands (outcome's original scale):
 from __future__ import annotations
 
 import logging
+from functools import cached_property
 
 import numpy as np
 import pymc as pm
@@ -87,7 +105,8 @@ from scipy.optimize import brentq
 
 from ..errors import ModelError, SpecError
 from .algebra import FixedEffects
-from .base import BayesModel, register
+from .base import register
+from .did import Block, TwoWayModel
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +212,10 @@ def sensitivity_summary(att: np.ndarray, maxpre: np.ndarray, m_grid) -> dict:
 # ---- the model --------------------------------------------------------------------------------
 
 @register("event_study")
-class EventStudyModel(BayesModel):
+class EventStudyModel(TwoWayModel):
+    """Event-time effects on the shared two-way machinery (:class:`~.did.TwoWayModel`): the
+    treatment term is the demeaned event dummies, the unit deviation acts on post-period rows."""
+
     needs = ("outcome", "treatment", "staggered")
     replication_section = "event_study"
     key_estimands = ("att_post",)
@@ -203,6 +225,8 @@ class EventStudyModel(BayesModel):
         from ..frequentist.event_study import window  # the replication's window, so both agree
 
         where = f" ({self.spec.source})" if self.spec.source else ""
+        # the demeaned event dummies and controls have zero unit means: no Mundlak device needed
+        self.unit_means = False
         self.prior_kind = self.spec.option("prior", "independent")
         if self.prior_kind not in PRIORS:
             raise SpecError(f"event_study: prior '{self.prior_kind}' is not one of {', '.join(PRIORS)}{where}")
@@ -276,54 +300,70 @@ class EventStudyModel(BayesModel):
         return {**super().coords(), "event_time": list(self.events)}
 
     def assumptions(self) -> list[str]:
-        return ["errors are independent within a unit given its intercept, and each event-time "
-                "effect is common to all units (no unit-level deviations yet): on serially "
-                "correlated real panels these intervals can be narrower than unit-clustered SEs",
-                "year effects are partially pooled (ZeroSumNormal with a learned scale)",
-                "Gaussian errors"]
-
-    def build(self) -> pm.Model:
-        with pm.Model(coords=self.coords()) as m:
-            mu = self.prior("mu", "intercept")
-            sigma_unit = self.prior("sigma_unit")
-            # centred: with ~12 observations per unit the likelihood dominates (see docstring)
-            alpha = pm.Normal("alpha", mu, sigma_unit, dims="unit")
-            eta = alpha[self.unit_idx]
-            if self.panel.time_effects:
-                sigma_time = self.prior("sigma_time")
-                eta = eta + pm.ZeroSumNormal("gamma", sigma=sigma_time, dims="year")[self.time_idx]
-            if self.prior_kind == "independent":
-                beta_event = self.prior("beta_event", transform=self.transform, dims="event_time")
-            else:
-                sigma_event = self.prior("sigma_event")
-                step = pm.Normal("event_step", 0.0, sigma_event, dims="event_time",
-                                 transform=self.transform)
-                beta_event = pm.Deterministic("beta_event", pt.dot(self.walk_matrix(self.events), step),
-                                              dims="event_time")
-            eta = eta + pt.dot(self.E_w, beta_event)
-            if self.X_w.shape[1]:
-                beta = self.prior("beta", dims="control")
-                eta = eta + pt.dot(self.X_w, beta)
-            sigma = self.prior("sigma")
-            pm.Normal("y", mu=eta, sigma=sigma, observed=self.y_z, dims="obs")
-        return m
-
-    def simulate(self, params: dict, rng, noise_scale: float = 1.0, *, latents: bool = False):
-        """An outcome (standardised) from the model at ``params`` (its observed variable's
-        generative process): y_z = α_i + γ_t + Ẽβ_e + X̃β_x + ε, ε ~ N(0, σ²); with the
-        random-walk prior β_e = C·steps. ``noise_scale`` multiplies σ. No latents (α is a
-        parameter)."""
-        if self.prior_kind == "random_walk" and "beta_event" not in params:
-            beta_event = self.walk_matrix(self.events) @ np.asarray(params["event_step"], dtype=float)
+        out = []
+        if self.effect == "unit":
+            out.append("each treated unit's post-period effects deviate from the event-time effects by "
+                       "its own t_i ~ N(0, sigma_tau^2), sigma_tau learned: att_post's interval "
+                       "reflects how much treated units disagree (as a unit-clustered SE does); the "
+                       "deviation is common to a unit's post periods (its dynamics are shared)")
         else:
-            beta_event = np.asarray(params["beta_event"], dtype=float)
-        mean = np.asarray(params["alpha"], dtype=float)[self.unit_idx] + self.E_w @ beta_event
+            out.append("each event-time effect is common to all units (effect = 'common'): the "
+                       "interval does not widen when treated units disagree")
+        if self.errors == "ar1":
+            out.append("errors within a unit are AR(1) over consecutive periods (rho learned, "
+                       "stationary); a gap in a unit's periods breaks the chain")
+        else:
+            out.append("errors are independent within a unit given its intercept"
+                       + (" and effect deviation" if self.effect == "unit" else ""))
         if self.panel.time_effects:
-            mean = mean + np.asarray(params["gamma"], dtype=float)[self.time_idx]
+            out.append("year effects have a fixed wide zero-sum prior" if self.year_effects == "fixed" else
+                       "year effects are partially pooled with a learned scale (year_effects = 'pooled')")
+        out.append("unit intercepts are random effects; the event dummies and controls enter "
+                   "two-way demeaned, so the event-time effects rest on within-unit changes")
+        out.append("Gaussian errors" if self.likelihood == "normal" else "Student-t errors")
+        return out
+
+    def estimand_labels(self) -> dict:
+        return {"att_post": "the treated-cell-weighted average of the post-period event-time effects"
+                            + (" (the mean over units: each treated unit's own deviation t_i averages "
+                               "to zero in the population)" if self.effect == "unit" else "")}
+
+    # ---- the treatment term on the shared machinery -------------------------------------------
+    @cached_property
+    def design(self) -> list[Block]:
+        """θ = (μ, γ, β on the demeaned controls, β_e on the demeaned event dummies)."""
+        n = len(self.df)
+        blocks = [Block("mu", np.ones((n, 1)), ["1"])]
+        if self.panel.time_effects:
+            blocks.append(Block("gamma", np.eye(self.panel.n_periods)[self.time_idx], self.coords()["year"]))
         if self.X_w.shape[1]:
-            mean = mean + self.X_w @ np.asarray(params["beta"], dtype=float)
-        y = mean + float(params["sigma"]) * noise_scale * rng.standard_normal(len(mean))
-        return (y, {}) if latents else y
+            blocks.append(Block("beta", self.X_w, list(self.panel.controls)))
+        return blocks + self.effect_design()
+
+    def effect_design(self) -> list[Block]:
+        return [Block("beta_event", self.E_w, [str(e) for e in self.events])]
+
+    def effect_params(self) -> dict:
+        if self.prior_kind == "independent":
+            return {"beta_event": self.prior("beta_event", transform=self.transform, dims="event_time")}
+        sigma_event = self.prior("sigma_event")
+        step = pm.Normal("event_step", 0.0, sigma_event, dims="event_time", transform=self.transform)
+        return {"beta_event": pm.Deterministic("beta_event", pt.dot(self.walk_matrix(self.events), step),
+                                               dims="event_time")}
+
+    @cached_property
+    def effect_rows(self) -> np.ndarray:
+        """The post-period rows (binned event time ≥ 0): where a unit's deviation t_i acts."""
+        return (np.nan_to_num(self.binned, nan=-np.inf) >= 0).astype(float)
+
+    @cached_property
+    def _post_vector(self) -> np.ndarray:
+        return np.array([self.post_weights.get(e, 0.0) for e in self.events])
+
+    def effect_centre(self, theta: np.ndarray) -> np.ndarray:
+        """att_post (standardised) for every unit: ``tau_unit_z`` is a unit's average post effect."""
+        att = self._block(theta, "beta_event") @ self._post_vector
+        return np.repeat(att[:, None], self.panel.n_units, axis=1)
 
     # ---- estimands ----------------------------------------------------------------------------
     def event_draws(self, idata) -> np.ndarray:
