@@ -291,6 +291,7 @@ def test_staggered_simulator_moments_are_its_untreated_likelihoods(staggered_sma
     assert eps.std() == pytest.approx(0.5, rel=0.05)
 
 
+@pytest.mark.slow  # a smoke test (4 replicates, no uniformity verdict); its simulators are tested above
 @pytest.mark.parametrize("model", ["staggered", "event_study"])
 def test_sbc_runs_for_the_staggered_designs(staggered_small, model, tmp_path):
     res = bn.calibrate_sbc(model, staggered_small, n=4, seed=1, thin_to=40, workers=1, out=tmp_path,

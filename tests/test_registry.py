@@ -102,6 +102,9 @@ def toy(tmp_path, monkeypatch):
     spec = (REPO_ROOT / "models" / "did.toml").read_text(encoding="utf-8")
     spec = re.sub(r'(?m)^title = .*$', 'title = "Toy copy of DID (toy)"', spec)
     spec = re.sub(r'(?m)^intro = .*$', 'intro = "The did model under another name, added by a test."', spec)
+    # a small [quick] for the test (the real specs' quick settings are 4 x 1000 draws)
+    spec = re.sub(r'(?ms)^\[quick\]\n.*?(?=^\[)', "[quick]\ndraws = 200\ntune = 200\nchains = 2\n\n", spec)
+    assert "draws = 200" in spec
     (pkg / "models" / "toy.toml").write_text(spec, encoding="utf-8")
     monkeypatch.syspath_prepend(str(pkg))
     registry.register_model("toy", "toy_model", pkg / "models" / "toy.toml")  # the one registry line

@@ -208,14 +208,15 @@ def test_report_for_another_panel_without_a_claims_file_has_none_of_the_studys_w
         "tau[census_region=west]": entry(0.01, -0.01, 0.03, 0.8),
         "contrast[census_region:west-south]": entry(-0.02, -0.04, 0.0, 0.05)}, simulated=False))
     paths = build_report(tmp_path)
-    for p in paths.values():
-        import re
+    import re
 
+    for key, p in paths.items():  # the report and the paper tables beside it
         # embedded figures are base64 text, in which any short word can occur by chance
         doc = re.sub(r"data:image/png;base64,[a-z0-9+/=]+", "", p.read_text(encoding="utf-8").lower())
         assert not [w for w in STUDY_WORDS if w in doc], p
-        assert "log_wage" in doc and "law" in doc
-        assert "contrast[census_region:west-south]" in doc
+        if key in ("html", "md"):
+            assert "log_wage" in doc and "law" in doc
+            assert "contrast[census_region:west-south]" in doc
 
 
 def test_claims_file_names_the_report_and_its_claims(saved, tmp_path):
