@@ -208,11 +208,10 @@ class CalibrationResult:
     figures: dict = field(default_factory=dict)
 
     def save(self, out: str | Path) -> Path:
-        from .results import save_figure
+        from .results import save_figures
 
         out = Path(out)
-        for name, fig in self.figures.items():
-            save_figure(fig, out / "figures" / f"{name}.png")
+        save_figures(self.figures, out)
         self.figures = {}
         write_json(out / "summary.json", self.summary)
         return out / "summary.json"

@@ -179,6 +179,11 @@ def save_figure(fig, path: str | Path) -> Path:
     return write_atomic(path, data)
 
 
+def save_figures(figures: dict, folder: str | Path) -> list[Path]:
+    """Each ``name -> Figure`` of ``figures`` as ``folder/figures/<name>.png`` (:func:`save_figure`)."""
+    return [save_figure(fig, Path(folder) / "figures" / f"{name}.png") for name, fig in figures.items()]
+
+
 def table_markdown(df, simulated: bool = False, **kw) -> str:
     """A DataFrame as Markdown; a table made from simulated data opens with the notice."""
     body = df.to_markdown(index=False, **kw) + "\n"

@@ -303,11 +303,10 @@ class MultiverseResult:
     figures: dict = field(default_factory=dict)
 
     def save(self, out: str | Path) -> Path:
-        from .results import save_figure, save_table
+        from .results import save_figures, save_table
 
         out = Path(out)
-        for name, fig in self.figures.items():
-            save_figure(fig, out / "figures" / f"{name}.png")
+        save_figures(self.figures, out)
         self.figures = {}
         save_table(self.table, out / "influence", simulated=bool(self.summary.get("notice")))
         write_json(out / "summary.json", self.summary)

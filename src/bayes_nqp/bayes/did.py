@@ -292,6 +292,11 @@ class TwoWayModel(BayesModel):
         return out
 
     # ---- shared machinery -------------------------------------------------------------------
+    @property
+    def controls_design(self) -> np.ndarray:
+        """The controls' columns of θ's design: standardised (the event study's: two-way demeaned)."""
+        return self.X_z
+
     @cached_property
     def design(self) -> list[Block]:
         """Blocks of θ in order: μ, γ (year effects), β (controls), the effect, λ (unit means)."""
@@ -299,8 +304,8 @@ class TwoWayModel(BayesModel):
         blocks = [Block("mu", np.ones((n, 1)), ["1"])]
         if self.panel.time_effects:
             blocks.append(Block("gamma", np.eye(self.panel.n_periods)[self.time_idx], self.coords()["year"]))
-        if self.X_z.shape[1]:
-            blocks.append(Block("beta", self.X_z, list(self.panel.controls)))
+        if self.controls_design.shape[1]:
+            blocks.append(Block("beta", self.controls_design, list(self.panel.controls)))
         blocks += self.effect_design()
         if self.unit_means:
             blocks.append(self._unit_mean_block(blocks))

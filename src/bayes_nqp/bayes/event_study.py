@@ -329,16 +329,11 @@ class EventStudyModel(TwoWayModel):
                                "to zero in the population)" if self.effect == "unit" else "")}
 
     # ---- the treatment term on the shared machinery -------------------------------------------
-    @cached_property
-    def design(self) -> list[Block]:
-        """θ = (μ, γ, β on the demeaned controls, β_e on the demeaned event dummies)."""
-        n = len(self.df)
-        blocks = [Block("mu", np.ones((n, 1)), ["1"])]
-        if self.panel.time_effects:
-            blocks.append(Block("gamma", np.eye(self.panel.n_periods)[self.time_idx], self.coords()["year"]))
-        if self.X_w.shape[1]:
-            blocks.append(Block("beta", self.X_w, list(self.panel.controls)))
-        return blocks + self.effect_design()
+    @property
+    def controls_design(self) -> np.ndarray:
+        """θ = (μ, γ, β on the demeaned controls, β_e on the demeaned event dummies): the shared
+        design with the two-way demeaned controls (and no unit means: ``unit_means`` is off)."""
+        return self.X_w
 
     def effect_design(self) -> list[Block]:
         return [Block("beta_event", self.E_w, [str(e) for e in self.events])]
