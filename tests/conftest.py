@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,10 @@ import bayes_nqp
 from bayes_nqp.data.panel import DATA_DIR, DEMO_PANEL, panel_from_frame
 
 REGIONS = ("east", "central", "west")
+
+# runs fit their models in this process unless a test asks for workers (tests stand in for
+# pipeline.fit_model, which a worker process would not see); test_pipeline's run uses 2 workers
+os.environ.setdefault("BAYES_NQP_WORKERS", "1")
 
 
 def build_panel(*, n_units: int = 120, start: int = 2011, n_periods: int = 12,

@@ -196,6 +196,11 @@ def test_markdown_escaping_helper():
     assert md_escape("tau[region=east]") == "tau[region=east]" and md_escape("![i](x)") == "!\\[i]\\(x)"
     assert md_escape("# heading").startswith("\\#") and md_escape("line\nbreak") == "line break"
     assert "```" not in md_pre("a ``` b")
+    # plain comparisons and ampersands read as written (no entities in the Markdown's text)
+    assert md_escape("M = 0.58 < 1, P(>0) = 0.9") == "M = 0.58 < 1, P(>0) = 0.9"
+    assert md_escape("Card & Krueger") == "Card & Krueger"
+    assert md_escape("a &amp; b &#60;") == "a &amp;amp; b &amp;#60;"  # not read as entities
+    assert md_escape("<http://x>") == "&lt;http://x&gt;" and md_escape("> quote") == "\\> quote"
 
 
 def test_names_with_slashes_survive_a_bayesian_save(tmp_path, make_panel):

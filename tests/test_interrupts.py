@@ -360,3 +360,45 @@ def test_a_model_folder_that_is_a_file_is_refused_before_sampling(files, tmp_pat
     data, cmap = files
     res = CliRunner().invoke(app, ["fit", "did", "--data", str(data), "--map", str(cmap), "--out", str(out)])
     assert res.exit_code == 2 and "existing file" in flat(res.output), res.output
+
+
+def test_a_parallel_run_interrupted_marks_its_running_fits_and_leaves_nothing_half_written(
+        make_panel, tmp_path):
+    """`run` with two workers (each model's fit on a worker process of a LocalCluster), SIGTERM
+    once both fits run: exit 143, the running fit stages and the manifest say interrupted, the
+    cluster is gone and no temporary file or task folder of the run or its workers is left."""
+    for name in ("slowtoy", "slowtoy2"):
+        (tmp_path / f"{name}_model.py").write_text(
+            textwrap.dedent(TOY_MODULE).replace('"slowtoy"', f'"{name}"'), encoding="utf-8")
+    (tmp_path / "slowtoy.toml").write_text(TOY_SPEC, encoding="utf-8")
+    env = {**_env(tmp_path, ",".join(f"{n}={n}_model:{tmp_path / 'slowtoy.toml'}"
+                                       for n in ("slowtoy", "slowtoy2"))),
+           "BAYES_NQP_WORKERS": "2"}
+    data, cmap = _panel_files(make_panel, tmp_path / "data")
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-c", LAUNCHER, "run", "--models", "slowtoy,slowtoy2",
+                          "--quick", "--data", str(data), "--map", str(cmap), "--out", str(out)],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and p.poll() is None:
+            m = read_json(out / "manifest.json") if (out / "manifest.json").exists() else {}
+            st = m.get("stages", {})
+            if all(st.get(f"fit:{n}", {}).get("status") == "running" for n in ("slowtoy", "slowtoy2")):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the two fits never ran at once:\n" + (p.communicate(timeout=30)[0] or "")[-3000:])
+        time.sleep(3)  # both sampling (the toy's quick is 20 million draws)
+        p.send_signal(signal.SIGTERM)
+        output = p.communicate(timeout=90)[0]
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 143, output[-3000:]
+    m = read_json(out / "manifest.json")
+    assert m["status"] == "interrupted" and m["signal"] == "SIGTERM" and m["exit_code"] == 143
+    assert {m["stages"][f"fit:{n}"]["status"] for n in ("slowtoy", "slowtoy2")} == {"interrupted"}
+    assert "fit:slowtoy" in m["stopped_at"]
+    assert not list(out.rglob("*.tmp")) and not list(out.glob(".tasks.*"))
+    assert not (out / "slowtoy" / "summary.json").exists()

@@ -225,7 +225,7 @@ def test_claims_file_names_the_report_and_its_claims(saved, tmp_path):
                   '[[claim]]\nid = "e"\ntext = "No effect on employment."\nmodel = "did"\n'
                   'estimands = ["tau"]\ndirection = "null"\nrope = 0.05\n', encoding="utf-8")
     md = build_report(saved, claims=cf)["md"].read_text(encoding="utf-8")
-    assert md.startswith("# Minimum wages and employment") and "Card &amp; Krueger (1994)" in md
+    assert md.startswith("# Minimum wages and employment") and "Card & Krueger (1994)" in md
     assert "No effect on employment." in md and "Verdicts and their rules" in md
 
 

@@ -318,7 +318,7 @@ def _quiet_libraries() -> None:
     to the log and, without --verbose, only errors show: the diagnostics tables report them."""
     logging.captureWarnings(True)
     if logging.getLogger().level > logging.INFO:
-        for name in ("py.warnings", "arviz_stats", "arviz_base", "pymc", "pytensor"):
+        for name in ("py.warnings", "arviz_stats", "arviz_base", "pymc", "pytensor", "distributed"):
             logging.getLogger(name).setLevel(logging.ERROR)
 
 
@@ -375,7 +375,11 @@ def run_cmd(data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt, out: 
             models: Optional[str] = typer.Option(None, "--models", help="comma-separated subset of the registered models, named as their folders: " + ",".join(registry.names()) + "  \\[default: all]", show_default=False),
             multiverse: bool = typer.Option(False, "--multiverse", help="add the multiverse-of-specifications stage "
                                             "(DIR/multiverse/; it is many fits)"),
-            claims: Optional[Path] = ClaimsOpt):
+            claims: Optional[Path] = ClaimsOpt,
+            workers: Optional[int] = typer.Option(None, "--workers", min=1, help="fit the models in parallel on a "
+                                                  "local Dask cluster of this many processes; 1 = one after another "
+                                                  "in this process  \\[default: $BAYES_NQP_WORKERS, else one per core]",
+                                                  show_default=False)):
     """The whole reanalysis: data check, replication, every model, diagnostics, comparison, prior
     sensitivity and the report (DIR/report.html). Exit 3 if a fit failed its gates, 130 if interrupted."""
     from .pipeline import read_manifest, run as _run
@@ -392,7 +396,8 @@ def run_cmd(data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt, out: 
         try:
             with _RunDisplay(quick) as display:
                 result = _run(panel, out, quick=quick, seed=seed, progress=display, models=chosen,
-                              multiverse=multiverse or None, claims=_claims_file(claims, data))
+                              multiverse=multiverse or None, claims=_claims_file(claims, data),
+                              workers=workers)
         except KeyboardInterrupt as exc:
             m = read_manifest(out) or {}
             err.print(f"[bold red]interrupted[/] ({getattr(exc, 'signal_name', 'SIGINT')}) during "

@@ -448,14 +448,18 @@ def resolve_scheduler(scheduler: str | None) -> str | None:
 def run_tasks(tasks: Iterable[Task], out: str | Path, *, shared=None, workers: int | None = None,
               scheduler: str | None = None, progress: Callable[[Progress], None] | None = None,
               on_cluster: Callable[[str | None], None] | None = None,
-              retries: int = RETRIES) -> RunResult:
+              retries: int = RETRIES, on_result: Callable[[Task, dict], None] | None = None,
+              events: tuple[str, Callable[[dict], None]] | None = None) -> RunResult:
     """Run ``tasks`` (see the module docstring), writing ``out/tasks/<key>.json`` as each finishes.
 
     ``workers``: size of the embedded LocalCluster (default: the number of cores); 1 runs in this
     process. ``scheduler``: address of an existing Dask scheduler (default: the environment
-    variable ``BAYES_NQP_SCHEDULER``); overrides ``workers``. ``progress``: called with a
-    :class:`Progress` after every change. ``on_cluster``: called once with the dashboard address
-    when a cluster is used.
+    variable ``BAYES_NQP_SCHEDULER``; ``False``: never one, the tasks write where this process
+    does); overrides ``workers``. ``progress``: called with a :class:`Progress` after every
+    change. ``on_cluster``: called once with the dashboard address when a cluster is used.
+    ``on_result``: called with each task and its result as it is recorded. ``events``: a
+    ``(topic, handler)`` pair: what a task sends with :func:`send_event` reaches ``handler``
+    (on the cluster, through Dask's event log; in this process, directly).
     """
     t0 = time.perf_counter()
     tasks = list(tasks)
@@ -470,7 +474,7 @@ def run_tasks(tasks: Iterable[Task], out: str | Path, *, shared=None, workers: i
             results[t.key] = r
     state = Progress(total=len(tasks), reused=len(results))
     todo = [t for t in tasks if t.key not in results]
-    scheduler = resolve_scheduler(scheduler)
+    scheduler = None if scheduler is False else resolve_scheduler(scheduler)
     n_workers = workers or os.cpu_count() or 1
 
     def tick():
@@ -486,6 +490,8 @@ def run_tasks(tasks: Iterable[Task], out: str | Path, *, shared=None, workers: i
             state.done += 1
         else:
             state.failed += 1
+        if on_result is not None:
+            on_result(task, res)
 
     tick()
     dashboard = None
@@ -493,6 +499,7 @@ def run_tasks(tasks: Iterable[Task], out: str | Path, *, shared=None, workers: i
         engine = "scheduler" if scheduler else ("in-process" if n_workers == 1 else "local-cluster")
     elif scheduler is None and n_workers == 1:
         engine = "in-process"
+        _EVENTS.update(dict([events]) if events else {})
         for t in todo:
             state.running = 1
             tick()
@@ -506,6 +513,8 @@ def run_tasks(tasks: Iterable[Task], out: str | Path, *, shared=None, workers: i
             state.running = 0
             record(t, res if res is not None else {"status": "error", "error": err})
             tick()
+        if events:
+            _EVENTS.pop(events[0], None)
     else:
         engine = "scheduler" if scheduler else "local-cluster"
         with _client(scheduler, n_workers) as client:
@@ -513,12 +522,43 @@ def run_tasks(tasks: Iterable[Task], out: str | Path, *, shared=None, workers: i
             if on_cluster is not None:
                 on_cluster(dashboard)
             n_workers = len(client.scheduler_info(n_workers=-1).get("workers", {})) or n_workers
+            if events:
+                topic, handler = events
+                client.subscribe_topic(topic, lambda ev: handler(ev[1]))
             _run_distributed(client, todo, shared, retries, state, record, tick, n_workers)
     errors = {k: r.get("error", "") for k, r in results.items() if r.get("status") != "ok"}
     return RunResult(done=state.done, reused=state.reused, failed=state.failed,
                      results=[results[k] for k in keys if k in results],
                      seconds=time.perf_counter() - t0, engine=engine, workers=n_workers,
                      dashboard=dashboard, errors=errors)
+
+
+#: in-process event handlers by topic (``run_tasks(events=...)`` with ``workers=1``)
+_EVENTS: dict[str, Callable[[dict], None]] = {}
+
+
+def event_sender(topic: str) -> Callable[[dict], None]:
+    """Inside a task: a function that sends a small JSON-able ``msg`` to the ``events`` handler of
+    the :func:`run_tasks` running the task (on a cluster through Dask's event log, in this
+    process directly). Made on the task's own thread, it may be called from any thread (nutpie
+    reports progress from its own). It never raises: progress must not stop a fit."""
+    from distributed import get_worker
+
+    try:
+        worker = get_worker()
+    except ValueError:  # not on a worker: this process's own run_tasks
+        worker = None
+
+    def send(msg: dict) -> None:
+        try:
+            if worker is not None:
+                worker.log_event(topic, msg)
+            elif topic in _EVENTS:
+                _EVENTS[topic](msg)
+        except Exception as exc:
+            log.debug("event %s not sent: %s", topic, exc)
+
+    return send
 
 
 def _error(exc: BaseException) -> str:

@@ -16,7 +16,8 @@ before any work, temporary files that belong to one process, and results that ne
 * **Writable output.** :func:`check_writable` refuses an existing file or a folder that cannot be
   written (:class:`~bayes_nqp.errors.OutputError`) before any data are read or sampled.
 * **Temporary names.** :func:`temp_path` / :data:`temp_prefix` name temporaries
-  ``.<name>.<pid>-<random>.tmp``; :func:`remove_own_temporaries` deletes only this process's.
+  ``.<name>.<pid>-<random>.tmp``; :func:`remove_own_temporaries` deletes only this process's,
+  :func:`remove_dead_temporaries` those of processes that are gone (a parallel run's workers).
 * **Data identity.** :func:`data_identity` and :func:`same_data` compare the ``data`` blocks of
   saved results (the file's sha256 and the column map's sha256).
 """
@@ -27,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import signal
 import socket
@@ -253,6 +255,18 @@ def remove_own_temporaries(out: str | Path) -> None:
     out = Path(out)
     if out.exists():
         for p in out.rglob(f".*.{os.getpid()}-*.tmp"):
+            p.unlink(missing_ok=True)
+
+
+def remove_dead_temporaries(out: str | Path) -> None:
+    """Delete the temporaries under ``out`` whose writing process no longer exists (workers of
+    an interrupted parallel run); a live process's are left alone."""
+    out = Path(out)
+    if not out.exists():
+        return
+    for p in out.rglob(".*.tmp"):
+        m = re.search(r"\.(\d+)-[A-Za-z0-9_]+\.tmp$", p.name)
+        if m and not _alive(int(m.group(1))):
             p.unlink(missing_ok=True)
 
 

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import platform
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,7 +41,8 @@ import pandas as pd
 
 from . import registry
 from .errors import DataError, Interrupted, ModelError, SectionSkipped
-from .guard import check_interrupt, folder_lock, received, remove_own_temporaries, shielded
+from .guard import (check_interrupt, folder_lock, received, remove_dead_temporaries,
+                    remove_own_temporaries, shielded)
 from .provenance import versions
 from .paths import output_root, safe_filename
 from .results import SIMULATED_NOTICE, read_json, save_table, write_atomic, write_json
@@ -53,6 +56,8 @@ QUICK_REPLICATION = {"mediation": {"reps": 49}, "placebo": {"draws": 99}, "thres
 SEEDED_SECTIONS = ("mediation", "placebo", "threshold")
 STATUSES = ("not started", "running", "done", "skipped", "failed", "interrupted")
 EXIT_GATES = 3
+#: the environment variable that sets the default number of parallel model fits of a run
+WORKERS_ENV = "BAYES_NQP_WORKERS"
 
 
 @dataclass(frozen=True)
@@ -110,10 +115,11 @@ def _now() -> str:
 class _Run:
     """The manifest and the stage bookkeeping of one run."""
 
-    def __init__(self, out: Path, progress: Callable[[Event], None] | None):
+    def __init__(self, out: Path, progress: Callable[[Event], None] | None, *, keep: bool = True):
         self.out = out
         self.progress = progress or (lambda e: None)
-        self.path = out / "manifest.json"
+        #: None: the bookkeeping of a parallel run's worker, which the parent's manifest merges
+        self.path = out / "manifest.json" if keep else None
         self.manifest: dict = {}
         self.t0 = time.perf_counter()
 
@@ -124,6 +130,8 @@ class _Run:
             log.warning("progress callback failed: %s", exc)
 
     def save(self) -> None:
+        if self.path is None:
+            return
         self.manifest["seconds"] = time.perf_counter() - self.t0
         write_json(self.path, self.manifest)
 
@@ -262,7 +270,7 @@ def run(panel, out: str | Path = "reports", *, quick: bool = False, seed: int | 
         progress: Callable[[Event], None] | None = None, models=None, prior_sets=PRIOR_SETS,
         sensitivity_models=None, sampler: dict | None = None,
         replication: dict | None = None, report: bool = True, multiverse=None,
-        claims=None) -> RunResult:
+        claims=None, workers: int | None = None) -> RunResult:
     """Run the whole reanalysis of ``panel`` into ``out``; returns a :class:`RunResult`.
 
     ``quick``: the specs' [quick] sampler settings and fewer bootstrap/placebo replications.
@@ -274,7 +282,11 @@ def run(panel, out: str | Path = "reports", *, quick: bool = False, seed: int | 
     per replication section (``{"placebo": {"draws": 50}}``). ``multiverse``: True or the options
     of :func:`.spec_curve.multiverse` adds the multiverse stage (off by default). ``claims``: a
     claims file (TOML, :mod:`.report.claims`) the report judges, copied to DIR/claims.toml
-    (default: the standard claims worded from the column map). Raises DataError for a panel that
+    (default: the standard claims worded from the column map). ``workers``: fit the models in
+    parallel on a LocalCluster of that many processes (:mod:`.engine`; each model's fit and its
+    sensitivity refits are one task; per-draw progress then comes from the workers); 1 fits them
+    one after another in this process. Default: the environment variable ``BAYES_NQP_WORKERS``,
+    else the number of cores. The numbers do not depend on it. Raises DataError for a panel that
     cannot be analysed at all and ModelError for an unknown model name; everything else is
     recorded in the manifest.
     """
@@ -305,15 +317,30 @@ def run(panel, out: str | Path = "reports", *, quick: bool = False, seed: int | 
         load_claims(claims)
         claims_text = Path(claims).read_text(encoding="utf-8")
 
+    workers = resolve_workers(workers)
     with folder_lock(out, command="bayes-nqp run"):  # one run per folder; refuses an unwritable one
         return _locked_run(panel, out, progress, quick=quick, seed=seed, models=models,
                            prior_sets=prior_sets, sens=sens, sampler=sampler,
                            replication=replication, report=report,
-                           multiverse=multiverse, claims=claims, claims_text=claims_text)
+                           multiverse=multiverse, claims=claims, claims_text=claims_text,
+                           workers=workers)
+
+
+def resolve_workers(workers: int | None) -> int:
+    """``workers``, else ``BAYES_NQP_WORKERS``, else the number of cores; at least 1."""
+    if workers is None:
+        env = os.environ.get(WORKERS_ENV, "").strip()
+        try:
+            workers = int(env) if env else (os.cpu_count() or 1)
+        except ValueError:
+            raise DataError(f"{WORKERS_ENV}={env!r} is not a number of workers") from None
+    if int(workers) < 1:
+        raise DataError(f"workers must be at least 1, not {workers}")
+    return int(workers)
 
 
 def _locked_run(panel, out: Path, progress, *, quick, seed, models, prior_sets, sens, sampler,
-                replication, report, multiverse, claims, claims_text) -> RunResult:
+                replication, report, multiverse, claims, claims_text, workers) -> RunResult:
     r = _Run(out, progress)
     r.manifest = {
         "status": "running", "started": _now(), "finished": None, "stopped_at": None,
@@ -321,7 +348,7 @@ def _locked_run(panel, out: Path, progress, *, quick, seed, models, prior_sets, 
         "options": {"quick": quick, "seed": seed, "models": models, "prior_sets": list(prior_sets),
                     "sensitivity_models": sens, "sampler": sampler, "replication": replication or {},
                     "multiverse": multiverse if isinstance(multiverse, dict) else bool(multiverse),
-                    "claims": None if claims is None else str(claims)},
+                    "claims": None if claims is None else str(claims), "workers": workers},
         "data": panel.data_block(),
         "map": panel.cmap.to_dict(),
         "versions": versions(),
@@ -346,7 +373,7 @@ def _locked_run(panel, out: Path, progress, *, quick, seed, models, prior_sets, 
         with output_root(out):
             _stages(r, panel, out, quick=quick, seed=seed, models=models, prior_sets=prior_sets,
                     sens=sens, sampler=sampler, replication=replication, report=report,
-                    multiverse=multiverse)
+                    multiverse=multiverse, workers=workers)
             check_interrupt("at the end of the run")
     except KeyboardInterrupt as exc:
         if r.manifest.get("status") != "interrupted":  # between two stages
@@ -366,7 +393,7 @@ def _locked_run(panel, out: Path, progress, *, quick, seed, models, prior_sets, 
 
 
 def _stages(r: _Run, panel, out: Path, *, quick, seed, models, prior_sets, sens, sampler,
-            replication, report, multiverse=None) -> None:
+            replication, report, multiverse=None, workers: int = 1) -> None:
     """The stages of :func:`run`, in order; each records itself in the manifest."""
     # ---- data ---------------------------------------------------------------------------
     with r.stage("data", "checking the data") as rec:
@@ -405,24 +432,25 @@ def _stages(r: _Run, panel, out: Path, *, quick, seed, models, prior_sets, sens,
         rec.add(out / "replication")
         rec.dest = out / "replication" / "summary.json"
 
-    # ---- Bayesian models ----------------------------------------------------------------
+    # ---- Bayesian models (with their prior-sensitivity refits) ------------------------------
     from .bayes.spec import load_prior_set
 
+    for ps in prior_sets:
+        try:
+            p = load_prior_set(ps)
+            r.manifest["prior_sets"][p.name] = p.to_dict()["contents"]
+        except Exception as exc:  # a bad set is reported by the stages that use it
+            r.manifest["prior_sets"][str(ps)] = {"error": str(exc)}
+    opts = dict(quick=quick, seed=seed, sampler=sampler, prior_sets=prior_sets)
+    parallel = workers > 1 and len(models) > 1
     fits: dict = {}
-    for name in models:
-        stage = f"fit:{name}"
-        with r.stage(stage, f"fitting {name}") as rec:
-            f = fit_model(name, panel, quick=quick, seed=seed,
-                          replication=rep_summary if rep_summary is not None else False,
-                          progress=_draws(r, stage), keep_compiled=name in sens, **sampler)
-            rec.add(f.save(out / name))
-            rec.dest = out / name
-            rec.extra.update(passed=f.passed, failures=f.diag.get("failures", []),
-                             warnings=f.diag.get("warnings", []),
-                             sampler=dict(f.sampler.__dict__), fit_seconds=f.seconds)
-            r.manifest["specs"][name] = f.spec.to_dict()
-            r.manifest["seeds"][name] = f.sampler.seed
-            fits[name] = f
+    if parallel:  # each worker runs a model's sensitivity stage right after its fit
+        _parallel_models(r, panel, out, models, sens, workers, replicated=rep_summary is not None, **opts)
+    else:
+        for name in models:
+            fits[name] = _fit_stage(r, panel, out, name, replication=rep_summary if rep_summary is not None
+                                    else False, keep_compiled=name in sens, **opts)
+    fitted = [m for m in models if r.manifest["stages"][f"fit:{m}"]["status"] == "done"]
     ps_default = load_prior_set("default")
     r.manifest["prior_sets"]["default"] = ps_default.to_dict()["contents"]
 
@@ -430,7 +458,7 @@ def _stages(r: _Run, panel, out: Path, *, quick, seed, models, prior_sets, sens,
     from .report.tables import comparison_table, diagnostics_table
 
     with r.stage("diagnostics", "collating diagnostics") as rec:
-        tbl = diagnostics_table(out, models=list(fits), data=panel.data_block())
+        tbl = diagnostics_table(out, models=fitted, data=panel.data_block())
         if tbl.empty:
             raise SectionSkipped("no Bayesian fit completed")
         rec.add(*save_table(tbl, out / "diagnostics", simulated=panel.simulated))
@@ -438,37 +466,17 @@ def _stages(r: _Run, panel, out: Path, *, quick, seed, models, prior_sets, sens,
         rec.dest = out / "diagnostics.md"
 
     with r.stage("comparison", "Bayesian vs frequentist") as rec:
-        tbl = comparison_table(out, models=list(fits), data=panel.data_block())
+        tbl = comparison_table(out, models=fitted, data=panel.data_block())
         if tbl.empty:
             raise SectionSkipped("no fit has a frequentist counterpart to compare with "
                                  "(replication missing or no model completed)")
         rec.add(*save_table(tbl, out / "comparison", simulated=panel.simulated))
         rec.dest = out / "comparison.md"
 
-    # ---- prior sensitivity ---------------------------------------------------------------
-    for ps in prior_sets:
-        try:
-            p = load_prior_set(ps)
-            r.manifest["prior_sets"][p.name] = p.to_dict()["contents"]
-        except Exception as exc:  # a bad set is reported by the stages that use it
-            r.manifest["prior_sets"][str(ps)] = {"error": str(exc)}
-    for name in sens:
-        stage = f"sensitivity:{name}"
-        with r.stage(stage, f"prior sensitivity of {name}") as rec:
-            base = fits.get(name)
-            if base is None:
-                st = r.manifest["stages"][f"fit:{name}"]
-                why = st.get("reason") or st.get("error")
-                raise SectionSkipped(f"the {name} fit did not complete ({st['status']}"
-                                     + (f": {why})" if why else ")"))
-            res = sensitivity_model(name, panel, prior_sets, quick=quick, seed=seed, base=base,
-                                    sampler_progress=_draws(r, stage), **sampler)
-            rec.add(res.save(out / "sensitivity" / name))
-            rec.dest = out / "sensitivity" / name
-            rec.extra.update(compilations=res.compilations, reused_compiled=res.reused,
-                             passed={k: f.passed for k, f in res.fits.items()},
-                             stability=res.stability())
-            base.compiled_ = None  # free the compiled model once its refits are done
+    # ---- prior sensitivity (in this process; a parallel run did it with each fit) -------------
+    if not parallel:
+        for name in sens:
+            _sensitivity_stage(r, panel, out, name, fits.get(name), **opts)
 
     # ---- multiverse of specifications (optional) -----------------------------------------
     if multiverse:
@@ -493,6 +501,146 @@ def _stages(r: _Run, panel, out: Path, *, quick, seed, models, prior_sets, sens,
 
             rec.add(*build_report(out).values())
             rec.dest = out / "report.html"
+
+
+def _fit_stage(r: _Run, panel, out: Path, name: str, *, quick, seed, sampler, replication,
+               keep_compiled: bool, prior_sets=()):
+    """The stage ``fit:<name>``: fit, save under DIR/<name>/, record; returns the Fit or None."""
+    stage = f"fit:{name}"
+    with r.stage(stage, f"fitting {name}") as rec:
+        f = fit_model(name, panel, quick=quick, seed=seed, replication=replication,
+                      progress=_draws(r, stage), keep_compiled=keep_compiled, **sampler)
+        rec.add(f.save(out / name))
+        rec.dest = out / name
+        rec.extra.update(passed=f.passed, failures=f.diag.get("failures", []),
+                         warnings=f.diag.get("warnings", []),
+                         sampler=dict(f.sampler.__dict__), fit_seconds=f.seconds)
+        r.manifest["specs"][name] = f.spec.to_dict()
+        r.manifest["seeds"][name] = f.sampler.seed
+        return f
+    return None
+
+
+def _sensitivity_stage(r: _Run, panel, out: Path, name: str, base, *, quick, seed, sampler,
+                       prior_sets) -> None:
+    """The stage ``sensitivity:<name>``: refit ``base`` (its compiled model) under each prior set."""
+    stage = f"sensitivity:{name}"
+    with r.stage(stage, f"prior sensitivity of {name}") as rec:
+        if base is None:
+            st = r.manifest["stages"][f"fit:{name}"]
+            why = st.get("reason") or st.get("error")
+            raise SectionSkipped(f"the {name} fit did not complete ({st['status']}"
+                                 + (f": {why})" if why else ")"))
+        res = sensitivity_model(name, panel, prior_sets, quick=quick, seed=seed, base=base,
+                                sampler_progress=_draws(r, stage), **sampler)
+        rec.add(res.save(out / "sensitivity" / name))
+        rec.dest = out / "sensitivity" / name
+        rec.extra.update(compilations=res.compilations, reused_compiled=res.reused,
+                         passed={k: f.passed for k, f in res.fits.items()},
+                         stability=res.stability())
+        base.compiled_ = None  # free the compiled model once its refits are done
+
+
+#: the Dask event topic on which a parallel run's workers report their stages' progress
+EVENT_TOPIC = "bayes-nqp-run"
+
+
+def model_task(panel, *, name: str, out: str, sensitivity: bool, replicated: bool, topic: str,
+               **opts) -> dict:
+    """One model of a parallel run, on a worker: its fit and its prior-sensitivity refits (which
+    reuse the fit's compiled model, so they go together), with the same stage bookkeeping as the
+    in-process run. Returns the stages' manifest entries, the spec and the seed; the progress
+    events travel to the parent through :func:`.engine.event_sender`."""
+    from .engine import event_sender
+
+    out = Path(out)
+    send = event_sender(topic)
+
+    def relay(e: Event) -> None:
+        send({k: v for k, v in e.__dict__.items() if v is not None})
+
+    r = _Run(out, relay, keep=False)
+    r.manifest = {"stages": {}, "specs": {}, "seeds": {}}
+    r.plan([f"fit:{name}", *([f"sensitivity:{name}"] if sensitivity else [])])
+    rep_path = out / "replication" / "summary.json"
+    replication = read_json(rep_path) if replicated and rep_path.exists() else False
+    with output_root(out):
+        f = _fit_stage(r, panel, out, name, replication=replication, keep_compiled=sensitivity, **opts)
+        if sensitivity:
+            _sensitivity_stage(r, panel, out, name, f, **opts)
+    return {"status": "ok", "stages": r.manifest["stages"], "specs": r.manifest["specs"],
+            "seeds": r.manifest["seeds"]}
+
+
+def _parallel_models(r: _Run, panel, out: Path, models, sens, workers: int, *, replicated: bool,
+                     **opts) -> None:
+    """The fit and sensitivity stages of every model on a LocalCluster of ``workers`` processes
+    (:mod:`.engine`), one task per model, the longest-compiling first. The manifest is updated as
+    each worker starts and finishes a stage; an interrupt closes the cluster and marks the
+    stages then running as interrupted."""
+    import shutil
+    import tempfile
+
+    from . import engine
+
+    topic = f"{EVENT_TOPIC}-{os.getpid()}-{time.time_ns()}"
+    lock = threading.Lock()  # events arrive on Dask's thread, results on this one
+
+    fields = set(Event.__dataclass_fields__)
+
+    def on_event(msg: dict) -> None:
+        e = Event(**{k: v for k, v in msg.items() if k in fields})
+        if e.kind == "start":
+            with lock:
+                st = r.manifest["stages"].get(e.stage)
+                if st is not None and st["status"] == "not started":
+                    st.update(status="running", started=_now())
+                    r.save()
+        if e.kind != "end":  # the end comes with the task's result (on_result)
+            r.emit(e)
+
+    def on_result(task, res: dict) -> None:
+        name = task.kwargs["name"]
+        if res.get("status") != "ok":  # the worker died or the task raised past the stages
+            stages = {f"fit:{name}": {"status": "failed", "seconds": res.get("seconds"), "paths": [],
+                                      "error": (res.get("error") or "the task failed").splitlines()[0]}}
+        else:
+            stages = res["stages"]
+            with lock:
+                r.manifest["specs"].update(res.get("specs", {}))
+                r.manifest["seeds"].update(res.get("seeds", {}))
+        with lock:
+            for stage, st in stages.items():
+                r.manifest["stages"][stage].update(st)
+            r.save()
+        for stage, st in stages.items():
+            r.emit(Event("end", stage, stage, st["status"], st.get("seconds"),
+                         message=st.get("reason") or st.get("error"), passed=st.get("passed")))
+
+    tasks = [engine.Task(name, "bayes_nqp.pipeline:model_task",
+                         {"name": name, "out": str(out), "sensitivity": name in sens,
+                          "replicated": replicated, "topic": topic, **opts})
+             for name in models]  # the registry's order: the scheduler starts them in it
+    tmp = Path(tempfile.mkdtemp(prefix=f".tasks.{os.getpid()}-", dir=out))  # the engine's, removed
+    try:
+        engine.run_tasks(tasks, tmp, shared=panel, workers=min(workers, len(tasks)), scheduler=False,
+                         retries=0, on_result=on_result, events=(topic, on_event))
+    except KeyboardInterrupt as exc:
+        with shielded(), lock:  # the cluster is closed: its workers are gone
+            running = [k for k, v in r.manifest["stages"].items() if v["status"] == "running"]
+            for k in running:
+                r.manifest["stages"][k].update(status="interrupted")
+            r.manifest.update(status="interrupted", stopped_at=", ".join(running) or "fitting the models",
+                              finished=_now(), signal=getattr(exc, "signal_name", "SIGINT"),
+                              exit_code=getattr(exc, "exit_code", 130))
+            remove_dead_temporaries(out)
+            _remove_temporaries(out)
+            r.save()
+            for k in running:
+                r.emit(Event("end", k, k, "interrupted"))
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _draws(r: _Run, stage: str):

@@ -82,19 +82,29 @@ def fmt(v) -> str:
 _MD_SPECIAL = re.compile(r"([\\`*~|]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z]))")
 
 
+#: an '&' that would be read as an entity reference (``&amp;``, ``&#38;``, ``&#x26;``)
+_MD_ENTITY = re.compile(r"&(?=#?[0-9A-Za-z]+;)")
+#: a '<' that could open raw HTML, a comment or an autolink
+_MD_TAG = re.compile(r"<[A-Za-z/!?]")
+
+
 def md_escape(s, start: bool = True) -> str:
-    """User text as literal Markdown: ``<``/``>``/``&`` become HTML entities (no raw HTML, no
-    autolink), characters that open formatting are backslash-escaped, ``](`` and ``![`` are
+    """User text as literal Markdown that reads as plain text too: ``a < b``, ``P(>0)`` and
+    ``Card & Krueger`` stay as they are, while text that could open raw HTML or an autolink
+    (``<b>``, ``<http://…>``) has its angle brackets as HTML entities, and an ``&`` that would
+    start an entity reference becomes ``&amp;``; characters that open formatting are backslash-escaped, ``](`` and ``![`` are
     broken (no link or image), newlines become spaces. Brackets alone stay readable
     (``tau[region=east]``). ``start``: also escape a leading ``#``, ``-``, ``+``, ``=`` or
     ``1.`` (a heading or list); not needed inside a table cell. The ``md`` filter of the
     templates."""
     s = "" if s is None else str(s)
-    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    s = _MD_ENTITY.sub("&amp;", s)  # only an '&' that would start an entity reference
+    if _MD_TAG.search(s):  # raw HTML or an autolink could start here: no angle bracket stays
+        s = s.replace("<", "&lt;").replace(">", "&gt;")
     s = _MD_SPECIAL.sub(r"\\\1", s)
     s = s.replace("](", "]\\(").replace("![", "!\\[").replace("[^", "[\\^")
     if start:
-        s = re.sub(r"^(\s*)([#+\-=]|\d+\.)", r"\1\\\2", s)
+        s = re.sub(r"^(\s*)([#+\-=>]|\d+\.)", r"\1\\\2", s)
     return s.replace("\r", " ").replace("\n", " ")
 
 
