@@ -4,7 +4,8 @@
 
 Runs the CLI as a user would (a fresh process: imports and compilation included), reads the
 per-stage seconds from DIR/manifest.json, and writes benchmarks/results/run.json
-{date, machine, quick: {seconds, exit_code, stages}, full: {...}}; with --only, the other mode's
+{date, machine, quick: {seconds, exit_code, printed_pages, stages}, full: {...}} (printed_pages:
+the report printed to A4 by headless Chromium, when it is installed); with --only, the other mode's
 earlier entry is kept. Targets: quick under 2 minutes, full under 15 minutes on 2 cores.
 """
 
@@ -49,10 +50,29 @@ def run_once(mode: str, out: Path) -> dict:
     stages = {k: {"status": v["status"], "seconds": round(v["seconds"] or 0.0, 2),
                   **({"passed": v["passed"]} if "passed" in v else {})}
               for k, v in manifest["stages"].items()}
-    return {"seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+    return {"seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "printed_pages": printed_pages(out),
             "load_average_after": [round(x, 2) for x in os.getloadavg()], "target_seconds": TARGET[mode],
             "within_target": seconds <= TARGET[mode], "exit_code": proc.returncode,
             "command": " ".join(["bayes-nqp"] + cmd[1:]), "stages": stages}
+
+
+def printed_pages(out: Path) -> int | None:
+    """Pages of DIR/report.html printed to PDF (A4) by headless Chromium, None without it."""
+    import re
+    import shutil
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if exe is None or not (out / "report.html").exists():
+        return None
+    pdf = out / ".report-print.pdf"
+    subprocess.run([exe, "--headless", "--disable-gpu", "--no-sandbox", f"--print-to-pdf={pdf}",
+                    "--no-pdf-header-footer", (out / "report.html").as_uri()],
+                   capture_output=True, timeout=300)
+    if not pdf.exists():
+        return None
+    n = len(re.findall(rb"/Type\s*/Page[^s]", pdf.read_bytes()))
+    pdf.unlink()
+    return n
 
 
 def main() -> None:
@@ -70,7 +90,8 @@ def main() -> None:
                       machine=machine(), load_average=[round(x, 2) for x in os.getloadavg()])
         write_json(OUT, result)
         slow = sorted(r["stages"].items(), key=lambda kv: -kv[1]["seconds"])[:4]
-        print(f"{mode}: {r['seconds']:.0f} s (target {TARGET[mode]} s), exit {r['exit_code']}; "
+        print(f"{mode}: {r['seconds']:.0f} s (target {TARGET[mode]} s), exit {r['exit_code']}, "
+              f"{r['printed_pages']} printed pages; "
               f"slowest: {', '.join(f'{k} {v['seconds']:.0f}s' for k, v in slow)}; results in {out}")
     print(f"wrote {OUT.relative_to(ROOT)}")
 

@@ -242,6 +242,34 @@ def test_report_rebuilt_from_saved_results_reproduces_the_same_tables(quick_run)
     assert drop(after) == drop(before)
 
 
+def test_no_figure_of_the_report_clips_what_it_draws(quick_run, tmp_path, monkeypatch):
+    """Every axes of every report figure shows all of its data: intervals, bands and points lie
+    inside the axis limits (matplotlib's data limits within its view limits)."""
+    import matplotlib.figure
+
+    _, out, _ = quick_run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("report_assets"))
+    clipped, saved = [], []
+    savefig = matplotlib.figure.Figure.savefig
+
+    def checked(fig, *a, **k):
+        saved.append(fig)
+        for ax in fig.axes:
+            d, v = ax.dataLim, ax.viewLim
+            if not (ax.get_visible() and ax.has_data() and np.all(np.isfinite(d.bounds))):
+                continue
+            (x0, x1), (y0, y1) = sorted(v.intervalx), sorted(v.intervaly)
+            tx, ty = 1e-6 * (x1 - x0), 1e-6 * (y1 - y0)
+            if d.x0 < x0 - tx or d.x1 > x1 + tx or d.y0 < y0 - ty or d.y1 > y1 + ty:
+                clipped.append((fig.get_suptitle(), ax.get_title(), d.bounds, v.bounds))
+        return savefig(fig, *a, **k)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", checked)
+    bn.report(copy)
+    assert len(saved) >= 6 and not clipped, clipped
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
 def test_report_opens_in_headless_chromium_without_console_errors(quick_run):
     _, out, _ = quick_run
