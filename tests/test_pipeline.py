@@ -415,3 +415,9 @@ def test_the_multiverse_stage_is_optional_and_writes_its_summary(small, quick_ru
     s = json.loads((tmp_path / "multiverse/summary.json").read_text())
     assert [x["controls"] for x in s["specs"]] == ["none", "all"]
     assert "multiverse" not in quick_run[0].stages  # off by default
+    # the report shows it as a section of its own (and only where one was run)
+    bn.report(tmp_path)
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "Multiverse of specifications" in _headings(html)
+    assert "Multiverse of specifications" not in _headings((quick_run[1] / "report.html").read_text(encoding="utf-8"))
+    assert "2 specifications" in html

@@ -839,6 +839,44 @@ def sensitivity_section(out: Path, sens: dict, manifest: dict | None, assets: _A
     return _section("sensitivity", title, [b for b in blocks if b])
 
 
+def multiverse_section(out: Path, mv: dict, assets: _Assets) -> dict:
+    """The multiverse of specifications (``DIR/multiverse/``, from ``run --multiverse`` or
+    ``bayes-nqp multiverse``): shares, the specification curve, the choices that move the
+    estimate most, every specification (collapsed)."""
+    specs = mv.get("specs") or []
+    lo, hi = (mv.get("estimate_range") or [None, None])[:2]
+    blocks = [text(f"The treatment effect over {mv.get('n_specs', len(specs))} specifications (every "
+                   "combination of estimator, controls, sample and, for the Bayesian estimators, prior "
+                   f"set; {len(mv.get('failed') or [])} failed). Intervals above zero: "
+                   f"{fmt(100 * (mv.get('share_positive') or 0))}%; excluding zero: "
+                   f"{fmt(100 * (mv.get('share_interval_excludes_zero') or 0))}%; estimates from "
+                   f"{fmt(lo)} to {fmt(hi)}. Frequentist specifications show 95% confidence intervals, "
+                   "Bayesian ones 95% HDIs: the curve shows how much the conclusion rests on choices, "
+                   "not a pooled estimate.")]
+    blocks.append(assets.file(out / "multiverse" / "figures" / "spec_curve.png",
+                              "Specification curve: estimates with their intervals, sorted; beneath, the choices of each"))
+    infl = out / "multiverse" / "influence.csv"
+    if infl.exists():
+        df = _read_csv(infl)
+        if "shift" in df:
+            df = df.reindex(df["shift"].abs().sort_values(ascending=False).index).head(8)
+        blocks.append(table(df, "The choices that move the estimate most (mean estimate of the specs "
+                                "with that choice, and its shift from the mean of all)"))
+    if specs:
+        rows = pd.DataFrame([{"estimator": x.get("estimator"), "controls": x.get("controls"),
+                              "sample": x.get("sample"), "priors": x.get("priors") or "—",
+                              "estimate": x.get("estimate"),
+                              "95% interval": _interval(x.get("ci95")),
+                              "excludes 0": "yes" if x.get("excludes_zero") else "no"} for x in specs])
+        blocks.append({"kind": "details", "summary": f"all {len(rows)} specifications (table)",
+                       "blocks": [table(rows, "Every specification of the multiverse")]})
+    return _section("multiverse", "Multiverse of specifications", [b for b in blocks if b])
+
+
+def _interval(ci) -> str:
+    return f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci and len(ci) == 2 and None not in ci else "—"
+
+
 def manifest_section(out: Path, manifest: dict | None, fits: dict) -> dict:
     title = "Run manifest"
     if not manifest:
@@ -1016,7 +1054,12 @@ def context(out: str | Path, claims: str | Path | None = None) -> dict:
             continue
         sections.append(model_section(out, m, fits.get(m), manifest, rep, assets))
     sections += [diagnostics_section(out, shown, sens, assets), loo_section(out, shown),
-                 sensitivity_section(out, sens, manifest, assets), manifest_section(out, manifest, fits)]
+                 sensitivity_section(out, sens, manifest, assets)]
+    mv_path = out / "multiverse" / "summary.json"
+    mv = read_json(mv_path) if mv_path.exists() else None
+    if mv is not None and (not ref or same_data(mv.get("data"), ref) is not False):
+        sections.append(multiverse_section(out, mv, assets))  # only where one was run on this data
+    sections.append(manifest_section(out, manifest, fits))
     from .claims import VERDICT_NAMES
 
     counts = {v: sum(c["verdict"] == v for c in cl) for v in VERDICT_NAMES}
