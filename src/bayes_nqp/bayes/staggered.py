@@ -95,6 +95,11 @@ CHUNK = 250
 #: posterior predictive draws kept per chain: enough for p-values, keeps posterior.nc small
 PPC_DRAWS_PER_CHAIN = 250
 IMPUTATIONS = ("mean", "predictive")
+#: which cohorts get a mean μ_g (spec option ``cohort_levels``): "observed" — the cohorts of the
+#: panel's treatment timing; "panel" — one for every period of the panel but the first, and
+#: "never" (a level no unit adopts in has only its prior, so the other parameters' posterior is
+#: unchanged), so the model's structure does not depend on the timing
+COHORT_LEVELS = ("observed", "panel")
 
 
 def _onehot(idx: np.ndarray, n: int):
@@ -107,6 +112,10 @@ class StaggeredModel(BayesModel):
     needs = ("outcome", "treatment", "staggered")
     replication_section = "event_study"  # its callaway_santanna entry is the comparison
     key_estimands = ("att",)
+    #: spec options of the placebo refits (calibration.placebo_task, bench_honest.py): placebo
+    #: panels differ only in the treatment timing, and with a cohort mean for every period of the
+    #: panel they share one model structure (one compilation; the data swapped in by the engine)
+    placebo_options = {"cohort_levels": "panel"}
 
     def __init__(self, panel, spec, priors):
         super().__init__(panel, spec, priors)
@@ -118,6 +127,10 @@ class StaggeredModel(BayesModel):
         if self.errors not in ERRORS:
             raise SpecError(f"staggered: errors '{self.errors}' is not one of {', '.join(ERRORS)}"
                             + (f" ({self.spec.source})" if self.spec.source else ""))
+        self.cohort_support = self.spec.option("cohort_levels", "observed")
+        if self.cohort_support not in COHORT_LEVELS:
+            raise SpecError(f"staggered: cohort_levels '{self.cohort_support}' is not one of "
+                            f"{', '.join(COHORT_LEVELS)}" + (f" ({self.spec.source})" if self.spec.source else ""))
         df = self.df
         D = self.D.astype(bool)
         untreated = np.flatnonzero(~D)
@@ -155,8 +168,11 @@ class StaggeredModel(BayesModel):
         # cohort of every unit in the fit sample; "never" for never-treated units
         coh = df.groupby("unit_idx")["cohort"].first().reindex(units_ok)
         self.cohort_labels = ["never" if pd.isna(c) else label(c) for c in coh]
-        self.cohort_levels = sorted(set(self.cohort_labels),
-                                    key=lambda c: (c != "never", 0.0 if c == "never" else float(c)))
+        levels = set(self.cohort_labels)
+        if self.cohort_support == "panel":
+            # every period but the first (a unit adopting then has no untreated row to impute from)
+            levels |= {"never", *(label(t) for t in panel.times[1:])}
+        self.cohort_levels = sorted(levels, key=lambda c: (c != "never", 0.0 if c == "never" else float(c)))
         self.unit_cohort = np.array([self.cohort_levels.index(c) for c in self.cohort_labels])
 
         fe = FixedEffects(self.u_fit, self.t_fit, time_effects=panel.time_effects, rows=untreated)
@@ -197,8 +213,10 @@ class StaggeredModel(BayesModel):
         return c
 
     def build(self) -> pm.Model:
-        r = self.rows
-        with pm.Model(coords=self.coords()) as m:
+        # no variable has the dimension "obs" (the untreated rows, which change with the
+        # treatment timing): leaving it out keeps one structure for every timing of the panel
+        coords = {k: v for k, v in self.coords().items() if k != "obs"}
+        with pm.Model(coords=coords) as m:
             p = {"mu": self.prior("mu", "intercept", dims="cohort")}
             sigma_unit = self.prior("sigma_unit")
             if self.panel.time_effects:
