@@ -65,6 +65,18 @@ Estimands (outcome's original scale; averages over imputable treated cells):
 * ``att[g=<cohort>]``: the treated cells of each cohort;
 * ``att[e=<k>]``: the treated cells *k* = t − cohort periods after adoption, each *k* observed.
 
+Refits on other treatment timings (placebo laws). With spec option ``cohort_levels = "panel"``
+there is a cohort mean :math:`\mu_g` for every period of the panel but the first (and "never"),
+whether or not a unit adopts then; a level without units enters no likelihood term, so its
+:math:`\mu_g` keeps its prior and the posterior of everything else is the same as with the
+observed cohorts only (the default, ``"observed"``). Everything else that depends on the timing
+(the untreated rows, their sufficient statistics, the controls' demeaning, the treated cells'
+averaging weights) is data of fixed shape, not graph structure, and the model has no
+coordinate of the untreated rows; so every timing of one panel (same units, periods and
+controls) is one model structure, which the engine's cache (:func:`bayes_nqp.engine.compiled_model`)
+compiles once and refits with the new data (``placebo_options``, applied by
+:func:`bayes_nqp.calibration.placebo_spec`). Same seed, same posterior as a fresh compilation.
+
 ``extras()``: ``imputation`` (counts of cells used and dropped) and ``twfe`` (the TWFE DID
 coefficient of the replication, with controls when the map has them, for reference).
 """
@@ -400,7 +412,7 @@ class StaggeredModel(BayesModel):
             "treated_cells": int(self.D.sum()), "imputed_cells": len(self.cells),
             "untreated_obs": len(self.rows), "cells_per_estimand": self.n_cells,
             "dropped_units": self.dropped_units, "dropped_periods": self.dropped_times,
-            "imputation": self.imputation,
+            "imputation": self.imputation, "cohort_levels": self.cohort_support,
             "definition": ("tau_it = y_it − E[y_it(0) | θ] per posterior draw, averaged over the "
                            "treated cells of each estimand (no idiosyncratic noise draw)"
                            if self.imputation == "mean" else
