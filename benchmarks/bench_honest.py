@@ -30,7 +30,8 @@ effects); ``after`` = the current default of models/did.toml (of the model's own
 ``--model``); ``unit_ar1`` = unit effects and AR(1) errors; ``common`` = common effect, iid errors,
 fixed year effects; ``ar1`` = AR(1) errors only (staggered, which has no unit effect and always
 pools its year effects, reads only ``errors``); ``predictive`` / ``predictive_ar1`` = staggered's
-``imputation = "predictive"`` (the sample ATT), with iid / AR(1) errors.
+``imputation = "predictive"`` (the sample ATT), with iid / AR(1) errors; ``fixed_years`` /
+``fixed_years_predictive`` = staggered with ``year_effects = "fixed"``.
 
 A model class's ``placebo_options`` (:func:`bayes_nqp.calibration.placebo_spec`) are applied to
 every placebo refit: staggered's ``cohort_levels = "panel"`` gives all placebo timings of a panel
@@ -65,6 +66,9 @@ CONFIGS = {
     # staggered: the posterior of the sample ATT (a noise draw of y(0) per treated cell)
     "predictive": {"imputation": "predictive"},
     "predictive_ar1": {"imputation": "predictive", "errors": "ar1"},
+    # staggered with fixed wide year effects (no learned scale), with the mean / predictive imputation
+    "fixed_years": {"year_effects": "fixed"},
+    "fixed_years_predictive": {"year_effects": "fixed", "imputation": "predictive"},
 }
 
 

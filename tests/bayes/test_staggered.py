@@ -299,6 +299,17 @@ def test_placebo_timings_share_one_model_structure_with_a_cohort_mean_for_every_
     np.testing.assert_array_equal(a.W_rows[:, n_mu:], oa.W_rows[:, len(keep):])
 
 
+def test_fixed_year_effects_have_the_wide_year_prior_and_no_learned_scale(stores):
+    spec = load_spec("staggered")
+    pooled = make_model("staggered", stores[1], "weak", spec).build()
+    fixed = make_model("staggered", stores[1], "weak",
+                       replace(spec, options={**spec.options, "year_effects": "fixed"}))
+    assert "sigma_time" in pooled.named_vars and "sigma_time" not in fixed.build().named_vars
+    assert fixed.used_priors["gamma"] == "year"
+    with pytest.raises(SpecError, match="pooled"):
+        make_model("staggered", stores[1], spec=replace(spec, options={"year_effects": "shrunk"}))
+
+
 def test_unknown_cohort_levels_option_is_a_spec_error(stores):
     spec = replace(load_spec("staggered"), options={"cohort_levels": "all"})
     with pytest.raises(SpecError, match="panel"):

@@ -11,7 +11,9 @@ and not-yet-treated periods, :math:`D_{it} = 0`):
     \alpha_i \sim N(\mu_{g(i)}, \sigma_\alpha^2),\qquad
     \gamma \sim \mathrm{ZeroSumNormal}(\sigma_\gamma)\ (\text{when the map has time effects}),
 
-where :math:`g(i)` is unit *i*'s cohort (first treated period, or "never"). A treated unit's
+where :math:`g(i)` is unit *i*'s cohort (first treated period, or "never"). Spec option
+``year_effects = "fixed"`` replaces the pooled year effects by the prior set's wide zero-sum
+``year`` prior (no learned scale, no shrinkage; did's default); ``"pooled"`` is the default. A treated unit's
 :math:`\alpha_i` is identified by its own pre-treatment periods; pooling it towards the mean of
 *its cohort* (not of all units) keeps the shrinkage from pulling treated units towards the
 never-treated level, which would bias the imputed :math:`Y(0)` when cohorts differ in level.
@@ -97,7 +99,7 @@ from ..errors import ModelError, SpecError
 from .base import BayesModel, register
 from . import panel_likelihood as pl
 from .algebra import FixedEffects
-from .did import ERRORS
+from .did import ERRORS, YEAR_EFFECTS
 from .event_study import label
 
 log = logging.getLogger(__name__)
@@ -139,6 +141,12 @@ class StaggeredModel(BayesModel):
         if self.errors not in ERRORS:
             raise SpecError(f"staggered: errors '{self.errors}' is not one of {', '.join(ERRORS)}"
                             + (f" ({self.spec.source})" if self.spec.source else ""))
+        # "pooled" (default): ZeroSumNormal with a learned scale, as before; "fixed": the prior
+        # set's wide zero-sum "year" prior (no shrinkage of the year effects, did's default)
+        self.year_effects = self.spec.option("year_effects", "pooled")
+        if self.year_effects not in YEAR_EFFECTS:
+            raise SpecError(f"staggered: year_effects '{self.year_effects}' is not one of "
+                            f"{', '.join(YEAR_EFFECTS)}" + (f" ({self.spec.source})" if self.spec.source else ""))
         self.cohort_support = self.spec.option("cohort_levels", "observed")
         if self.cohort_support not in COHORT_LEVELS:
             raise SpecError(f"staggered: cohort_levels '{self.cohort_support}' is not one of "
@@ -232,8 +240,11 @@ class StaggeredModel(BayesModel):
             p = {"mu": self.prior("mu", "intercept", dims="cohort")}
             sigma_unit = self.prior("sigma_unit")
             if self.panel.time_effects:
-                sigma_time = self.prior("sigma_time")
-                p["gamma"] = pm.ZeroSumNormal("gamma", sigma=sigma_time, dims="year")
+                if self.year_effects == "pooled":
+                    sigma_time = self.prior("sigma_time")
+                    p["gamma"] = pm.ZeroSumNormal("gamma", sigma=sigma_time, dims="year")
+                else:
+                    p["gamma"] = self.prior("gamma", "year", dims="year")
             if self.X_w.shape[1]:
                 p["beta"] = self.prior("beta", dims="control")
             sigma = self.prior("sigma")
@@ -275,7 +286,10 @@ class StaggeredModel(BayesModel):
                  "errors of the untreated outcome are independent within a unit given its "
                  "intercept (errors = 'iid'): with serially correlated outcomes the imputed Y(0) "
                  "of a unit's treated cells share errors, and the ATT's interval can be too narrow"),
-                "year effects are partially pooled (ZeroSumNormal with a learned scale)",
+                ("year effects are partially pooled (ZeroSumNormal with a learned scale): with a "
+                 "trend or a shock in the late (mostly treated) periods the shrunken year effects "
+                 "bias the imputed Y(0)" if self.year_effects == "pooled" else
+                 "year effects have a fixed wide zero-sum prior (year_effects = 'fixed'; no shrinkage)"),
                 "Gaussian errors"]
 
     def mean_without_unit(self, p):
