@@ -31,7 +31,8 @@ effects); ``after`` = the current default of models/did.toml (of the model's own
 fixed year effects; ``ar1`` = AR(1) errors only (staggered, which has no unit effect and always
 pools its year effects, reads only ``errors``); ``predictive`` / ``predictive_ar1`` = staggered's
 ``imputation = "predictive"`` (the sample ATT), with iid / AR(1) errors; ``fixed_years`` /
-``fixed_years_predictive`` = staggered with ``year_effects = "fixed"``.
+``fixed_years_predictive`` / ``fixed_years_ar1`` = staggered with ``year_effects = "fixed"``
+(and the predictive imputation / AR(1) errors).
 
 A model class's ``placebo_options`` (:func:`bayes_nqp.calibration.placebo_spec`) are applied to
 every placebo refit: staggered's ``cohort_levels = "panel"`` gives all placebo timings of a panel
@@ -69,6 +70,7 @@ CONFIGS = {
     # staggered with fixed wide year effects (no learned scale), with the mean / predictive imputation
     "fixed_years": {"year_effects": "fixed"},
     "fixed_years_predictive": {"year_effects": "fixed", "imputation": "predictive"},
+    "fixed_years_ar1": {"year_effects": "fixed", "errors": "ar1"},
 }
 
 
