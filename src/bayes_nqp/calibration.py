@@ -178,13 +178,27 @@ def twfe_placebo(panel) -> dict:
     return out
 
 
+def placebo_spec(model: str, spec=None):
+    """The spec of ``model``'s placebo refits: ``spec`` (a ModelSpec, a TOML path or None for the
+    model's own) with the model class's ``placebo_options`` on top, options under which every
+    placebo timing of a panel gives the same model structure, so that the refits reuse one
+    compilation (staggered: ``cohort_levels = "panel"``)."""
+    from .bayes.fit import get_model_class
+    from .bayes.spec import ModelSpec, load_spec
+
+    cls = get_model_class(_model_key(model))
+    spec = spec if isinstance(spec, ModelSpec) else load_spec(cls.name, spec)
+    opts = getattr(cls, "placebo_options", None) or {}
+    return replace(spec, options={**spec.options, **opts}) if opts else spec
+
+
 def placebo_task(panel, *, model: str, priors, spec, sampler: dict, seed: int, units, years,
                  mode: str, replicate: int = 0) -> dict:
     """One placebo replicate (an engine task): the model's 95% interval and TWFE's."""
     from .bayes.fit import make_model
 
     pp = placebo_panel(panel, units, years, mode)
-    m = make_model(model, pp, priors, spec)
+    m = make_model(model, pp, priors, placebo_spec(model, spec))
     fit = fit_once(m, m.build(), sampler, seed, model)
     est = _headline(model)
     if est not in fit.params:

@@ -256,3 +256,88 @@ def test_staggered_ar1_errors_build_and_reduce_to_the_iid_likelihood_at_rho_zero
     iid = unit_marginal_logp(s1, s2, model.n_per_unit, 0.6, 0.9).sum()
     # a 0-d array takes the AR(1) path (weights of the three moments), not the folded iid one
     assert model.statistics.logp(theta, 0.6, 0.9, 0.0, np.array(0.0)) == pytest.approx(iid, rel=1e-10)
+
+
+# ---- placebo refits: one model structure for every treatment timing of a panel -----------------
+
+#: two placebo timings of the store panel (mode "all": every store, the real launch a control):
+#: two cohorts against four, so the observed cohorts differ in number and in label
+TIMINGS = ({"units": list(range(0, 40, 2)), "years": [3, 5] * 10},
+           {"units": list(range(1, 40, 2)), "years": [2, 4, 6, 8] * 5})
+
+
+def _placebo_models(stores, cohort_levels):
+    from bayes_nqp.calibration import placebo_panel, placebo_spec
+
+    spec = placebo_spec("staggered")
+    spec = replace(spec, options={**spec.options, "cohort_levels": cohort_levels})
+    return [make_model("staggered", placebo_panel(stores[1], t["units"], t["years"], mode="all"), "weak", spec)
+            for t in TIMINGS]
+
+
+def test_placebo_timings_share_one_model_structure_with_a_cohort_mean_for_every_period(stores):
+    from bayes_nqp import engine
+    from bayes_nqp.calibration import placebo_spec
+
+    assert placebo_spec("staggered").option("cohort_levels") == "panel"
+    a, b = _placebo_models(stores, "panel")
+    (_, sig_a, val_a), (_, sig_b, val_b) = (engine.lift_constants(m.build()) for m in (a, b))
+    assert sig_a == sig_b  # the engine refits b on a's compilation
+    assert a.cohort_levels == b.cohort_levels == ["never"] + [str(w) for w in range(2, 9)]
+    assert any(not np.array_equal(val_a[k], val_b[k]) for k in val_a)  # the data differ
+    # the cohorts' own levels: one structure per timing (a compilation each)
+    oa, ob = _placebo_models(stores, "observed")
+    assert oa.cohort_levels == ["never", "3", "5"] and len(ob.cohort_levels) == 5
+    assert engine.lift_constants(oa.build())[1] != engine.lift_constants(ob.build())[1]
+    # a level no store adopts in has no untreated row: its mean has only its prior, and the rest
+    # of the design is the observed levels' (the other parameters' posterior is unchanged)
+    keep = [a.cohort_levels.index(c) for c in oa.cohort_levels]
+    empty = [j for j in range(len(a.cohort_levels)) if j not in keep]
+    n_mu = len(a.cohort_levels)
+    assert not a.W_rows[:, empty].any()
+    np.testing.assert_array_equal(a.W_rows[:, keep], oa.W_rows[:, :len(keep)])
+    np.testing.assert_array_equal(a.W_rows[:, n_mu:], oa.W_rows[:, len(keep):])
+
+
+def test_fixed_year_effects_have_the_wide_year_prior_and_no_learned_scale(stores):
+    spec = load_spec("staggered")
+    pooled = make_model("staggered", stores[1], "weak", spec).build()
+    fixed = make_model("staggered", stores[1], "weak",
+                       replace(spec, options={**spec.options, "year_effects": "fixed"}))
+    assert "sigma_time" in pooled.named_vars and "sigma_time" not in fixed.build().named_vars
+    assert fixed.used_priors["gamma"] == "year"
+    with pytest.raises(SpecError, match="pooled"):
+        make_model("staggered", stores[1], spec=replace(spec, options={"year_effects": "shrunk"}))
+
+
+def test_unknown_cohort_levels_option_is_a_spec_error(stores):
+    spec = replace(load_spec("staggered"), options={"cohort_levels": "all"})
+    with pytest.raises(SpecError, match="panel"):
+        make_model("staggered", stores[1], spec=spec)
+
+
+@pytest.mark.slow  # three compilations
+def test_placebo_refits_reuse_one_compilation_and_match_fresh_compiles(stores):
+    from bayes_nqp import engine
+    from bayes_nqp.bayes.fit import sample
+
+    def att(m):
+        pm_model = m.build()
+        compiled, reused = engine.compiled_model(pm_model, cache_key="staggered")
+        settings = m.spec.sampler.override(draws=200, tune=200, chains=2, seed=5, cores=1)
+        est = m.estimands(m.postprocess(sample(compiled, settings), pm_model))["att"]
+        return reused, float(np.mean(est)), float(np.std(est))
+
+    a, b = _placebo_models(stores, "panel")
+    engine.clear_cache()
+    c0 = engine.cache_stats()
+    reused_a, reused_b = att(a), att(b)
+    c1 = engine.cache_stats()
+    assert (c1["compilations"] - c0["compilations"], c1["reuses"] - c0["reuses"]) == (1, 1)
+    assert not reused_a[0] and reused_b[0]
+    for m, reused in ((a, reused_a), (b, reused_b)):
+        engine.clear_cache()
+        fresh = att(m)
+        assert not fresh[0]
+        assert fresh[1:] == pytest.approx(reused[1:], rel=1e-6)
+    engine.clear_cache()

@@ -11,7 +11,9 @@ and not-yet-treated periods, :math:`D_{it} = 0`):
     \alpha_i \sim N(\mu_{g(i)}, \sigma_\alpha^2),\qquad
     \gamma \sim \mathrm{ZeroSumNormal}(\sigma_\gamma)\ (\text{when the map has time effects}),
 
-where :math:`g(i)` is unit *i*'s cohort (first treated period, or "never"). A treated unit's
+where :math:`g(i)` is unit *i*'s cohort (first treated period, or "never"). Spec option
+``year_effects = "fixed"`` replaces the pooled year effects by the prior set's wide zero-sum
+``year`` prior (no learned scale, no shrinkage; did's default); ``"pooled"`` is the default. A treated unit's
 :math:`\alpha_i` is identified by its own pre-treatment periods; pooling it towards the mean of
 *its cohort* (not of all units) keeps the shrinkage from pulling treated units towards the
 never-treated level, which would bias the imputed :math:`Y(0)` when cohorts differ in level.
@@ -65,6 +67,18 @@ Estimands (outcome's original scale; averages over imputable treated cells):
 * ``att[g=<cohort>]``: the treated cells of each cohort;
 * ``att[e=<k>]``: the treated cells *k* = t − cohort periods after adoption, each *k* observed.
 
+Refits on other treatment timings (placebo laws). With spec option ``cohort_levels = "panel"``
+there is a cohort mean :math:`\mu_g` for every period of the panel but the first (and "never"),
+whether or not a unit adopts then; a level without units enters no likelihood term, so its
+:math:`\mu_g` keeps its prior and the posterior of everything else is the same as with the
+observed cohorts only (the default, ``"observed"``). Everything else that depends on the timing
+(the untreated rows, their sufficient statistics, the controls' demeaning, the treated cells'
+averaging weights) is data of fixed shape, not graph structure, and the model has no
+coordinate of the untreated rows; so every timing of one panel (same units, periods and
+controls) is one model structure, which the engine's cache (:func:`bayes_nqp.engine.compiled_model`)
+compiles once and refits with the new data (``placebo_options``, applied by
+:func:`bayes_nqp.calibration.placebo_spec`). Same seed, same posterior as a fresh compilation.
+
 ``extras()``: ``imputation`` (counts of cells used and dropped) and ``twfe`` (the TWFE DID
 coefficient of the replication, with controls when the map has them, for reference).
 """
@@ -85,7 +99,7 @@ from ..errors import ModelError, SpecError
 from .base import BayesModel, register
 from . import panel_likelihood as pl
 from .algebra import FixedEffects
-from .did import ERRORS
+from .did import ERRORS, YEAR_EFFECTS
 from .event_study import label
 
 log = logging.getLogger(__name__)
@@ -95,6 +109,11 @@ CHUNK = 250
 #: posterior predictive draws kept per chain: enough for p-values, keeps posterior.nc small
 PPC_DRAWS_PER_CHAIN = 250
 IMPUTATIONS = ("mean", "predictive")
+#: which cohorts get a mean μ_g (spec option ``cohort_levels``): "observed" — the cohorts of the
+#: panel's treatment timing; "panel" — one for every period of the panel but the first, and
+#: "never" (a level no unit adopts in has only its prior, so the other parameters' posterior is
+#: unchanged), so the model's structure does not depend on the timing
+COHORT_LEVELS = ("observed", "panel")
 
 
 def _onehot(idx: np.ndarray, n: int):
@@ -107,6 +126,10 @@ class StaggeredModel(BayesModel):
     needs = ("outcome", "treatment", "staggered")
     replication_section = "event_study"  # its callaway_santanna entry is the comparison
     key_estimands = ("att",)
+    #: spec options of the placebo refits (calibration.placebo_task, bench_honest.py): placebo
+    #: panels differ only in the treatment timing, and with a cohort mean for every period of the
+    #: panel they share one model structure (one compilation; the data swapped in by the engine)
+    placebo_options = {"cohort_levels": "panel"}
 
     def __init__(self, panel, spec, priors):
         super().__init__(panel, spec, priors)
@@ -118,6 +141,16 @@ class StaggeredModel(BayesModel):
         if self.errors not in ERRORS:
             raise SpecError(f"staggered: errors '{self.errors}' is not one of {', '.join(ERRORS)}"
                             + (f" ({self.spec.source})" if self.spec.source else ""))
+        # "pooled" (default): ZeroSumNormal with a learned scale, as before; "fixed": the prior
+        # set's wide zero-sum "year" prior (no shrinkage of the year effects, did's default)
+        self.year_effects = self.spec.option("year_effects", "pooled")
+        if self.year_effects not in YEAR_EFFECTS:
+            raise SpecError(f"staggered: year_effects '{self.year_effects}' is not one of "
+                            f"{', '.join(YEAR_EFFECTS)}" + (f" ({self.spec.source})" if self.spec.source else ""))
+        self.cohort_support = self.spec.option("cohort_levels", "observed")
+        if self.cohort_support not in COHORT_LEVELS:
+            raise SpecError(f"staggered: cohort_levels '{self.cohort_support}' is not one of "
+                            f"{', '.join(COHORT_LEVELS)}" + (f" ({self.spec.source})" if self.spec.source else ""))
         df = self.df
         D = self.D.astype(bool)
         untreated = np.flatnonzero(~D)
@@ -155,8 +188,11 @@ class StaggeredModel(BayesModel):
         # cohort of every unit in the fit sample; "never" for never-treated units
         coh = df.groupby("unit_idx")["cohort"].first().reindex(units_ok)
         self.cohort_labels = ["never" if pd.isna(c) else label(c) for c in coh]
-        self.cohort_levels = sorted(set(self.cohort_labels),
-                                    key=lambda c: (c != "never", 0.0 if c == "never" else float(c)))
+        levels = set(self.cohort_labels)
+        if self.cohort_support == "panel":
+            # every period but the first (a unit adopting then has no untreated row to impute from)
+            levels |= {"never", *(label(t) for t in panel.times[1:])}
+        self.cohort_levels = sorted(levels, key=lambda c: (c != "never", 0.0 if c == "never" else float(c)))
         self.unit_cohort = np.array([self.cohort_levels.index(c) for c in self.cohort_labels])
 
         fe = FixedEffects(self.u_fit, self.t_fit, time_effects=panel.time_effects, rows=untreated)
@@ -197,13 +233,18 @@ class StaggeredModel(BayesModel):
         return c
 
     def build(self) -> pm.Model:
-        r = self.rows
-        with pm.Model(coords=self.coords()) as m:
+        # no variable has the dimension "obs" (the untreated rows, which change with the
+        # treatment timing): leaving it out keeps one structure for every timing of the panel
+        coords = {k: v for k, v in self.coords().items() if k != "obs"}
+        with pm.Model(coords=coords) as m:
             p = {"mu": self.prior("mu", "intercept", dims="cohort")}
             sigma_unit = self.prior("sigma_unit")
             if self.panel.time_effects:
-                sigma_time = self.prior("sigma_time")
-                p["gamma"] = pm.ZeroSumNormal("gamma", sigma=sigma_time, dims="year")
+                if self.year_effects == "pooled":
+                    sigma_time = self.prior("sigma_time")
+                    p["gamma"] = pm.ZeroSumNormal("gamma", sigma=sigma_time, dims="year")
+                else:
+                    p["gamma"] = self.prior("gamma", "year", dims="year")
             if self.X_w.shape[1]:
                 p["beta"] = self.prior("beta", dims="control")
             sigma = self.prior("sigma")
@@ -245,7 +286,10 @@ class StaggeredModel(BayesModel):
                  "errors of the untreated outcome are independent within a unit given its "
                  "intercept (errors = 'iid'): with serially correlated outcomes the imputed Y(0) "
                  "of a unit's treated cells share errors, and the ATT's interval can be too narrow"),
-                "year effects are partially pooled (ZeroSumNormal with a learned scale)",
+                ("year effects are partially pooled (ZeroSumNormal with a learned scale): with a "
+                 "trend or a shock in the late (mostly treated) periods the shrunken year effects "
+                 "bias the imputed Y(0)" if self.year_effects == "pooled" else
+                 "year effects have a fixed wide zero-sum prior (year_effects = 'fixed'; no shrinkage)"),
                 "Gaussian errors"]
 
     def mean_without_unit(self, p):
@@ -382,7 +426,7 @@ class StaggeredModel(BayesModel):
             "treated_cells": int(self.D.sum()), "imputed_cells": len(self.cells),
             "untreated_obs": len(self.rows), "cells_per_estimand": self.n_cells,
             "dropped_units": self.dropped_units, "dropped_periods": self.dropped_times,
-            "imputation": self.imputation,
+            "imputation": self.imputation, "cohort_levels": self.cohort_support,
             "definition": ("tau_it = y_it − E[y_it(0) | θ] per posterior draw, averaged over the "
                            "treated cells of each estimand (no idiosyncratic noise draw)"
                            if self.imputation == "mean" else
