@@ -148,7 +148,8 @@ def simulate(seed: int = typer.Option(20250601, "--seed", help="random seed"),
              units: int = typer.Option(287, "--units", help="units; beyond 287 on a SYNTHETIC frame"),
              periods: int = typer.Option(12, "--periods", help="periods (years from 2011)"),
              rho: float = typer.Option(0.5, "--rho", help="AR(1) coefficient of the unit errors"),
-             effect_sd: float = typer.Option(0.0, "--effect-sd", help="sd of a unit-level effect factor")):
+             effect_sd: float = typer.Option(0.4, "--effect-sd", help="sd of the unit effect factors "
+                                             "(unit-varying effects; 0: every unit of a group alike)")):
     """Write a simulated panel (default: the demo), its column map and its exact truth."""
     from dataclasses import replace
 
@@ -156,7 +157,8 @@ def simulate(seed: int = typer.Option(20250601, "--seed", help="random seed"),
     from .data.simulate import DemoParams, write_demo
     from .errors import DataError
 
-    custom = (units, periods) != (287, 12) or rho != 0.5 or effect_sd != 0.0
+    custom = ((units, periods) != (287, 12) or rho != DemoParams.rho_y
+              or effect_sd != DemoParams.effect_sd)
     if custom and out is None:
         err.print("[red]a non-default panel needs --out (data/ holds the committed demo)[/]")
         raise typer.Exit(EXIT_BAD_INPUT)

@@ -10,7 +10,7 @@ import bayes_nqp
 from bayes_nqp.data import DATA_DIR, read_column_map
 from bayes_nqp.data.entropy import apply_entropy, entropy_index
 from bayes_nqp.data.simulate import (DEFAULT_SEED, NEGATIVE, PANEL_COLUMNS, POSITIVE, simulate_demo,
-                                     simulate_worlds, write_demo)
+                                     simulate_worlds, truth_of, write_demo)
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +124,9 @@ def test_committed_files_match_a_fresh_simulation(demo):
             assert (committed[c].astype(str) == df[c].astype(str)).all(), c
     saved = json.loads((DATA_DIR / "demo_truth.json").read_text(encoding="utf-8"))
     assert saved["att"] == pytest.approx(truth["att"], rel=1e-9)
+    for key in ("mean_treated", "sd_treated", "effect_sd"):
+        assert saved["unit_effects"][key] == pytest.approx(truth["unit_effects"][key], rel=1e-9)
+    assert saved["serial_correlation"] == pytest.approx(truth["serial_correlation"], rel=1e-9)
     assert read_column_map(DATA_DIR / "demo_map.toml").to_dict() == \
         bayes_nqp.ColumnMap.from_dict(cmap).to_dict()
 
@@ -167,14 +170,62 @@ def test_a_panel_of_any_size_keeps_the_demo_structure_on_a_labelled_synthetic_fr
     assert set(never["region"]) == set(df["region"]) and set(never["size"]) == set(df["size"])
     # unit-varying effects: a unit factor on the effect, documented in the truth's parameters
     _, _, truth_var = simulate_demo(5, n_units=900, periods=7, params=replace(DemoParams(), effect_sd=0.5))
-    assert truth_var["structural"]["effect_sd"] == 0.5 and truth["structural"]["effect_sd"] == 0.0
+    assert truth_var["structural"]["effect_sd"] == 0.5 and truth["structural"]["effect_sd"] == 0.4
+    assert truth_var["unit_effects"]["effect_sd"] == 0.5
     assert truth_var["att"] != pytest.approx(truth["att"], rel=1e-6)
 
 
 def test_the_default_demo_is_on_the_real_frame_and_says_so(demo):
     df, cmap, truth = demo
     assert "frame" not in truth and "SYNTHETIC" not in cmap["description"]
-    assert truth["structural"]["rho_y"] == 0.5 and truth["structural"]["effect_sd"] == 0.0
+    assert truth["structural"]["rho_y"] == 0.5 and truth["structural"]["effect_sd"] == 0.4
+
+
+def test_the_demo_has_city_varying_effects_around_the_designed_group_pattern():
+    """City factors f_i: sd effect_sd among the pilot cities, mean exactly 1 in every region and
+    size level; they move only the treated cells (every other draw is the same as at effect_sd
+    = 0), and the truth's unit-effect mean is the mean over pilot cities of each city's effect."""
+    from dataclasses import replace
+
+    from bayes_nqp.data.simulate import DemoParams
+
+    w = simulate_worlds(DEFAULT_SEED)
+    flat = simulate_worlds(DEFAULT_SEED, replace(DemoParams(), effect_sd=0.0))
+    cities = w.panel.drop_duplicates("city")
+    pilot = cities["pilot_year"].notna().to_numpy()
+    f = w.unit_factor
+    assert np.all(f[~pilot] == 1.0) and f[pilot].std() == pytest.approx(0.4, rel=1e-12)
+    for col in ("region", "size"):
+        means = pd.Series(f[pilot]).groupby(cities[col].to_numpy()[pilot]).mean()
+        np.testing.assert_allclose(means, 1.0, atol=1e-12)
+    # the effect is δ·f: exactly the flat world's in every cell, times the city's factor
+    n_t = w.panel["year"].nunique()
+    np.testing.assert_allclose(w.delta, flat.delta * np.repeat(f, n_t), atol=1e-12)
+    # the other draws are untouched: the no-pilot world's mediators and controls are the same
+    np.testing.assert_allclose(w.untreated["human_capital"], flat.untreated["human_capital"], atol=1e-12)
+    np.testing.assert_allclose(w.panel["gdp_pc"], flat.panel["gdp_pc"], atol=1e-12)
+    truth = truth_of(w)
+    ue = truth["unit_effects"]
+    tr = w.panel["treated"] == 1
+    per_city = w.effect[tr].groupby(w.panel.loc[tr, "city"]).mean()
+    assert ue["n_treated_units"] == len(per_city) == int(pilot.sum())
+    assert ue["mean_treated"] == pytest.approx(per_city.mean(), rel=1e-12)
+    assert ue["sd_treated"] == pytest.approx(per_city.std(), rel=1e-12)
+    # the same cells with every factor at 1: what the flat world's effect would be on w's index
+    common = truth_of(flat)["unit_effects"]
+    assert ue["mean_treated_common_factor"] == pytest.approx(common["mean_treated"], rel=0.02)
+    assert common["mean_treated_common_factor"] == pytest.approx(common["mean_treated"], rel=1e-12)
+    # and the designed pattern survives the city factors
+    r, s = truth["att_by_region"], truth["att_by_size"]
+    assert r["central"] < r["east"] < r["west"] and s["large"] < 0 < s["medium"] < s["small"]
+
+
+def test_the_demo_truth_documents_the_serial_correlation_of_the_outcome_error():
+    truth = simulate_demo(DEFAULT_SEED)[2]
+    sc = truth["serial_correlation"]
+    assert sc["rho_latent"] == 0.5 and 0 < sc["ar1_share"] < 1
+    assert sc["lag1_autocorrelation"] == pytest.approx(0.5 * sc["ar1_share"])
+    assert 0.35 < sc["lag1_autocorrelation"] < 0.5
 
 
 def test_too_few_periods_or_units_are_refused():

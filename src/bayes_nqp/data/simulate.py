@@ -34,9 +34,18 @@ expenditure, %)}:
 Latent new quality productivity:
 
     Y*_it = α_i + γ_t + δ_it D_it + Σ_k b_k M_k,it + X_it β + e_it
-    δ_it  = base · R_region(i) · S_size(i) · ramp(t − cohort_i) · (1 + jump · 1(q_it > γ*))
-    ramp(e) = min(1, 0.6 + 0.4 e / 3)
+    δ_it  = f_i · base · R_region(i) · S_size(i) · ramp(t − cohort_i) · (1 + jump · 1(q_it > γ*))
+    ramp(e) = min(1, 0.6 + 0.4 e / 3),   f_i = 1 + effect_sd · z_i
+
+City effect factors f_i (unit-varying effects, effect_sd = 0.4): z ~ N(0, 1) from a stream of its
+own, residualised among the pilot cities on region and size and rescaled to sd 1, so that the
+pilot cities disagree (a city's effect deviates from its region × size cell's by about
+0.4 × the ATT) while f averages exactly 1 in every region and size level (the designed group
+pattern below stays the truth's).
     e_it  = AR(1) within city, ρ = 0.5, marginal sd 1.5;  γ_t = 0.35 (τ − 5.5) + N(0, 0.1²)
+
+(on the nqp scale the idiosyncratic error is this AR(1) plus the indicators' and mediators'
+white noise, with lag-1 autocorrelation ≈ 0.45 within a city: ``serial_correlation`` in the truth)
 
 with (defaults of :class:`DemoParams`) base = 1, R = {east 1, central 0.15, west 0.6},
 S = {large −0.4, medium 1, small 1.2}, jump = 1, γ* = 1, a = {human_capital 0.08,
@@ -133,9 +142,10 @@ class DemoParams:
     rho_y: float = 0.5                    # AR(1) coefficient of e
     trend_y: float = 0.35                 # common upward trend of γ_t per year
     sd_year: float = 0.1                  # year-specific wiggle around the trend
-    #: sd of a city-level multiplicative effect factor (1 + effect_sd·N(0,1)) on δ: unit-varying
-    #: effects beyond region × size; 0 for the committed demo (its truth unchanged)
-    effect_sd: float = 0.0
+    #: sd of the city effect factors f_i = 1 + effect_sd·z_i on δ (unit-varying effects beyond
+    #: region × size; z residualised on region and size among the pilot cities, see _unit_factor):
+    #: 0.4 makes a pilot city's effect deviate from its group's by about 0.4 × the ATT
+    effect_sd: float = 0.4
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -158,6 +168,7 @@ class DemoWorlds:
     seed: int
     dnqp_dystar: float             # ∂nqp/∂Y*, fixed by the weights, mins and maxs
     synthetic: bool = False        # units on a synthetic frame (not the 287 real cities)
+    unit_factor: np.ndarray | None = None   # f_i per unit (1 for never-treated units)
 
 
 def _ar1(rng, n: int, t: int, rho: float, sd: float) -> np.ndarray:
@@ -171,6 +182,30 @@ def _ar1(rng, n: int, t: int, rho: float, sd: float) -> np.ndarray:
 
 def _std(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / x.std()
+
+
+def _unit_factor(rng, treated: np.ndarray, region: np.ndarray, size: np.ndarray,
+                 effect_sd: float) -> np.ndarray:
+    """The city effect factors f_i = 1 + effect_sd · z_i (unit-varying effects).
+
+    z ~ N(0, 1) from its own stream (every other draw of the panel is the same for any
+    ``effect_sd``); among the pilot cities z is residualised on region and size (additive
+    dummies) and rescaled to sd 1, so that the factors average exactly 1 among the pilot cities
+    of every region and of every size level: the cities disagree, while the designed group
+    pattern (R_region · S_size) stays the groups' mean effect. Never-treated cities have no
+    effect; their factor is 1."""
+    z = rng.standard_normal(len(treated))
+    factor = np.ones(len(treated))
+    if treated.sum() < 2:
+        return factor
+    zt = z[treated]
+    cols = [np.ones(len(zt))] + [(g[treated] == lv).astype(float)
+                                 for g in (region, size) for lv in np.unique(g[treated])[1:]]
+    X = np.column_stack(cols)
+    resid = zt - X @ np.linalg.lstsq(X, zt, rcond=None)[0]
+    sd = resid.std()
+    factor[treated] = 1.0 + effect_sd * (resid / sd if sd > 0 else resid)
+    return factor
 
 
 def _assign_pilots(rng, frame: pd.DataFrame, s: np.ndarray, p: DemoParams) -> np.ndarray:
@@ -286,10 +321,10 @@ def simulate_worlds(seed: int = DEFAULT_SEED, params: DemoParams | None = None,
     ramp = np.minimum(1.0, p.ramp_start + (1 - p.ramp_start) * exposure / p.ramp_years)
     mult = (pd.Series(p.region_mult)[region].to_numpy() * pd.Series(p.size_mult)[size].to_numpy())
     delta = p.base * mult[:, None] * ramp * (1 + p.jump * (upgrading > p.gamma)) * D
+    factor = np.ones(n)
     if p.effect_sd > 0:
-        # unit-varying effects: a city factor drawn from its own stream (the default demo's
-        # draws are untouched when effect_sd = 0)
-        factor = 1.0 + p.effect_sd * np.random.default_rng([seed, 13]).standard_normal(n)
+        factor = _unit_factor(np.random.default_rng([seed, 13]), ~np.isnan(cohort), region, size,
+                              p.effect_sd)
         delta = delta * factor[:, None]
 
     # ---- mediators ------------------------------------------------------------------------
@@ -348,7 +383,7 @@ def simulate_worlds(seed: int = DEFAULT_SEED, params: DemoParams | None = None,
     return DemoWorlds(panel, un, direct_only, (nqp1 - nqp0).rename("effect"),
                       pd.Series(delta.reshape(-1), name="delta"),
                       pd.Series(y1.reshape(-1), name="ystar"), ew, p, seed, dnqp,
-                      synthetic=synthetic)
+                      synthetic=synthetic, unit_factor=factor)
 
 
 def column_map(synthetic: bool = False, n_units: int = 287) -> dict:
@@ -402,6 +437,8 @@ def truth_of(w: DemoWorlds) -> dict:
                               for e in sorted(exposure[tr].unique())},
         "att_by_region": {r: _mean(eff, tr & (df["region"] == r).to_numpy()) for r in REGION_LEVELS},
         "att_by_size": {s: _mean(eff, tr & (df["size"] == s).to_numpy()) for s in SIZE_LEVELS},
+        "unit_effects": _unit_effects(w, tr),
+        "serial_correlation": _serial_correlation(w),
         "mediation": mediation,
         "threshold": {"variable": "upgrading", "gamma": p.gamma, "regime": "treated",
                       "slope_below": _mean(eff, tr & (q <= p.gamma)),
@@ -419,6 +456,29 @@ def truth_of(w: DemoWorlds) -> dict:
             "att_by_event_time": "the same mean over treated city-years with year − pilot_year = e",
             "att_by_region": "the same mean over treated city-years of each region",
             "att_by_size": "the same mean over treated city-years of each size level",
+            "unit_effects.mean_treated": "mean over pilot cities of each city's effect (its mean "
+                                         "over its treated years): the estimand of the unit-effect "
+                                         "models (did, heterogeneity: tau = the mean of the tau_i "
+                                         "of the treated units), the truth their recovery tests use",
+            "unit_effects.mean_treated_by_region": "the same mean over the pilot cities of each "
+                                                   "region (by_size: of each size level)",
+            "unit_effects.sd_treated": "sd of the city effects over pilot cities (region, size, "
+                                       "ramp and threshold heterogeneity and the city factors)",
+            "unit_effects.mean_treated_common_factor": "mean_treated with every city factor at 1 "
+                                                       "(E f = 1: the population value of the "
+                                                       "design); differs from mean_treated only "
+                                                       "through the realised factors",
+            "unit_effects.effect_sd": "sd of the city effect factors f_i = 1 + effect_sd z_i on "
+                                      "the direct effect (z residualised on region and size among "
+                                      "the pilot cities, rescaled to sd 1)",
+            "serial_correlation.rho_latent": "AR(1) coefficient of the latent error e_it within a "
+                                             "city (structural.rho_y)",
+            "serial_correlation.lag1_autocorrelation": "lag-1 autocorrelation within a city of the "
+                                                       "outcome's idiosyncratic error on the nqp "
+                                                       "scale (the AR(1) plus white indicator and "
+                                                       "mediator noise): rho_latent × ar1_share",
+            "serial_correlation.ar1_share": "share of the AR(1) part in that error's variance",
+            "serial_correlation.sd_error": "sd of that error on the nqp scale",
             "mediation.a": "effect of the pilot on the mediator, on the mediator's own scale (constant)",
             "mediation.b": "nqp index points per unit of the mediator, holding D and all else fixed",
             "mediation.indirect": "a × b: the part of the effect that runs through the mediator",
@@ -452,8 +512,57 @@ def truth_of(w: DemoWorlds) -> dict:
             "over treated cells, not regression coefficients.",
             "Selection into the pilot tilts towards high baseline gdp_pc; parallel trends in Y(0) "
             "hold given city and year effects (selection is on a time-invariant trait).",
+            "Unit-varying effects: every pilot city's effect is its region x size cell's times a "
+            "city factor (sd effect_sd), so unit-clustered or unit-effect inference is needed. The "
+            "unit-effect models' tau is the mean of the city effects over pilot cities "
+            "(unit_effects.mean_treated, equal weight per city), att the mean over treated "
+            "city-years (weight per treated year); TWFE's variance weights differ from both.",
+            "Serially correlated errors: the outcome's error is AR(1) within a city (see "
+            "serial_correlation), so iid-error intervals are too narrow.",
         ],
     }
+
+
+def _unit_effects(w: DemoWorlds, tr: np.ndarray) -> dict:
+    """The city effects among pilot cities: the unit-effect models' estimand and its spread."""
+    df, p = w.panel, w.params
+    eff = w.effect.to_numpy()
+    n_t = df["year"].nunique()
+    f = np.repeat(w.unit_factor if w.unit_factor is not None else np.ones(len(df) // n_t), n_t)
+    # the same cells with every city factor at 1: δ/f (f = 0 would leave δ = 0 anyway)
+    delta = w.delta.to_numpy()
+    common = eff + w.dnqp_dystar * np.where(f != 0, delta / np.where(f != 0, f, 1.0) - delta, 0.0)
+    cells = pd.DataFrame({"unit": df["city"].to_numpy(), "region": df["region"].to_numpy(),
+                          "size": df["size"].to_numpy(), "eff": eff, "common": common})[tr]
+    units = cells.groupby("unit", sort=False).agg(eff=("eff", "mean"), common=("common", "mean"),
+                                                   region=("region", "first"), size=("size", "first"))
+    return {
+        "effect_sd": p.effect_sd,
+        "n_treated_units": int(len(units)),
+        "mean_treated": float(units["eff"].mean()),
+        "mean_treated_by_region": {r: float(units.loc[units["region"] == r, "eff"].mean())
+                                   for r in REGION_LEVELS if (units["region"] == r).any()},
+        "mean_treated_by_size": {s: float(units.loc[units["size"] == s, "eff"].mean())
+                                 for s in SIZE_LEVELS if (units["size"] == s).any()},
+        "sd_treated": float(units["eff"].std()),
+        "mean_treated_common_factor": float(units["common"].mean()),
+    }
+
+
+def _serial_correlation(w: DemoWorlds) -> dict:
+    """The outcome's idiosyncratic error on the nqp scale: the latent AR(1) e plus white noise.
+
+    With the index linear in the indicators (slopes s_j), its variance is
+    (∂nqp/∂Y*)²·(sd_y² + Σ_k b_k² sd_k²) + Σ_j s_j² sd_j², of which (∂nqp/∂Y*)²·sd_y² is AR(1)."""
+    p = w.params
+    slopes = w.ew.slopes()
+    var_ar = w.dnqp_dystar ** 2 * p.sd_y ** 2
+    var_white = (sum(float(slopes[name]) ** 2 * sd ** 2 for name, _, _, _, sd, _ in INDICATORS)
+                 + w.dnqp_dystar ** 2 * (p.b["human_capital"] ** 2 * p.sd_hc ** 2
+                                         + p.b["sci_tech"] ** 2 * p.sd_st ** 2))
+    share = var_ar / (var_ar + var_white)
+    return {"rho_latent": p.rho_y, "lag1_autocorrelation": p.rho_y * share, "ar1_share": share,
+            "sd_error": float(np.sqrt(var_ar + var_white))}
 
 
 def _shift_mediator(w: DemoWorlds, k: str) -> pd.DataFrame:
