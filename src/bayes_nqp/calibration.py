@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import estimands as E
 from . import registry
 from .engine import RunResult, Task, compiled_model, digest, run_tasks, task_key
 from .errors import ModelError, SectionSkipped
@@ -344,6 +345,11 @@ def prior_draw(pm_model, seed: int) -> dict:
     return {rv.name: np.asarray(v) for rv, v in zip(rvs, vals)}
 
 
+def _flat(est) -> dict:
+    """A model's estimands by their flat names (a dict from a model kept outside the package)."""
+    return est if isinstance(est, dict) else E.flatten(est)
+
+
 def _as_posterior(model, values: dict, dims: dict | None = None):
     """A one-draw DataTree of ``values`` (so that ``model.estimands`` gives the true estimands),
     with the model's dims where ``dims`` (name -> dims, e.g. ``named_vars_to_dims``) gives them."""
@@ -376,9 +382,9 @@ def sbc_task(panel, *, model: str, priors, spec, sampler: dict, seed: int, repli
     m = _with_scale(make_model(model, sim, priors, spec), y, base.y_mean, base.y_sd)
     fit = fit_once(m, m.build(), sampler, seed, model)
     true_est = {k: float(np.asarray(v).ravel()[0])
-                for k, v in m.estimands(_as_posterior(m, {**truth, **latent},
-                                                      {"alpha": ("unit",), "tau_unit_z": ("unit",),
-                                                       **pm_base.named_vars_to_dims})).items()
+                for k, v in _flat(m.estimands(_as_posterior(m, {**truth, **latent},
+                                                            {"alpha": ("unit",), "tau_unit_z": ("unit",),
+                                                             **pm_base.named_vars_to_dims}))).items()
                 if np.asarray(v).size == 1}
     post = fit.idata["posterior"].to_dataset()
     scalars = {rv.name: float(np.asarray(truth[rv.name])) for rv in pm_base.free_RVs

@@ -29,7 +29,10 @@ Bayesian fit (``DIR/<model>/summary.json``; typed as :class:`~.contract.FitSumma
                 estimand, sd_ratio (posterior sd / frequentist se)}},
     seconds, extras {the model's own entries; for every model ``assumptions`` ["<what the
     intervals rest on>", ...], and ``estimands`` {"<name>": "<what it is>"} where the model
-    names them}, notice (simulated data only)
+    names them}, notice (simulated data only),
+    estimand_index {"<name>": {var, stem, dim, coord, ...}}: where each params name lies in the
+    labelled estimands (``DIR/<model>/estimands.nc``, dims such as event_time, cohort, mediator;
+    :mod:`bayes_nqp.estimands`), for readers that select by dim and coordinate
 
 The interval probability (0.95, hence ``hdi95``/``ci95``) is ``contract.INTERVAL_PROB``.
 """

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import bayes_nqp as bn
+from bayes_nqp import estimands as E
 from bayes_nqp.bayes import load_spec, make_model
 from bayes_nqp.errors import ModelError, SectionSkipped, SpecError
 
@@ -114,9 +115,9 @@ def test_imputation_fit_samples_without_divergences(store_fit):
 
 def test_predictive_imputation_adds_the_noise_of_y0_and_keeps_the_means(store_fit, stores):
     spec = load_spec("staggered")
-    mean = make_model("staggered", stores[1]).estimands(store_fit.idata)
+    mean = E.flatten(make_model("staggered", stores[1]).estimands(store_fit.idata))
     pred = make_model("staggered", stores[1], spec=replace(spec, options={"imputation": "predictive"}))
-    pred = pred.estimands(store_fit.idata)
+    pred = E.flatten(pred.estimands(store_fit.idata))
     for name in mean:
         assert pred[name].std() > mean[name].std()
         assert abs(pred[name].mean() - mean[name].mean()) < 0.2 * mean[name].std()
@@ -256,3 +257,12 @@ def test_staggered_ar1_errors_build_and_reduce_to_the_iid_likelihood_at_rho_zero
     iid = unit_marginal_logp(s1, s2, model.n_per_unit, 0.6, 0.9).sum()
     # a 0-d array takes the AR(1) path (weights of the three moments), not the folded iid one
     assert model.statistics.logp(theta, 0.6, 0.9, 0.0, np.array(0.0)) == pytest.approx(iid, rel=1e-10)
+
+
+def test_estimands_lie_along_cohort_and_event_time_and_keep_their_names(store_fit):
+    ds = store_fit.estimand_draws
+    assert ds["att_cohort"].dims == ("chain", "draw", "cohort")
+    assert ds["att_event"].dims == ("chain", "draw", "event_time")
+    assert list(store_fit.draws) == (["att"] + [f"att[g={g}]" for g in COHORTS]
+                                     + [f"att[e={e}]" for e in ds["att_event"]["event_time"].values])
+    assert ds["att_event"]["event_time"].values.tolist() == list(range(len(ds["att_event"]["event_time"])))

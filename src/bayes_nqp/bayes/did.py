@@ -119,6 +119,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
+from .. import estimands as E
 from ..errors import SpecError
 from . import panel_likelihood as pl
 from .base import BayesModel, register
@@ -602,7 +603,7 @@ class DIDModel(TwoWayModel):
     key_estimands = ("tau",)
 
     def estimands(self, idata):
-        return {"tau": idata["posterior"]["tau_z"].to_numpy() * self.y_sd}
+        return E.dataset({"tau": E.scalar(idata["posterior"]["tau_z"].to_numpy() * self.y_sd)})
 
     def estimand_labels(self) -> dict:
         return {"tau": ("the mean of the unit-specific effects tau_i (population mean of "

@@ -103,6 +103,7 @@ import pytensor.tensor as pt
 from pymc.logprob.transforms import Transform
 from scipy.optimize import brentq
 
+from .. import estimands as E
 from ..errors import ModelError, SpecError
 from .algebra import FixedEffects
 from .base import register
@@ -373,14 +374,14 @@ class EventStudyModel(TwoWayModel):
 
     def estimands(self, idata):
         beta = self.event_draws(idata)
-        out = {f"beta[e={e}]": beta[..., j] for j, e in enumerate(self.events)}
+        out = {"beta": E.indexed(beta, "event_time", [int(e) for e in self.events], "beta[e={}]")}
         att, maxpre = self._att_maxpre(beta)
-        out["att_post"] = att
+        out["att_post"] = E.scalar(att)
         if maxpre is not None:
             bm = breakdown_m(att, maxpre)
             if np.isfinite(bm):  # inf only when every pre-period draw is exactly zero
-                out["breakdown_M"] = np.full(att.shape, bm)
-        return out
+                out["breakdown_M"] = E.scalar(np.full(att.shape, bm))
+        return E.dataset(out)
 
     def extras(self, idata, draws, replication=None):
         beta = self.event_draws(idata)
