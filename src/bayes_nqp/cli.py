@@ -289,7 +289,7 @@ def fit_cmd(model: ModelName = typer.Argument(..., help="which Bayesian model (n
 
 
 def _fit_cmd(name, data, cmap, priors, draws, tune, chains, seed, quick, out: Path) -> None:
-    from .bayes import fit as _fit
+    from . import fit as _fit  # without a saved replication: the counterpart sections are run
 
     panel = _panel(data, cmap)
     rep = _saved_replication(out, panel)

@@ -17,7 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from .. import estimands as E
-from ..errors import BayesNQPError, ModelError, SectionSkipped
+from ..errors import BayesNQPError, ModelError
 from ..compare import compare
 from ..contract import ComparisonEntry, FitSummary, ParamEntry, comparison_table, tidy
 from ..results import SIMULATED_NOTICE, read_json, table_markdown, write_atomic, write_json
@@ -336,22 +336,8 @@ def _add_observed(idata, pp, model: BayesModel, pm_model) -> None:
         log.warning("observed data not stored for %s: %s", model.name, exc)
 
 
-def replication_for(model: BayesModel) -> dict | None:
-    """Run the model's counterpart replication section (for the comparison), or None."""
-    if model.replication_section is None:
-        return None
-    from ..frequentist import replicate
-
-    try:
-        return replicate(model.replication_section, model.panel,
-                         **{model.replication_section: dict(model.replication_options)})
-    except (BayesNQPError, SectionSkipped) as exc:
-        log.warning("replication for comparison failed: %s", exc)
-        return None
-
-
 def fit(model: str, panel, *, priors="default", spec=None, draws=None, tune=None, chains=None,
-        seed=None, target_accept=None, cores=None, quick=False, replication: dict | None | bool = None,
+        seed=None, target_accept=None, cores=None, quick=False, replication=None,
         progress=False, loo=True, ppc=True, psense=True, keep_compiled=False) -> Fit:
     """Fit a Bayesian model by name; returns a :class:`Fit`.
 
@@ -367,8 +353,11 @@ def fit(model: str, panel, *, priors="default", spec=None, draws=None, tune=None
     ``seed``          the sampler's random seed.  ``target_accept``: NUTS step-size target.
     ``cores``         parallel chains (default: nutpie's choice).
     ``quick``         the spec's ``[quick]`` settings: a preview, possibly short of the gates.
-    ``replication``   a replication summary dict to compare with (``bn.replicate(...)``), None
-                      (default) to run the counterpart sections now, False for no comparison.
+    ``replication``   a replication summary dict to compare with (``bn.replicate(...)``), or a
+                      function of the built model that returns one (called after sampling;
+                      ``bn.fit`` passes :func:`bayes_nqp.counterparts.replication_for`, which
+                      runs the counterpart sections), or None / False for no comparison. This
+                      module never runs the replication itself.
     ``progress``      True for nutpie's progress bar, or a callable (see :func:`sample`).
     ``loo``, ``ppc``, ``psense``   compute PSIS-LOO, posterior predictive checks and
                       power-scaling prior/likelihood sensitivity (default True each).
@@ -383,8 +372,8 @@ def fit(model: str, panel, *, priors="default", spec=None, draws=None, tune=None
     log.info("fitting %s with %s", m.name, settings)
     pm_model, compiled = compile_model(m)
     idata = sample(compiled, settings, progress=progress)
-    if replication is None:
-        replication = replication_for(m)
+    if callable(replication):
+        replication = replication(m)
     elif replication is False:
         replication = None
     out = finish(m, pm_model, idata, settings, replication=replication, seconds0=t0, loo=loo, ppc=ppc,
