@@ -187,6 +187,26 @@ def save_figures(figures: dict, folder: str | Path) -> list[Path]:
     return [save_figure(fig, Path(folder) / "figures" / f"{name}.png") for name, fig in figures.items()]
 
 
+class SavesSummary:
+    """``save(out)`` for a result with ``summary`` (its summary.json dict) and ``figures``
+    (name -> Figure; written once, then dropped): the figures, whatever :meth:`_save_more`
+    writes, then summary.json last (its presence means complete). Returns the summary's path."""
+
+    summary: dict
+    figures: dict
+
+    def _save_more(self, out: Path) -> None:
+        """What a result writes besides its figures and summary (a table)."""
+
+    def save(self, out: str | Path) -> Path:
+        out = Path(out)
+        save_figures(self.figures, out)
+        self.figures = {}
+        self._save_more(out)
+        write_json(out / "summary.json", self.summary)
+        return out / "summary.json"
+
+
 def table_markdown(df, simulated: bool = False, **kw) -> str:
     """A DataFrame as Markdown; a table made from simulated data opens with the notice."""
     body = df.to_markdown(index=False, **kw) + "\n"

@@ -301,24 +301,16 @@ class EventStudyModel(TwoWayModel):
         return {**super().coords(), "event_time": list(self.events)}
 
     def assumptions(self) -> list[str]:
-        out = []
-        if self.effect == "unit":
-            out.append("each treated unit's post-period effects deviate from the event-time effects by "
-                       "its own t_i ~ N(0, sigma_tau^2), sigma_tau learned: att_post's interval "
-                       "reflects how much treated units disagree (as a unit-clustered SE does); the "
-                       "deviation is common to a unit's post periods (its dynamics are shared)")
-        else:
-            out.append("each event-time effect is common to all units (effect = 'common'): the "
-                       "interval does not widen when treated units disagree")
-        if self.errors == "ar1":
-            out.append("errors within a unit are AR(1) over consecutive periods (rho learned, "
-                       "stationary); a gap in a unit's periods breaks the chain")
-        else:
-            out.append("errors are independent within a unit given its intercept"
-                       + (" and effect deviation" if self.effect == "unit" else ""))
-        if self.panel.time_effects:
-            out.append("year effects have a fixed wide zero-sum prior" if self.year_effects == "fixed" else
-                       "year effects are partially pooled with a learned scale (year_effects = 'pooled')")
+        out = self._two_way_assumptions(
+            unit=("each treated unit's post-period effects deviate from the event-time effects by "
+                  "its own t_i ~ N(0, sigma_tau^2), sigma_tau learned: att_post's interval "
+                  "reflects how much treated units disagree (as a unit-clustered SE does); the "
+                  "deviation is common to a unit's post periods (its dynamics are shared)"),
+            common=("each event-time effect is common to all units (effect = 'common'): the "
+                    "interval does not widen when treated units disagree"),
+            unit_term=" and effect deviation",
+            fixed="year effects have a fixed wide zero-sum prior",
+            pooled="year effects are partially pooled with a learned scale (year_effects = 'pooled')")
         out.append("unit intercepts are random effects; the event dummies and controls enter "
                    "two-way demeaned, so the event-time effects rest on within-unit changes")
         out.append("Gaussian errors" if self.likelihood == "normal" else "Student-t errors")
