@@ -86,6 +86,33 @@ def make_panel():
     return build_panel
 
 
+def write_panel_files(folder, *, n_units: int = 24, treated_per_cohort: int = 8, seed: int = 4,
+                      effect: float = 0.4):
+    """A small panel (cohorts 2013 and 2014) as a user's CSV and column map in ``folder``:
+    (panel.csv, map.toml)."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    p = build_panel(n_units=n_units, n_periods=6, cohorts={2013: treated_per_cohort, 2014: treated_per_cohort},
+                    effect=effect, seed=seed)
+    raw = p.df[["unit", "time", "y", "cohort", "x1", "x2"]].rename(
+        columns={"unit": "city", "time": "year", "y": "nqp", "cohort": "pilot_year"})
+    raw["pilot_year"] = raw["pilot_year"].fillna(0)
+    data = folder / "panel.csv"
+    raw.to_csv(data, index=False)
+    cmap = folder / "map.toml"
+    cmap.write_text('unit = "city"\ntime = "year"\noutcome = "nqp"\ncohort = "pilot_year"\n'
+                    'controls = ["x1", "x2"]\nsimulated = true\n', encoding="utf-8")
+    return data, cmap
+
+
+@pytest.fixture(scope="session")
+def panel_files():
+    """:func:`write_panel_files`: ``panel_files(folder, n_units=..., ...)`` -> (csv, map)."""
+    return write_panel_files
+
+
 @pytest.fixture(scope="session")
 def panel():
     """A synthetic panel with a constant effect 0.5 and a mediator with a = 0.4, b = 0.5."""

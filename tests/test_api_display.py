@@ -6,12 +6,14 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pandas as pd
 import pytest
 from rich.console import Console
 
 import bayes_nqp as bn
 from bayes_nqp import cli
+from bayes_nqp import estimands as E
 from bayes_nqp.bayes.fit import Fit
 from bayes_nqp.data import REPO_ROOT
 
@@ -44,9 +46,13 @@ def fake_fit(passed=True):
     diag = {"rhat_max": 1.004 if passed else 1.03, "ess_bulk_min": 1500.0, "divergences": 0,
             "passed": passed, "failures": [] if passed else ["R-hat 1.030 > 1.01 (tau[region=West])"],
             "warnings": []}
+    one = np.zeros((1, 1, 1))
+    est = E.dataset({"beta": E.indexed(one, "event_time", [-2], "beta[e={}]"),
+                     "att_cohort": E.indexed(one, "cohort", ["2013"], "att[g={}]", stem="att"),
+                     "tau_region": E.by_level({"West": one[..., 0]}, "region")})
     return Fit(model="toy", idata=None, spec={"options": {}}, priors={"name": "default"},
                sampler={"chains": 4, "draws": 1000}, data={"n_obs": 48, "n_units": 8, "simulated": False},
-               draws={}, params=params, diag=diag, comparison_={})
+               draws=E.flatten(est), params=params, diag=diag, comparison_={}, estimand_draws=est)
 
 
 def test_cli_posterior_table_prints_bracketed_labels_in_full(monkeypatch):
@@ -76,6 +82,7 @@ def test_a_fit_gives_its_paper_table_and_its_figure():
     assert r"\begin{tabularx}" in t.tex()
     fig = f.plot()
     assert fig is not None and fig.axes
+    assert "event time" in fig.axes[0].get_xlabel()  # beta(event_time): the event-time picture
 
 
 def test_root_logger_untouched_by_import_and_replicate():

@@ -214,6 +214,8 @@ def test_names_with_slashes_survive_a_bayesian_save(tmp_path, make_panel):
     f.save(tmp_path / "het")
     back = bn.load_fit(tmp_path / "het")
     assert f"tau[{HOSTILE_GROUP}=../east]" in back.draws
+    assert list(back.draws) == list(f.draws)
+    assert back.to_summary().estimand_index == f.to_summary().estimand_index  # dims and coordinates
     assert np.allclose(back.draws["tau"], f.draws["tau"])
 
 

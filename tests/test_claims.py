@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bayes_nqp import estimands as E
 from bayes_nqp.contract import HDI, ParamEntry
 from bayes_nqp.errors import SpecError
 from bayes_nqp.report.claims import (DEMO_CLAIMS, VERDICT_NAMES, Claim, ClaimSet, claims_from_dict,
@@ -18,8 +19,24 @@ def entry(mean, sd, lo, hi, p=None):
     return {"mean": mean, "sd": sd, HDI: [lo, hi], "p_positive": p if p is not None else 0.5}
 
 
-def summary(params, passed=True):
-    return {"params": params, "diagnostics": {"passed": passed}, "comparison": {}}
+def summary(params, passed=True, index=None):
+    return {"params": params, "diagnostics": {"passed": passed}, "comparison": {},
+            "estimand_index": index or {}}
+
+
+def index(**variables):
+    """An estimand index (summary.json ``estimand_index``) of the variables given (draws unused)."""
+    return E.index(E.dataset(variables))
+
+
+def levels(group, *lv):
+    """Group effects and their contrasts, levels in this order (contrasts: later − earlier)."""
+    x = {v: np.zeros((1, 1)) for v in lv}
+    return {f"tau_{group}": E.by_level(x, group), f"contrast_{group}": E.contrasts(x, group)}
+
+
+def per_mediator(var, *meds):
+    return {var: E.indexed(np.zeros((1, 1, len(meds))), "mediator", meds, var + "[{}]")}
 
 
 def one(claim, fits, sens=None, **kw):
@@ -82,11 +99,12 @@ def test_default_rope_is_a_tenth_of_the_outcome_sd():
 
 def test_comparative_claim_is_judged_on_the_contrast_in_either_orientation():
     # stored as east - west; the claim is west - east > 0
-    fits = {"h": summary({"contrast[region:east-west]": entry(-0.2, 0.05, -0.3, -0.1, p=0.0)})}
+    fits = {"h": summary({"contrast[region:east-west]": entry(-0.2, 0.05, -0.3, -0.1, p=0.0)},
+                         index=index(**levels("region", "west", "east")))}
     c = Claim("c", "stronger in the west", "h", ("contrast[region:west-east]",))
     sens = {"h": {"table": {"contrast[region:east-west]": {"weak": entry(-0.2, 0.05, -0.3, -0.1)}}}}
     r = one(c, fits, sens)
-    assert c.kind == "comparative"
+    assert c.kind(fits["h"]) == r["kind"] == "comparative"
     assert r["verdict"] == "supported", r["why"]
     assert r["evidence"][0]["mean"] == pytest.approx(0.2)
 
@@ -125,7 +143,8 @@ def test_pretrend_breakdown_below_one_makes_a_did_claim_fragile():
 
 def test_mediation_rho_breakdown_below_a_tenth_makes_the_mediator_claim_fragile():
     e = entry(0.1, 0.03, 0.04, 0.16)
-    fits = {"mediation": summary({"indirect[m1]": e, "rho_breakdown[m1]": entry(0.05, 0, 0.05, 0.05)})}
+    fits = {"mediation": summary({"indirect[m1]": e, "rho_breakdown[m1]": entry(0.05, 0, 0.05, 0.05)},
+                                 index=index(**per_mediator("indirect", "m1"), **per_mediator("rho_breakdown", "m1")))}
     r = one(Claim("c", "t", "mediation", ("indirect[m1]",)), fits, robust("mediation", "indirect[m1]", e))
     assert r["verdict"] == "fragile" and "ρ-breakdown" in r["why"]
 
@@ -171,9 +190,12 @@ def test_every_verdict_the_rules_give_is_in_the_one_table():
 def test_demo_claims_file_reads_and_states_null_claims_by_rope():
     cs = load_claims(DEMO_CLAIMS)
     assert "Zhu" in cs.citation
-    kinds = {c.id: c.kind for c in cs.claims}
+    het = summary({"contrast[region:east-west]": entry(-0.2, 0.05, -0.3, -0.1)},
+                  index=index(**levels("region", "west", "east")))
+    kinds = {c.id: c.kind(het) for c in cs.claims}
     assert kinds["region_central"] == "null" and kinds["size_large"] == "null"
     assert kinds["region_west_vs_east"] == "comparative"
+    assert {c.id: c.kind() for c in cs.claims}["region_west_vs_east"] == "directional"  # no fit: no contrast
 
 
 def test_claims_file_with_a_bad_direction_or_rope_is_refused():
@@ -191,7 +213,8 @@ def test_standard_claims_are_worded_from_the_map_only():
             "groups": {"census_region": "census_region"}, "threshold": "density"}
     fits = {"heterogeneity": summary({"tau[census_region=south]": entry(0, 1, -1, 1),
                                       "tau[census_region=west]": entry(0, 1, -1, 1),
-                                      "contrast[census_region:west-south]": entry(0, 1, -1, 1)})}
+                                      "contrast[census_region:west-south]": entry(0, 1, -1, 1)},
+                                     index=index(**levels("census_region", "south", "west")))}
     cs = standard_claims(cmap, fits)
     words = " ".join([cs.title] + [c.text for c in cs.claims]).lower()
     assert "log_wage" in words and "min_wage_law" in words and "hours" in words and "density" in words

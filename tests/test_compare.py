@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from bayes_nqp import estimands as E
 from bayes_nqp.compare import compare
 from bayes_nqp.contract import FitSummary, ParamEntry
 from bayes_nqp.results import Z_INTERVAL
 
 
-def _fit(*names) -> FitSummary:
-    return FitSummary("m", {n: ParamEntry(0.1, 0.01, (0.08, 0.12), 1.0) for n in names})
+def _fit(*names, index=None) -> FitSummary:
+    return FitSummary("m", {n: ParamEntry(0.1, 0.01, (0.08, 0.12), 1.0) for n in names},
+                      estimand_index=index or {})
+
+
+def _slopes(n: int) -> dict:
+    """The estimand index of a fit with ``n`` regime slopes ``slope(regime)``."""
+    return E.index(E.dataset({"slope": E.indexed(np.zeros((1, 1, n)), "regime", range(1, n + 1), "slope[{}]")}))
 
 
 def _freq(cmp) -> dict:
@@ -38,10 +46,11 @@ def test_the_first_entry_that_matches_wins_and_estimands_the_fit_lacks_are_left_
 def test_list_positions_count_from_one_and_se_gives_a_normal_interval():
     rep = {"thr": {"coefs": [1.0, 2.0], "se": [0.1, 0.2]}}
     mapping = [{"param": "slope[{j_1}]", "estimate": "thr.coefs.{j}", "se": "thr.se.{j}", "same_count": True}]
-    out = _freq(compare(_fit("slope[1]", "slope[2]"), rep, mapping))
+    out = _freq(compare(_fit("slope[1]", "slope[2]", index=_slopes(2)), rep, mapping))
     assert out["slope[2]"]["ci95"] == pytest.approx([2.0 - Z_INTERVAL * 0.2, 2.0 + Z_INTERVAL * 0.2])
     # as many matches as the fit has slopes, or none at all
-    assert compare(_fit("slope[1]"), rep, mapping) == {}
+    assert compare(_fit("slope[1]", index=_slopes(1)), rep, mapping) == {}
+    assert compare(_fit("slope[1]", "slope[2]", "slope[3]", index=_slopes(3)), rep, mapping) == {}
 
 
 def test_unique_entries_apply_only_to_a_single_match():

@@ -77,3 +77,10 @@ def test_the_former_cycles_are_gone():
     g = _graph()
     assert "bayes_nqp.bayes.sensitivity" not in g["bayes_nqp.bayes.fit"]
     assert "bayes_nqp.pipeline" not in g["bayes_nqp.report.build"]
+
+
+def test_bayes_fit_does_not_run_the_replication():
+    # the counterpart sections of bn.fit's comparison are the caller's (counterparts.py)
+    g = _graph()
+    assert not [m for m in g["bayes_nqp.bayes.fit"] if m.startswith("bayes_nqp.frequentist")]
+    assert "bayes_nqp.frequentist" in g["bayes_nqp.counterparts"]

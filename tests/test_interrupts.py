@@ -83,21 +83,6 @@ chains = 2
 '''
 
 
-def _panel_files(make_panel, folder: Path, seed: int = 4, effect: float = 0.4):
-    """A small panel as a user's CSV and column map."""
-    folder.mkdir(parents=True, exist_ok=True)
-    p = make_panel(n_units=24, n_periods=6, cohorts={2013: 8, 2014: 8}, effect=effect, seed=seed)
-    raw = p.df[["unit", "time", "y", "cohort", "x1", "x2"]].rename(
-        columns={"unit": "city", "time": "year", "y": "nqp", "cohort": "pilot_year"})
-    raw["pilot_year"] = raw["pilot_year"].fillna(0)
-    data = folder / "panel.csv"
-    raw.to_csv(data, index=False)
-    cmap = folder / "map.toml"
-    cmap.write_text('unit = "city"\ntime = "year"\noutcome = "nqp"\ncohort = "pilot_year"\n'
-                    'controls = ["x1", "x2"]\nsimulated = true\n', encoding="utf-8")
-    return data, cmap
-
-
 class _Proc:
     """A `bayes-nqp -v ...` subprocess; ``started`` is set once its log says sampling started."""
 
@@ -141,13 +126,13 @@ LAUNCHER = "from bayes_nqp.cli import app; app(prog_name='bayes-nqp')"
 
 
 @pytest.fixture(scope="module")
-def interrupted(make_panel, tmp_path_factory):
+def interrupted(panel_files, tmp_path_factory):
     """fit (SIGINT), fit (SIGTERM) and run (SIGTERM) of the toy model, started at once."""
     tmp = tmp_path_factory.mktemp("interrupts")
     (tmp / "slowtoy_model.py").write_text(textwrap.dedent(TOY_MODULE), encoding="utf-8")
     (tmp / "slowtoy.toml").write_text(TOY_SPEC, encoding="utf-8")
     env = _env(tmp, f"slowtoy=slowtoy_model:{tmp / 'slowtoy.toml'}")
-    data, cmap = _panel_files(make_panel, tmp / "data")
+    data, cmap = panel_files(tmp / "data")
     common = ["--data", str(data), "--map", str(cmap)]
     jobs = {
         "fit_int": (["fit", "slowtoy", *common, "--out", str(tmp / "fit_int")], signal.SIGINT),
@@ -196,8 +181,8 @@ def test_sigterm_during_sampling_of_run_exits_143_and_the_manifest_says_where(in
 
 
 @pytest.mark.slow
-def test_sigint_during_sampling_of_a_did_fit_exits_130(make_panel, tmp_path):
-    data, cmap = _panel_files(make_panel, tmp_path / "data")
+def test_sigint_during_sampling_of_a_did_fit_exits_130(panel_files, tmp_path):
+    data, cmap = panel_files(tmp_path / "data")
     p = _Proc(["fit", "did", "--data", str(data), "--map", str(cmap), "--draws", "5000000",
                "--tune", "50", "--chains", "2", "--out", str(tmp_path / "out")], _env(tmp_path))
     rc, err = p.stop(signal.SIGINT, wait=300)
@@ -237,8 +222,8 @@ def test_a_signal_whose_exception_was_swallowed_is_still_raised():
 
 
 @pytest.fixture
-def files(make_panel, tmp_path):
-    return _panel_files(make_panel, tmp_path / "data")
+def files(panel_files, tmp_path):
+    return panel_files(tmp_path / "data")
 
 
 @pytest.mark.parametrize("where", ["fit", "report"])

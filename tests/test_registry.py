@@ -133,16 +133,6 @@ def test_a_toy_model_from_a_temporary_module_is_fitted_by_run_and_reported(toy, 
 
 
 @pytest.fixture
-def small_panel_files(make_panel, tmp_path):
+def small_panel_files(panel_files, tmp_path):
     """A small panel as a user's CSV and column map."""
-    panel = make_panel(n_units=30, n_periods=6, cohorts={2013: 10, 2014: 10}, effect=0.4, seed=4)
-    df = panel.df
-    raw = df[["unit", "time", "y", "cohort", "x1", "x2"]].rename(
-        columns={"unit": "city", "time": "year", "y": "nqp", "cohort": "pilot_year"})
-    raw["pilot_year"] = raw["pilot_year"].fillna(0)
-    data = tmp_path / "panel.csv"
-    raw.to_csv(data, index=False)
-    cmap = tmp_path / "map.toml"
-    cmap.write_text('unit = "city"\ntime = "year"\noutcome = "nqp"\ncohort = "pilot_year"\n'
-                    'controls = ["x1", "x2"]\nsimulated = true\n', encoding="utf-8")
-    return data, cmap
+    return panel_files(tmp_path, n_units=30, treated_per_cohort=10)

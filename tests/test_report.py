@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+import numpy as np
+
 import bayes_nqp as bn
+from bayes_nqp import estimands as E
 from bayes_nqp.errors import BayesNQPError
 from bayes_nqp.report.build import build_report
 from bayes_nqp.report.claims import claims, lookup
@@ -25,12 +28,18 @@ def diagnostics(passed=True):
             "warnings": [], "per_param": {}}
 
 
-def fit_summary(model, params, passed=True, comparison=None, simulated=True):
+def fit_summary(model, params, passed=True, comparison=None, simulated=True, index=None):
     return {"model": model, "data": {"simulated": simulated, "n_obs": 100, "n_units": 10},
             "priors": {"name": "default", "contents": {}}, "sampler": {"draws": 1000, "tune": 1000,
                                                                       "chains": 4, "seed": 1},
             "params": params, "diagnostics": diagnostics(passed), "comparison": comparison or {},
-            "seconds": 1.0}
+            "seconds": 1.0, "estimand_index": index or {}}
+
+
+def group_index(group, *levels) -> dict:
+    """The estimand index of group effects and contrasts (later − earlier level), draws unused."""
+    x = {lv: np.zeros((1, 1)) for lv in levels}
+    return E.index(E.dataset({f"tau_{group}": E.by_level(x, group), f"contrast_{group}": E.contrasts(x, group)}))
 
 
 def write(path: Path, obj) -> None:
@@ -52,7 +61,7 @@ def saved(tmp_path):
         # stored the other way round: the claim needs east − central
         "contrast[region:central-east]": entry(-0.02, -0.035, -0.005, 0.01),
         "contrast[region:west-central]": entry(0.02, 0.004, 0.036, 0.985),
-    }))
+    }, index=group_index("region", "east", "central", "west")))
     write(tmp_path / "mediation" / "summary.json", fit_summary(
         "mediation", {"indirect[hc]": entry(0.004, 0.002, 0.006, 1.0)}, passed=False))
     write(tmp_path / "sensitivity" / "did" / "summary.json", {
@@ -76,7 +85,7 @@ def by_id(cl):
 # ---- the verdict rules -----------------------------------------------------------------------
 
 def test_a_contrast_stored_the_other_way_round_is_flipped():
-    s = {"params": {"contrast[g:b-a]": entry(-0.02, -0.035, -0.005, 0.01)}}
+    s = {"params": {"contrast[g:b-a]": entry(-0.02, -0.035, -0.005, 0.01)}, "estimand_index": group_index("g", "a", "b")}
     e = lookup(s, "contrast[g:a-b]")
     assert e["mean"] == 0.02 and e["hdi95"] == [0.005, 0.035]
     assert e["p_positive"] == pytest.approx(0.99) and e["flipped_from"] == "contrast[g:b-a]"
@@ -206,7 +215,8 @@ def test_report_for_another_panel_without_a_claims_file_has_none_of_the_studys_w
     write(tmp_path / "heterogeneity" / "summary.json", fit_summary("heterogeneity", {
         "tau[census_region=south]": entry(0.03, 0.02, 0.04, 1.0),
         "tau[census_region=west]": entry(0.01, -0.01, 0.03, 0.8),
-        "contrast[census_region:west-south]": entry(-0.02, -0.04, 0.0, 0.05)}, simulated=False))
+        "contrast[census_region:west-south]": entry(-0.02, -0.04, 0.0, 0.05)}, simulated=False,
+        index=group_index("census_region", "south", "west")))
     paths = build_report(tmp_path)
     import re
 

@@ -49,9 +49,11 @@ def fit(model, panel, *, priors="default", draws=None, tune=None, chains=None, s
     see ``bayes_nqp.bayes.fit.fit``.
     """
     from .bayes import fit as _fit
+    from .counterparts import replication_for
 
     return _fit(model, panel, priors=priors, draws=draws, tune=tune, chains=chains, seed=seed,
-                quick=quick, replication=replication, **kwargs)
+                quick=quick, replication=replication_for if replication is None else replication,
+                **kwargs)
 
 
 def load_fit(path):

@@ -42,10 +42,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import estimands as E
 from . import registry
 from .engine import RunResult, Task, compiled_model, digest, run_tasks, task_key
 from .errors import ModelError, SectionSkipped
-from .results import SIMULATED_NOTICE, jsonable, write_json
+from .results import SIMULATED_NOTICE, SavesSummary, jsonable
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ def placebo_task(panel, *, model: str, priors, spec, sampler: dict, seed: int, u
 
 
 @dataclass
-class CalibrationResult:
+class CalibrationResult(SavesSummary):
     """A calibration's summary (the summary.json dict) and the engine run behind it."""
 
     kind: str
@@ -221,14 +222,22 @@ class CalibrationResult:
     run: RunResult
     figures: dict = field(default_factory=dict)
 
-    def save(self, out: str | Path) -> Path:
-        from .results import save_figures
 
-        out = Path(out)
-        save_figures(self.figures, out)
-        self.figures = {}
-        write_json(out / "summary.json", self.summary)
-        return out / "summary.json"
+def _sampler(draws, tune, chains) -> dict:
+    return {"draws": draws or DEFAULT_SAMPLER["draws"], "tune": tune or DEFAULT_SAMPLER["tune"],
+            "chains": chains or DEFAULT_SAMPLER["chains"]}
+
+
+def _run_replicates(kind: str, model: str, task: str, kwargs, panel, out, **engine) -> tuple:
+    """One engine task per replicate (``kwargs``: each task's keywords) of the calibration
+    function ``task`` into ``out/calibration/<kind>/<model>``: (that folder, the run, the results
+    that finished ok). ``engine``: workers, scheduler, progress, on_cluster of run_tasks."""
+    dest = calibration_dir(out, kind, model)
+    shared_digest = digest(panel.df)
+    fn = f"bayes_nqp.calibration:{task}"
+    tasks = [Task(task_key(fn, kw, shared_digest), fn, kw) for kw in kwargs]
+    run = run_tasks(tasks, dest, shared=panel, **engine)
+    return dest, run, [r for r in run.results if r.get("status") == "ok"]
 
 
 def _spec_arg(spec):
@@ -252,19 +261,12 @@ def calibrate_placebo(model: str, panel, n: int = 100, *, mode: str = "never", s
                          f"estimand); choose from {', '.join(registry.headline_models())}")
     if mode not in PLACEBO_MODES:
         raise ModelError(f"placebo mode '{mode}' is not one of {', '.join(PLACEBO_MODES)}")
-    sampler = {"draws": draws or DEFAULT_SAMPLER["draws"], "tune": tune or DEFAULT_SAMPLER["tune"],
-               "chains": chains or DEFAULT_SAMPLER["chains"]}
-    dest = calibration_dir(out, "placebo", model)
-    shared_digest = digest(panel.df)
-    fn = "bayes_nqp.calibration:placebo_task"
-    tasks = []
-    for d in placebo_draws(panel, n, seed, mode, share):
-        kw = {"model": key, "priors": _priors_arg(priors), "spec": _spec_arg(spec),
-              "sampler": sampler, "mode": mode, **d}
-        tasks.append(Task(task_key(fn, kw, shared_digest), fn, kw))
-    run = run_tasks(tasks, dest, shared=panel, workers=workers, scheduler=scheduler,
-                    progress=progress, on_cluster=on_cluster)
-    ok = [r for r in run.results if r.get("status") == "ok"]
+    sampler = _sampler(draws, tune, chains)
+    dest, run, ok = _run_replicates(
+        "placebo", model, "placebo_task",
+        [{"model": key, "priors": _priors_arg(priors), "spec": _spec_arg(spec), "sampler": sampler,
+          "mode": mode, **d} for d in placebo_draws(panel, n, seed, mode, share)],
+        panel, out, workers=workers, scheduler=scheduler, progress=progress, on_cluster=on_cluster)
     k = sum(r["excludes_zero"] for r in ok)
     k_iid = sum(r["twfe"]["iid"]["excludes_zero"] for r in ok)
     k_cl = sum(r["twfe"]["cluster"]["excludes_zero"] for r in ok)
@@ -358,6 +360,11 @@ def prior_draw(pm_model, seed: int) -> dict:
     return {rv.name: np.asarray(v) for rv, v in zip(rvs, vals)}
 
 
+def _flat(est) -> dict:
+    """A model's estimands by their flat names (a dict from a model kept outside the package)."""
+    return est if isinstance(est, dict) else E.flatten(est)
+
+
 def _as_posterior(model, values: dict, dims: dict | None = None):
     """A one-draw DataTree of ``values`` (so that ``model.estimands`` gives the true estimands),
     with the model's dims where ``dims`` (name -> dims, e.g. ``named_vars_to_dims``) gives them."""
@@ -390,9 +397,9 @@ def sbc_task(panel, *, model: str, priors, spec, sampler: dict, seed: int, repli
     m = _with_scale(make_model(model, sim, priors, spec), y, base.y_mean, base.y_sd)
     fit = fit_once(m, m.build(), sampler, seed, model)
     true_est = {k: float(np.asarray(v).ravel()[0])
-                for k, v in m.estimands(_as_posterior(m, {**truth, **latent},
-                                                      {"alpha": ("unit",), "tau_unit_z": ("unit",),
-                                                       **pm_base.named_vars_to_dims})).items()
+                for k, v in _flat(m.estimands(_as_posterior(m, {**truth, **latent},
+                                                            {"alpha": ("unit",), "tau_unit_z": ("unit",),
+                                                             **pm_base.named_vars_to_dims}))).items()
                 if np.asarray(v).size == 1}
     post = fit.idata["posterior"].to_dataset()
     scalars = {rv.name: float(np.asarray(truth[rv.name])) for rv in pm_base.free_RVs
@@ -476,20 +483,13 @@ def calibrate_sbc(model: str, panel, n: int = 100, *, priors="default", spec=Non
 
         raise ModelError(f"the {key} model has no simulator for SBC yet; models with one: "
                          f"{', '.join(sorted(n for n, c in MODELS.items() if has_simulator(c)))}")
-    sampler = {"draws": draws or DEFAULT_SAMPLER["draws"], "tune": tune or DEFAULT_SAMPLER["tune"],
-               "chains": chains or DEFAULT_SAMPLER["chains"]}
-    dest = calibration_dir(out, "sbc", model)
-    shared_digest = digest(panel.df)
-    fn = "bayes_nqp.calibration:sbc_task"
-    tasks = []
-    for i, ss in enumerate(np.random.SeedSequence(seed).spawn(n)):
-        kw = {"model": key, "priors": _priors_arg(priors), "spec": _spec_arg(spec), "sampler": sampler,
-              "seed": int(ss.generate_state(1)[0]), "replicate": i, "thin_to": thin_to,
-              "noise_scale": float(noise_scale)}
-        tasks.append(Task(task_key(fn, kw, shared_digest), fn, kw))
-    run = run_tasks(tasks, dest, shared=panel, workers=workers, scheduler=scheduler,
-                    progress=progress, on_cluster=on_cluster)
-    ok = [r for r in run.results if r.get("status") == "ok"]
+    sampler = _sampler(draws, tune, chains)
+    dest, run, ok = _run_replicates(
+        "sbc", model, "sbc_task",
+        [{"model": key, "priors": _priors_arg(priors), "spec": _spec_arg(spec), "sampler": sampler,
+          "seed": int(ss.generate_state(1)[0]), "replicate": i, "thin_to": thin_to,
+          "noise_scale": float(noise_scale)} for i, ss in enumerate(np.random.SeedSequence(seed).spawn(n))],
+        panel, out, workers=workers, scheduler=scheduler, progress=progress, on_cluster=on_cluster)
     names = sorted(set().union(*[r["ranks"] for r in ok])) if ok else []
     estimands, figs = {}, {}
     for name in names:

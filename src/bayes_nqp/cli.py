@@ -21,6 +21,7 @@ from rich.table import Table
 
 from . import registry
 from .contract import CI
+from .cli_calibrate import LiveProgress
 from .errors import BayesNQPError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -291,7 +292,7 @@ def fit_cmd(model: ModelName = typer.Argument(..., help="which Bayesian model (n
 
 
 def _fit_cmd(name, data, cmap, priors, draws, tune, chains, seed, quick, out: Path) -> None:
-    from .bayes import fit as _fit
+    from . import fit as _fit  # without a saved replication: the counterpart sections are run
 
     panel = _panel(data, cmap)
     rep = _saved_replication(out, panel)
@@ -324,7 +325,7 @@ def _quiet_libraries() -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
 
 
-class _RunDisplay:
+class _RunDisplay(LiveProgress):
     """The terminal side of pipeline progress events: a spinner per stage, a draws bar while
     sampling (nutpie's progress arrives through the callback, from its own thread), and a line
     per finished stage with its time."""
@@ -337,14 +338,6 @@ class _RunDisplay:
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TimeElapsedColumn(), console=console)
         self.tasks: dict = {}
-
-    def __enter__(self):
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.progress.stop()
-        return False
 
     def __call__(self, e) -> None:
         p = self.progress

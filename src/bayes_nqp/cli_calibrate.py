@@ -62,7 +62,22 @@ def _load(data: Optional[Path], cmap: Optional[Path]):
     return panel
 
 
-class _Bar:
+class LiveProgress:
+    """A rich ``Progress`` (``self.progress``) shown while the object is used as a context manager:
+    the base of the commands' progress displays (``bayes-nqp run``'s stages, the engine's bar)."""
+
+    progress = None
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+        return False
+
+
+class _Bar(LiveProgress):
     """One rich bar over the tasks: finished/total, running, failed, elapsed, ETA."""
 
     def __init__(self, label: str):
@@ -75,14 +90,6 @@ class _Bar:
                                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                                  console=console)
         self.task = None
-
-    def __enter__(self):
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.progress.stop()
-        return False
 
     def __call__(self, s) -> None:
         if self.task is None:
@@ -104,6 +111,14 @@ def _counts(run) -> None:
     console.print(t)
     for key, e in list(run.errors.items())[:5]:
         err.print(f"[red]failed[/] {key}: {e.splitlines()[0] if e else ''}")
+
+
+def _calibrate(fn, label: str, data, cmap, **kw):
+    """One calibration command: the panel loaded, the run on the engine with its bar, the task
+    counts printed. Returns (result, its summary)."""
+    res = _run(fn, label, panel=_load(data, cmap), **kw)
+    _counts(res.run)
+    return res, res.summary
 
 
 def _run(fn, label: str, **kw):
@@ -160,12 +175,9 @@ def placebo_cmd(model: CalModel = typer.Option(CalModel.did, "--model", help="wh
     beside TWFE (iid and unit-clustered SEs) → DIR/calibration/placebo/<model>/summary.json."""
     from .calibration import calibrate_placebo, calibration_dir
 
-    panel = _load(data, cmap)
-    res = _run(calibrate_placebo, f"placebo {model.value}", model=model.value, panel=panel, n=n,
-               mode=mode.value, share=share, priors=priors, draws=draws, tune=tune, chains=chains,
-               seed=seed, workers=workers, scheduler=scheduler, out=out)
-    s = res.summary
-    _counts(res.run)
+    res, s = _calibrate(calibrate_placebo, f"placebo {model.value}", data, cmap, model=model.value,
+                        n=n, mode=mode.value, share=share, priors=priors, draws=draws, tune=tune,
+                        chains=chains, seed=seed, workers=workers, scheduler=scheduler, out=out)
     t = Table(title=f"placebo laws: share of 95% intervals excluding 0 (n = {s['n']}, nominal 0.05)")
     t.add_column("method")
     t.add_column("rate [95% MC interval]")
@@ -190,12 +202,9 @@ def sbc_cmd(model: SbcModel = typer.Option(SbcModel.did, "--model", help="which 
     p-values, Δ-ECDF plots → DIR/calibration/sbc/<model>/summary.json. Exit 3 if it fails."""
     from .calibration import calibrate_sbc, calibration_dir
 
-    panel = _load(data, cmap)
-    res = _run(calibrate_sbc, f"sbc {model.value}", model=model.value, panel=panel, n=n,
-               priors=priors, draws=draws, tune=tune, chains=chains, seed=seed, thin_to=thin,
-               workers=workers, scheduler=scheduler, out=out)
-    s = res.summary
-    _counts(res.run)
+    res, s = _calibrate(calibrate_sbc, f"sbc {model.value}", data, cmap, model=model.value, n=n,
+                        priors=priors, draws=draws, tune=tune, chains=chains, seed=seed,
+                        thin_to=thin, workers=workers, scheduler=scheduler, out=out)
     t = Table(title=f"SBC of {s['model']} (n = {s['n']}): uniformity p-values "
                     f"(pass: all > {s['test']['bonferroni_cut']:.4f})")
     t.add_column("estimand")

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from .cli_calibrate import (EXIT_FAILED, ChainsOpt, DataOpt, DrawsOpt, MapOpt, SchedOpt, SeedOpt,
-                            TuneOpt, WorkersOpt, _counts, _load, _run, console)
+                            TuneOpt, WorkersOpt, _calibrate, console)
 
 
 def multiverse_cmd(data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt,
@@ -36,12 +36,9 @@ def multiverse_cmd(data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt
     specification-curve figure and a table of the choices that move the estimate most."""
     from .spec_curve import multiverse
 
-    panel = _load(data, cmap)
-    res = _run(multiverse, "multiverse", panel=panel, estimators=estimators, controls=controls,
-               samples=samples, priors=priors, seed=seed, draws=draws, tune=tune, chains=chains,
-               workers=workers, scheduler=scheduler, out=out)
-    s = res.summary
-    _counts(res.run)
+    res, s = _calibrate(multiverse, "multiverse", data, cmap, estimators=estimators, controls=controls,
+                        samples=samples, priors=priors, seed=seed, draws=draws, tune=tune,
+                        chains=chains, workers=workers, scheduler=scheduler, out=out)
 
     def share(x):
         return "—" if x is None else f"{x:.2f}"

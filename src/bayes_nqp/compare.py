@@ -17,8 +17,8 @@ of that list, when ``{name}`` also gives ``{name_1}``, the position counted from
 names fill ``param`` and ``source``. A match counts only when the estimate is a number and the
 fit has the estimand; for each estimand the first entry that matches wins (so a fallback is
 written second). ``unique = true``: the entry applies only when its path matches exactly once;
-``same_count = true``: only when it matches as often as the fit has estimands of the param's
-stem (``slope[...]``), so that, say, a replication with two thresholds is not paired with a
+``same_count = true``: only when it matches as often as the fit has elements of the estimand
+variable the matches name (``slope(regime)``, by the fit's ``estimand_index``), so that, say, a replication with two thresholds is not paired with a
 model of one. ``when``: the entry applies only when the fit's spec options have those values
 (an option the spec does not set does not match), so that a model whose estimand changes with
 an option is compared with the matching frequentist number.
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 
+from . import estimands as E
 from .contract import CI, ComparisonEntry, Counterpart, as_summary
 
 _VAR = re.compile(r"^\{(\w+)\}$")
@@ -84,8 +85,9 @@ def compare(fit_summary, replication: dict | None, mapping) -> dict[str, Compari
         if entry.get("unique") and len(matches) != 1:
             continue
         if entry.get("same_count"):
-            stem = entry["param"].split("[", 1)[0] + "["
-            if len(matches) != sum(n.startswith(stem) for n in s.params):
+            names = [entry["param"].format(**env) for env, _ in matches]
+            variables = {E.entry(s, n).get("var") for n in names if n in s.params} - {None}
+            if len(matches) != sum(len(E.select(s, var=v)) for v in variables):
                 continue
         for env, est in matches:
             param = entry["param"].format(**env)

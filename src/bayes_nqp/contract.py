@@ -5,7 +5,9 @@ everything that reads one (the report, the CLI, the sensitivity stage, the tests
 :meth:`FitSummary.from_json`. The keys are documented in :mod:`.results` and stay as they are:
 ``params {"<name>": {mean, sd, hdi95: [lo, hi], p_positive}}``, ``comparison {"<name>":
 {frequentist: {estimate, se, ci95, ...}, bayesian: {mean, sd, hdi95}, sd_ratio, estimand}}``,
-``assumptions`` (what the intervals rest on), ``estimands`` (what each is), ``diagnostics``, ...;
+``assumptions`` (what the intervals rest on), ``estimands`` (what each is), ``estimand_index``
+(where each params name lies along the labelled estimands' dims: :mod:`bayes_nqp.estimands`),
+``diagnostics``, ...;
 a model's own entries (curves, probabilities, settings) are under the one key ``extras``.
 
 The interval probability is :data:`INTERVAL_PROB`; the keys and the column names that carry it
@@ -241,7 +243,7 @@ class ComparisonEntry:
 
 #: the top-level keys of a fit's summary.json (anything else an older file has is an extra)
 SUMMARY_KEYS = ("model", "data", "priors", "spec", "sampler", "params", "diagnostics", "comparison",
-                "assumptions", "estimands", "seconds", "notice", "extras")
+                "assumptions", "estimands", "seconds", "notice", "extras", "estimand_index")
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,9 @@ class FitSummary:
     assumptions: tuple[str, ...] = ()
     #: estimand name -> what it is, in words (where the model names it)
     estimands: dict = field(default_factory=dict)
+    #: params name -> where the estimand lies in the labelled estimands (var, stem, dim, coord;
+    #: :func:`bayes_nqp.estimands.index`): readers select by dim and coordinate through it
+    estimand_index: dict = field(default_factory=dict)
 
     @property
     def simulated(self) -> bool:
@@ -279,6 +284,8 @@ class FitSummary:
                "comparison": {k: v.to_json() for k, v in self.comparison.items()},
                "assumptions": list(self.assumptions), "estimands": self.estimands,
                "seconds": self.seconds, "extras": self.extras}
+        if self.estimand_index:
+            out["estimand_index"] = self.estimand_index
         if self.notice is not None:
             out["notice"] = self.notice
         return jsonable(out)
@@ -302,7 +309,8 @@ class FitSummary:
                    data=dict(s.get("data") or {}), priors=dict(s.get("priors") or {}),
                    spec=dict(s.get("spec") or {}), sampler=dict(s.get("sampler") or {}),
                    seconds=float(s.get("seconds") or 0.0), extras=extras, notice=s.get("notice"),
-                   assumptions=tuple(s.get("assumptions") or ()), estimands=dict(s.get("estimands") or {}))
+                   assumptions=tuple(s.get("assumptions") or ()), estimands=dict(s.get("estimands") or {}),
+                   estimand_index=dict(s.get("estimand_index") or {}))
 
 
 def as_summary(s) -> FitSummary:

@@ -309,9 +309,9 @@ def compiled_model(pm_model, *, cache_key: str = ""):
     cache = _STATE["compiled"]
     if key in cache:
         _STATE["reuses"] += 1
-        known = {var.name for var in cache[key].shared_var_keys}
-        # data the compiled functions do not read (nutpie keeps only what they use) is left out
-        return cache[key].with_data(**{k: v for k, v in values.items() if k in known}), True
+        from .bayes.refit import with_data  # data the compiled functions do not read is left out
+
+        return with_data(cache[key], values), True
     compiled = nutpie.compile_pymc_model(lifted)
     cache[key] = compiled
     _STATE["compilations"] += 1

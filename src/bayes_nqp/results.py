@@ -29,7 +29,10 @@ Bayesian fit (``DIR/<model>/summary.json``; typed as :class:`~.contract.FitSumma
                 estimand, sd_ratio (posterior sd / frequentist se)}},
     seconds, extras {the model's own entries; for every model ``assumptions`` ["<what the
     intervals rest on>", ...], and ``estimands`` {"<name>": "<what it is>"} where the model
-    names them}, notice (simulated data only)
+    names them}, notice (simulated data only),
+    estimand_index {"<name>": {var, stem, dim, coord, ...}}: where each params name lies in the
+    labelled estimands (``DIR/<model>/estimands.nc``, dims such as event_time, cohort, mediator;
+    :mod:`bayes_nqp.estimands`), for readers that select by dim and coordinate
 
 The interval probability (0.95, hence ``hdi95``/``ci95``) is ``contract.INTERVAL_PROB``.
 """
@@ -182,6 +185,26 @@ def save_figure(fig, path: str | Path) -> Path:
 def save_figures(figures: dict, folder: str | Path) -> list[Path]:
     """Each ``name -> Figure`` of ``figures`` as ``folder/figures/<name>.png`` (:func:`save_figure`)."""
     return [save_figure(fig, Path(folder) / "figures" / f"{name}.png") for name, fig in figures.items()]
+
+
+class SavesSummary:
+    """``save(out)`` for a result with ``summary`` (its summary.json dict) and ``figures``
+    (name -> Figure; written once, then dropped): the figures, whatever :meth:`_save_more`
+    writes, then summary.json last (its presence means complete). Returns the summary's path."""
+
+    summary: dict
+    figures: dict
+
+    def _save_more(self, out: Path) -> None:
+        """What a result writes besides its figures and summary (a table)."""
+
+    def save(self, out: str | Path) -> Path:
+        out = Path(out)
+        save_figures(self.figures, out)
+        self.figures = {}
+        self._save_more(out)
+        write_json(out / "summary.json", self.summary)
+        return out / "summary.json"
 
 
 def table_markdown(df, simulated: bool = False, **kw) -> str:

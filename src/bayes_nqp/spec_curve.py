@@ -55,7 +55,7 @@ import pandas as pd
 
 from .engine import RunResult, Task, digest, run_tasks, task_key
 from .errors import ModelError
-from .results import SIMULATED_NOTICE, jsonable, write_json
+from .results import SIMULATED_NOTICE, SavesSummary, jsonable
 
 log = logging.getLogger(__name__)
 
@@ -296,21 +296,16 @@ def curve_figure(specs: list[dict], simulated: bool):
 
 
 @dataclass
-class MultiverseResult:
+class MultiverseResult(SavesSummary):
     summary: dict
     run: RunResult
     table: pd.DataFrame
     figures: dict = field(default_factory=dict)
 
-    def save(self, out: str | Path) -> Path:
-        from .results import save_figures, save_table
+    def _save_more(self, out: Path) -> None:
+        from .results import save_table
 
-        out = Path(out)
-        save_figures(self.figures, out)
-        self.figures = {}
         save_table(self.table, out / "influence", simulated=bool(self.summary.get("notice")))
-        write_json(out / "summary.json", self.summary)
-        return out / "summary.json"
 
 
 def _share(flags) -> float | None:

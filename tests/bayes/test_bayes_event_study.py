@@ -274,3 +274,12 @@ def test_unit_deviation_widens_att_post_when_treated_units_disagree():
     assert unit.params["att_post"]["sd"] > 1.2 * common.params["att_post"]["sd"]
     y_sd = float(np.std(panel.df["y"].to_numpy(float)))
     assert float(unit.idata["posterior"]["sigma_effect"].mean()) * y_sd > 0.3
+
+
+def test_estimands_lie_along_event_time_and_keep_their_names(clean_fit):
+    ds = clean_fit.estimand_draws
+    events = clean_fit.extras["event_study"]["event_times"]
+    assert ds["beta"].dims == ("chain", "draw", "event_time") and list(ds["beta"]["event_time"].values) == events
+    assert list(clean_fit.draws)[:len(events) + 1] == [f"beta[e={e}]" for e in events] + ["att_post"]
+    assert set(list(clean_fit.draws)[len(events) + 1:]) <= {"breakdown_M"}
+    assert clean_fit.idata["estimands"]["beta"].dims == ("chain", "draw", "event_time")

@@ -185,3 +185,11 @@ def test_pooled_unit_effects_recover_a_and_b(med_panel, mc):
     f = bn.fit("mediation", med_panel, spec=spec, quick=True, replication=False, psense=False)
     for m in A:
         mc.in_hdi(f.draws[f"a[{m}]"], A[m], f"a[{m}]")
+
+
+def test_estimands_lie_along_mediator_and_keep_their_names(med_fit):
+    ds = med_fit.estimand_draws
+    assert ds["indirect"].dims == ("chain", "draw", "mediator")
+    assert list(ds["indirect"]["mediator"].values) == list(A)
+    assert list(med_fit.draws) == ([f"{q}[{m}]" for q in ("a", "b", "indirect") for m in A] + ["direct", "total"]
+                                   + [f"{q}[{m}]" for q in ("prop_mediated", "rho_breakdown") for m in A])

@@ -215,3 +215,11 @@ def test_demo_panel_recovers_the_simulated_threshold(demo, demo_truth, mc):
     assert f.extras["gamma_mode"][0] == pytest.approx(truth["gamma"], abs=0.05)
     for j, key in ((1, "slope_below"), (2, "slope_above")):
         mc.in_hdi(f.draws[f"slope[{j}]"], truth[key], f"slope[{j}]")
+
+
+def test_estimands_lie_along_threshold_and_regime_and_keep_their_names(two_fit):
+    ds = two_fit.estimand_draws
+    assert ds["gamma"].dims == ("chain", "draw", "threshold")
+    assert ds["slope"].dims == ("chain", "draw", "regime")
+    assert list(two_fit.draws) == ["gamma[1]", "gamma[2]", "slope[1]", "slope[2]", "slope[3]",
+                                   "slope_diff[2-1]", "slope_diff[3-2]", "n_thresholds"]

@@ -91,5 +91,8 @@ def test_a_saved_fit_loads_back_with_the_same_numbers(did_fit, tmp_path):
     assert back.params == did_fit.params
     assert back.diag == did_fit.diag
     np.testing.assert_array_equal(back.draws["tau"], did_fit.draws["tau"])
+    assert "estimands" in back.idata.children  # the labelled estimands: a group of the DataTree
+    assert back.summary_json()["estimand_index"] == did_fit.summary_json()["estimand_index"] == {
+        "tau": {"var": "tau", "stem": "tau"}}
     np.testing.assert_allclose(back.idata["posterior"]["alpha"], did_fit.idata["posterior"]["alpha"])
     assert back.summary_json()["notice"].startswith("SIMULATED DATA")

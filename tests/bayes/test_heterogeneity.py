@@ -10,6 +10,7 @@ import pytest
 import xarray as xr
 
 import bayes_nqp as bn
+from bayes_nqp import estimands as E
 from bayes_nqp.bayes.fit import make_model
 from bayes_nqp.bayes.spec import load_spec
 from bayes_nqp.errors import SectionSkipped, SpecError
@@ -69,10 +70,13 @@ def fake_posterior(model, tau_z: float, deltas: dict[str, dict[str, float]]):
 
 def test_estimands_are_named_per_level_and_per_pair_of_levels(synthetic):
     m = make_model("heterogeneity", synthetic.panel, spec=het_spec(groups=["zone"]))
-    draws = m.estimands(fake_posterior(m, 0.5, {"zone": {"inland": -0.1, "north": 0.0, "south": 0.2}}))
-    assert set(draws) == {"tau", "tau[zone=inland]", "tau[zone=north]", "tau[zone=south]",
-                          "contrast[zone:north-inland]", "contrast[zone:south-inland]",
-                          "contrast[zone:south-north]"}
+    ds = m.estimands(fake_posterior(m, 0.5, {"zone": {"inland": -0.1, "north": 0.0, "south": 0.2}}))
+    assert ds["tau_zone"].dims == ("chain", "draw", "zone")
+    assert list(ds["contrast_zone"]["zone_pair"].values) == ["north-inland", "south-inland", "south-north"]
+    draws = E.flatten(ds)
+    assert list(draws) == ["tau", "tau[zone=inland]", "tau[zone=north]", "tau[zone=south]",
+                           "contrast[zone:north-inland]", "contrast[zone:south-inland]",
+                           "contrast[zone:south-north]"]
     assert draws["tau[zone=south]"][0, 0] == pytest.approx(0.7 * m.y_sd)
     assert draws["contrast[zone:south-inland]"][0, 0] == pytest.approx(0.3 * m.y_sd)
     assert draws["tau"].shape == (2, 3)
@@ -81,7 +85,7 @@ def test_estimands_are_named_per_level_and_per_pair_of_levels(synthetic):
 def test_crossed_group_effects_average_the_other_group_over_treated_cells(synthetic):
     m = make_model("heterogeneity", synthetic.panel, spec=het_spec(groups=["zone", "tier"]))
     zone = {"inland": 0.0, "north": 0.0, "south": 0.0}
-    draws = m.estimands(fake_posterior(m, 0.0, {"zone": zone, "tier": {"big": 1.0, "small": 0.0}}))
+    draws = E.flatten(m.estimands(fake_posterior(m, 0.0, {"zone": zone, "tier": {"big": 1.0, "small": 0.0}})))
     south_treated = (m.codes["zone"] == m.levels["zone"].index("south")) & m.treated
     share_big = (m.codes["tier"][south_treated] == m.levels["tier"].index("big")).mean()
     assert draws["tau[zone=south]"][0, 0] == pytest.approx(share_big * m.y_sd)

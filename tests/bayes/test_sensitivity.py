@@ -3,6 +3,7 @@ shrinks the effect towards zero; power-scaling diagnostics per estimand."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -151,3 +152,23 @@ def test_an_unknown_prior_set_is_an_error_naming_it(make_panel):
     panel = make_panel(n_units=12, n_periods=5, cohorts={2013: 4}, mediators=False, groups=False)
     with pytest.raises(SpecError, match="no_such_set"):
         sensitivity("did", panel, prior_sets=("default", "no_such_set"))
+
+
+def test_with_priors_swaps_the_hyperparameters_and_refuses_a_new_family(synthetic):
+    from bayes_nqp.bayes.fit import make_model
+    from bayes_nqp.bayes.priors import hyper_name
+    from bayes_nqp.bayes.refit import structure, with_priors
+    from bayes_nqp.bayes.spec import load_prior_set
+    from bayes_nqp.errors import SpecError
+
+    m = make_model("did", synthetic.panel, "default")
+    pm_model = m.build()
+    weak = load_prior_set("weak")
+    assert structure(weak, m.used_priors) == structure(m.priors, m.used_priors)
+    assert with_priors(m, pm_model, None, weak) is None and m.priors is weak
+    rv, name = next(iter(m.used_priors.items()))
+    p, v = next(iter(weak[name].params.items()))
+    assert float(pm_model[hyper_name(rv, p)].get_value()) == float(v)
+    other = dataclasses.replace(weak, priors={**weak.priors, name: dataclasses.replace(weak[name], dist="StudentT")})
+    with pytest.raises(SpecError, match="compiled again"):
+        with_priors(m, pm_model, None, other)

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import bayes_nqp as bn
+from bayes_nqp import estimands as E
 from bayes_nqp.bayes import load_spec, make_model
 from bayes_nqp.errors import ModelError, SectionSkipped, SpecError
 
@@ -114,9 +115,9 @@ def test_imputation_fit_samples_without_divergences(store_fit):
 
 def test_predictive_imputation_adds_the_noise_of_y0_and_keeps_the_means(store_fit, stores):
     spec = load_spec("staggered")
-    mean = make_model("staggered", stores[1]).estimands(store_fit.idata)
+    mean = E.flatten(make_model("staggered", stores[1]).estimands(store_fit.idata))
     pred = make_model("staggered", stores[1], spec=replace(spec, options={"imputation": "predictive"}))
-    pred = pred.estimands(store_fit.idata)
+    pred = E.flatten(pred.estimands(store_fit.idata))
     for name in mean:
         assert pred[name].std() > mean[name].std()
         assert abs(pred[name].mean() - mean[name].mean()) < 0.2 * mean[name].std()
@@ -341,3 +342,12 @@ def test_placebo_refits_reuse_one_compilation_and_match_fresh_compiles(stores):
         assert not fresh[0]
         assert fresh[1:] == pytest.approx(reused[1:], rel=1e-6)
     engine.clear_cache()
+
+
+def test_estimands_lie_along_cohort_and_event_time_and_keep_their_names(store_fit):
+    ds = store_fit.estimand_draws
+    assert ds["att_cohort"].dims == ("chain", "draw", "cohort")
+    assert ds["att_event"].dims == ("chain", "draw", "event_time")
+    assert list(store_fit.draws) == (["att"] + [f"att[g={g}]" for g in COHORTS]
+                                     + [f"att[e={e}]" for e in ds["att_event"]["event_time"].values])
+    assert ds["att_event"]["event_time"].values.tolist() == list(range(len(ds["att_event"]["event_time"])))

@@ -2,7 +2,7 @@
 named dims, and the narrow interface the fit machinery calls.
 
 The interface: ``build()`` (the PyMC model), ``postprocess()`` (derived draws), ``estimands()``
-(named draws on the outcome's scale), ``log_likelihood()``, ``posterior_predictive()`` and
+(draws on the outcome's scale, a Dataset with named dims: :mod:`bayes_nqp.estimands`), ``log_likelihood()``, ``posterior_predictive()`` and
 ``extras()`` (the model's own summary entries). Nothing else: the comparison with the replication
 is data (``[[compare]]`` in the spec, :mod:`bayes_nqp.compare`), the figures are the report's
 (:mod:`bayes_nqp.report.figures`), and the title, introduction and prior-sensitivity flag are the
@@ -107,8 +107,11 @@ class BayesModel:
     def build(self) -> pm.Model:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def estimands(self, idata) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
-        """Named estimand draws, each of shape (chains, draws), on the outcome's original scale."""
+    def estimands(self, idata):  # pragma: no cover - abstract
+        """The estimand draws on the outcome's original scale as a labelled ``xarray.Dataset``
+        (:func:`bayes_nqp.estimands.dataset`: dims chain, draw and at most one real dim per
+        variable, e.g. ``beta(event_time)``); its :func:`~bayes_nqp.estimands.flatten` names the
+        summary's params. (A ``{name: (chains, draws)}`` dict is still accepted.)"""
         raise NotImplementedError
 
     def postprocess(self, idata, pm_model):

@@ -119,6 +119,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
+from .. import estimands as E
 from ..errors import SpecError
 from . import panel_likelihood as pl
 from .base import BayesModel, register
@@ -266,29 +267,35 @@ class TwoWayModel(BayesModel):
         raise KeyError(name)
 
     def assumptions(self) -> list[str]:
-        out = []
-        if self.effect == "unit":
-            out.append("the treatment effect varies by unit: tau_i ~ N(tau, sigma_tau^2), sigma_tau learned; "
-                       "tau is the mean of the unit effects, and its interval reflects how much "
-                       "treated units disagree (as a unit-clustered SE does)")
-        else:
-            out.append("one treatment effect common to every unit (effect = 'common'): the interval "
-                       "does not widen when treated units disagree")
+        out = self._two_way_assumptions(
+            unit=("the treatment effect varies by unit: tau_i ~ N(tau, sigma_tau^2), sigma_tau learned; "
+                  "tau is the mean of the unit effects, and its interval reflects how much "
+                  "treated units disagree (as a unit-clustered SE does)"),
+            common=("one treatment effect common to every unit (effect = 'common'): the interval "
+                    "does not widen when treated units disagree"),
+            unit_term=" and effect",
+            fixed="year effects have a fixed wide zero-sum prior (the TWFE within comparison)",
+            pooled=("year effects are partially pooled with a learned scale (year_effects = "
+                    "'pooled'): they shrink, which moves tau away from the TWFE within estimate"))
+        out.append("unit intercepts are random effects whose mean depends on the unit means of "
+                   "the treatment and controls (Mundlak)" if self.unit_means else
+                   "unit intercepts are random effects independent of the treatment (unit_means = false)")
+        out.append("Gaussian errors" if self.likelihood == "normal" else "Student-t errors")
+        return out
+
+    def _two_way_assumptions(self, *, unit: str, common: str, unit_term: str, fixed: str,
+                             pooled: str) -> list[str]:
+        """The assumptions every two-way model states, by its options (effect, errors,
+        year_effects), in the model's own words for its effect and its year effects."""
+        out = [unit if self.effect == "unit" else common]
         if self.errors == "ar1":
             out.append("errors within a unit are AR(1) over consecutive periods (rho learned, "
                        "stationary); a gap in a unit's periods breaks the chain")
         else:
             out.append("errors are independent within a unit given its intercept"
-                       + (" and effect" if self.effect == "unit" else ""))
+                       + (unit_term if self.effect == "unit" else ""))
         if self.panel.time_effects:
-            out.append("year effects have a fixed wide zero-sum prior (the TWFE within comparison)"
-                       if self.year_effects == "fixed" else
-                       "year effects are partially pooled with a learned scale (year_effects = "
-                       "'pooled'): they shrink, which moves tau away from the TWFE within estimate")
-        out.append("unit intercepts are random effects whose mean depends on the unit means of "
-                   "the treatment and controls (Mundlak)" if self.unit_means else
-                   "unit intercepts are random effects independent of the treatment (unit_means = false)")
-        out.append("Gaussian errors" if self.likelihood == "normal" else "Student-t errors")
+            out.append(fixed if self.year_effects == "fixed" else pooled)
         return out
 
     # ---- shared machinery -------------------------------------------------------------------
@@ -602,7 +609,7 @@ class DIDModel(TwoWayModel):
     key_estimands = ("tau",)
 
     def estimands(self, idata):
-        return {"tau": idata["posterior"]["tau_z"].to_numpy() * self.y_sd}
+        return E.dataset({"tau": E.scalar(idata["posterior"]["tau_z"].to_numpy() * self.y_sd)})
 
     def estimand_labels(self) -> dict:
         return {"tau": ("the mean of the unit-specific effects tau_i (population mean of "

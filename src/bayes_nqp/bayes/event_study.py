@@ -103,6 +103,7 @@ import pytensor.tensor as pt
 from pymc.logprob.transforms import Transform
 from scipy.optimize import brentq
 
+from .. import estimands as E
 from ..errors import ModelError, SpecError
 from .algebra import FixedEffects
 from .base import register
@@ -300,24 +301,16 @@ class EventStudyModel(TwoWayModel):
         return {**super().coords(), "event_time": list(self.events)}
 
     def assumptions(self) -> list[str]:
-        out = []
-        if self.effect == "unit":
-            out.append("each treated unit's post-period effects deviate from the event-time effects by "
-                       "its own t_i ~ N(0, sigma_tau^2), sigma_tau learned: att_post's interval "
-                       "reflects how much treated units disagree (as a unit-clustered SE does); the "
-                       "deviation is common to a unit's post periods (its dynamics are shared)")
-        else:
-            out.append("each event-time effect is common to all units (effect = 'common'): the "
-                       "interval does not widen when treated units disagree")
-        if self.errors == "ar1":
-            out.append("errors within a unit are AR(1) over consecutive periods (rho learned, "
-                       "stationary); a gap in a unit's periods breaks the chain")
-        else:
-            out.append("errors are independent within a unit given its intercept"
-                       + (" and effect deviation" if self.effect == "unit" else ""))
-        if self.panel.time_effects:
-            out.append("year effects have a fixed wide zero-sum prior" if self.year_effects == "fixed" else
-                       "year effects are partially pooled with a learned scale (year_effects = 'pooled')")
+        out = self._two_way_assumptions(
+            unit=("each treated unit's post-period effects deviate from the event-time effects by "
+                  "its own t_i ~ N(0, sigma_tau^2), sigma_tau learned: att_post's interval "
+                  "reflects how much treated units disagree (as a unit-clustered SE does); the "
+                  "deviation is common to a unit's post periods (its dynamics are shared)"),
+            common=("each event-time effect is common to all units (effect = 'common'): the "
+                    "interval does not widen when treated units disagree"),
+            unit_term=" and effect deviation",
+            fixed="year effects have a fixed wide zero-sum prior",
+            pooled="year effects are partially pooled with a learned scale (year_effects = 'pooled')")
         out.append("unit intercepts are random effects; the event dummies and controls enter "
                    "two-way demeaned, so the event-time effects rest on within-unit changes")
         out.append("Gaussian errors" if self.likelihood == "normal" else "Student-t errors")
@@ -373,14 +366,14 @@ class EventStudyModel(TwoWayModel):
 
     def estimands(self, idata):
         beta = self.event_draws(idata)
-        out = {f"beta[e={e}]": beta[..., j] for j, e in enumerate(self.events)}
+        out = {"beta": E.indexed(beta, "event_time", [int(e) for e in self.events], "beta[e={}]")}
         att, maxpre = self._att_maxpre(beta)
-        out["att_post"] = att
+        out["att_post"] = E.scalar(att)
         if maxpre is not None:
             bm = breakdown_m(att, maxpre)
             if np.isfinite(bm):  # inf only when every pre-period draw is exactly zero
-                out["breakdown_M"] = np.full(att.shape, bm)
-        return out
+                out["breakdown_M"] = E.scalar(np.full(att.shape, bm))
+        return E.dataset(out)
 
     def extras(self, idata, draws, replication=None):
         beta = self.event_draws(idata)

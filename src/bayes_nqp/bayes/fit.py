@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import BayesNQPError, ModelError, SectionSkipped
+from .. import estimands as E
+from ..errors import BayesNQPError, ModelError
 from ..compare import compare
 from ..contract import ComparisonEntry, FitSummary, ParamEntry, comparison_table, tidy
 from ..results import SIMULATED_NOTICE, read_json, table_markdown, write_atomic, write_json
 from ..guard import check_sample, temp_path
-from ..paths import check_under, nc_name, nc_unname, output_root
+from ..paths import check_under, output_root
 from .base import MODELS, BayesModel
 from .diagnostics import diagnose, loo_summary, power_scaling, ppc_summary
 from .spec import ModelSpec, PriorSet, SamplerSettings, load_prior_set, load_spec
@@ -40,7 +41,7 @@ class Fit:
     priors: PriorSet | dict
     sampler: SamplerSettings | dict
     data: dict
-    draws: dict[str, np.ndarray]  # estimand name -> (chains, draws)
+    draws: dict[str, np.ndarray]  # estimand name -> (chains, draws): E.flatten(estimand_draws)
     params: dict
     diag: dict
     comparison_: dict
@@ -51,6 +52,13 @@ class Fit:
     estimands: dict = field(default_factory=dict)
     #: (model, pm_model, compiled) when fit(keep_compiled=True): lets sensitivity refits reuse it
     compiled_: tuple | None = field(default=None, repr=False)
+    #: the labelled estimands (xarray.Dataset with dims; bayes_nqp.estimands); ``draws`` is its
+    #: flat view
+    estimand_draws: xr.Dataset | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.estimand_draws is None:
+            self.estimand_draws = E.from_flat(self.draws)
 
     # ---- public API --------------------------------------------------------------------
     def summary(self) -> pd.DataFrame:
@@ -83,7 +91,8 @@ class Fit:
                         for k, v in self.comparison_.items()},
             seconds=self.seconds, extras=dict(self.extras),
             notice=SIMULATED_NOTICE if self.data.get("simulated") else None,
-            assumptions=tuple(self.assumptions), estimands=dict(self.estimands))
+            assumptions=tuple(self.assumptions), estimands=dict(self.estimands),
+            estimand_index=E.index(self.estimand_draws))
 
     # ---- display (notebooks, scripts) -----------------------------------------------------
     def __repr__(self) -> str:
@@ -121,11 +130,11 @@ class Fit:
         """The fit's main figure (a matplotlib Figure): effects by event time for the event-time
         models, otherwise every estimand's posterior mean and 95% HDI beside its frequentist
         counterpart (the report's figures, report/figures.py)."""
-        from ..report.figures import _EVENT, event_time_plot, forest_plot
+        from ..report.figures import event_time_plot, forest_plot
 
         s = self.summary_json()
         sim = bool(self.data.get("simulated"))
-        if any(_EVENT.match(n) for n in s["params"]):
+        if E.select(s, dim="event_time"):
             return event_time_plot(s, self.model, sim)
         return forest_plot(s, self.model, sim)
 
@@ -147,9 +156,7 @@ class Fit:
     def _save(self, out: Path) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         _write_datatree(self.idata, out / "posterior.nc")
-        ds = xr.Dataset({k: (("chain", "draw"), np.asarray(v)) for k, v in self.draws.items()})
-        ds.attrs["note"] = "estimand draws on the outcome's original scale"
-        _write_dataset(ds, out / "estimands.nc")
+        _write_dataset(self.estimand_draws, out / "estimands.nc")
         tbl = self.summary()
         write_atomic(out / "params.md", table_markdown(tbl, self.data.get("simulated", False), floatfmt=".4g"))
         cmp_tbl = self.compare()
@@ -175,10 +182,9 @@ def _write_datatree(dt, path: Path) -> None:
 
 def _write_dataset(ds, path: Path) -> None:
     path = check_under(path)
-    ds = ds.rename({k: nc_name(k) for k in ds.data_vars if nc_name(k) != k})
     tmp = temp_path(path)
     try:
-        ds.to_netcdf(tmp, engine="netcdf4")
+        E.write(ds, tmp)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -192,14 +198,13 @@ def load_fit(path: str | Path) -> Fit:
         raise BayesNQPError(f"no saved fit at {path} (summary.json missing)")
     s = FitSummary.from_json(read_json(sj))
     idata = xr.open_datatree(path / "posterior.nc", engine="netcdf4").load() if (path / "posterior.nc").exists() else None
-    draws = {}
-    if (path / "estimands.nc").exists():
-        with xr.open_dataset(path / "estimands.nc", engine="netcdf4") as ds:
-            draws = {nc_unname(k): ds[k].to_numpy() for k in ds.data_vars}
+    ds = E.read(path / "estimands.nc") if (path / "estimands.nc").exists() else E.from_flat({})
+    draws = E.flatten(ds)
     return Fit(model=s.model, idata=idata, spec=s.spec, priors=s.priors, sampler=s.sampler,
                data=s.data, draws=draws, params={k: v.to_json() for k, v in s.params.items()},
                diag=s.diagnostics, comparison_={k: v.to_json() for k, v in s.comparison.items()},
-               extras=s.extras, seconds=s.seconds, assumptions=s.assumptions, estimands=s.estimands)
+               extras=s.extras, seconds=s.seconds, assumptions=s.assumptions, estimands=s.estimands,
+               estimand_draws=ds)
 
 
 # ---- fitting ---------------------------------------------------------------------------------
@@ -257,7 +262,10 @@ def finish(model: BayesModel, pm_model, idata, settings: SamplerSettings, *, rep
     sensitivity (``diagnostics["psense"]``), comparison (:func:`bayes_nqp.compare.compare` with
     the spec's ``[[compare]]`` mapping). Figures are the report's (report/figures.py)."""
     idata = model.postprocess(idata, pm_model)
-    draws = {k: np.asarray(v, dtype=float) for k, v in model.estimands(idata).items()}
+    ds = model.estimands(idata)
+    ds = E.from_flat(ds) if isinstance(ds, dict) else ds  # a model kept outside may return a dict
+    ds = ds.assign_coords(chain=idata["posterior"]["chain"].to_numpy(), draw=idata["posterior"]["draw"].to_numpy())
+    draws = E.flatten(ds)
     free = [v.name for v in pm_model.free_RVs]
     diag = diagnose(idata, var_names=free + [n for n in idata["posterior"].data_vars
                                              if n.startswith("post__")], estimand_draws=draws)
@@ -296,14 +304,15 @@ def finish(model: BayesModel, pm_model, idata, settings: SamplerSettings, *, rep
     labels = model.estimand_labels()
     spec_dict = model.spec.to_dict() if isinstance(model.spec, ModelSpec) else {}
     comparison = {k: ComparisonEntry(c.frequentist, c.bayesian, labels.get(k)).to_json() for k, c in
-                  compare(FitSummary(model.name, entries, spec=spec_dict), replication,
+                  compare(FitSummary(model.name, entries, spec=spec_dict, estimand_index=E.index(ds)), replication,
                           model.spec.compare).items()}
     extras = model.extras(idata, draws, replication)
     fit = Fit(model=model.name, idata=idata, spec=model.spec, priors=model.priors, sampler=settings,
               data={k: v for k, v in model.panel.data_block().items() if k in ("path", "sha256", "map_sha256", "simulated", "n_obs", "n_units")},
               draws=draws, params=params, diag=diag, comparison_=comparison, extras=extras,
               seconds=time.perf_counter() - seconds0, assumptions=tuple(model.assumptions()),
-              estimands=labels)
+              estimands=labels, estimand_draws=ds)
+    idata["estimands"] = xr.DataTree(E.storable(ds))
     return fit
 
 
@@ -327,22 +336,8 @@ def _add_observed(idata, pp, model: BayesModel, pm_model) -> None:
         log.warning("observed data not stored for %s: %s", model.name, exc)
 
 
-def replication_for(model: BayesModel) -> dict | None:
-    """Run the model's counterpart replication section (for the comparison), or None."""
-    if model.replication_section is None:
-        return None
-    from ..frequentist import replicate
-
-    try:
-        return replicate(model.replication_section, model.panel,
-                         **{model.replication_section: dict(model.replication_options)})
-    except (BayesNQPError, SectionSkipped) as exc:
-        log.warning("replication for comparison failed: %s", exc)
-        return None
-
-
 def fit(model: str, panel, *, priors="default", spec=None, draws=None, tune=None, chains=None,
-        seed=None, target_accept=None, cores=None, quick=False, replication: dict | None | bool = None,
+        seed=None, target_accept=None, cores=None, quick=False, replication=None,
         progress=False, loo=True, ppc=True, psense=True, keep_compiled=False) -> Fit:
     """Fit a Bayesian model by name; returns a :class:`Fit`.
 
@@ -358,8 +353,11 @@ def fit(model: str, panel, *, priors="default", spec=None, draws=None, tune=None
     ``seed``          the sampler's random seed.  ``target_accept``: NUTS step-size target.
     ``cores``         parallel chains (default: nutpie's choice).
     ``quick``         the spec's ``[quick]`` settings: a preview, possibly short of the gates.
-    ``replication``   a replication summary dict to compare with (``bn.replicate(...)``), None
-                      (default) to run the counterpart sections now, False for no comparison.
+    ``replication``   a replication summary dict to compare with (``bn.replicate(...)``), or a
+                      function of the built model that returns one (called after sampling;
+                      ``bn.fit`` passes :func:`bayes_nqp.counterparts.replication_for`, which
+                      runs the counterpart sections), or None / False for no comparison. This
+                      module never runs the replication itself.
     ``progress``      True for nutpie's progress bar, or a callable (see :func:`sample`).
     ``loo``, ``ppc``, ``psense``   compute PSIS-LOO, posterior predictive checks and
                       power-scaling prior/likelihood sensitivity (default True each).
@@ -374,8 +372,8 @@ def fit(model: str, panel, *, priors="default", spec=None, draws=None, tune=None
     log.info("fitting %s with %s", m.name, settings)
     pm_model, compiled = compile_model(m)
     idata = sample(compiled, settings, progress=progress)
-    if replication is None:
-        replication = replication_for(m)
+    if callable(replication):
+        replication = replication(m)
     elif replication is False:
         replication = None
     out = finish(m, pm_model, idata, settings, replication=replication, seconds0=t0, loo=loo, ppc=ppc,

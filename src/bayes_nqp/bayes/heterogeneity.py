@@ -62,6 +62,7 @@ import logging
 import numpy as np
 import pymc as pm
 
+from .. import estimands as E
 from ..errors import SpecError
 from ..results import param_entry
 from ..paths import nc_dim, nc_name
@@ -160,9 +161,9 @@ class HeterogeneityModel(TwoWayModel):
         post = idata["posterior"]
         tau = post["tau_z"].to_numpy()
         delta = {g: post[f"delta_{nc_name(g)}"].to_numpy() for g in self.group_vars}  # (chain, draw, L)
-        out = {}
         everywhere = np.ones(len(self.df), dtype=bool)
-        out["tau"] = (tau + sum(delta[h] @ self.shares(everywhere, h) for h in self.group_vars)) * self.y_sd
+        out = {"tau": E.scalar((tau + sum(delta[h] @ self.shares(everywhere, h) for h in self.group_vars))
+                               * self.y_sd)}
         for g in self.group_vars:
             effects = {}
             for k, level in enumerate(self.levels[g]):
@@ -170,10 +171,9 @@ class HeterogeneityModel(TwoWayModel):
                 eff = tau + delta[g][..., k]
                 eff = eff + sum(delta[h] @ self.shares(here, h) for h in self.group_vars if h != g)
                 effects[level] = eff * self.y_sd
-                out[f"tau[{g}={level}]"] = effects[level]
-            for a, b in itertools.combinations(self.levels[g], 2):
-                out[f"contrast[{g}:{b}-{a}]"] = effects[b] - effects[a]
-        return out
+            out[f"tau_{g}"] = E.by_level(effects, g)
+            out[f"contrast_{g}"] = E.contrasts(effects, g)
+        return E.dataset(out)
 
     # ---- the frequentist counterpart and the groups table --------------------------------------
     def extras(self, idata, draws, replication=None):

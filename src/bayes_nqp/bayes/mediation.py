@@ -71,6 +71,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
+from .. import estimands as E
 from ..errors import ModelError, SpecError
 from ..results import jsonable, param_entry
 from .algebra import WithinTransform, within_regressors
@@ -244,24 +245,21 @@ class MediationModel(BayesModel):
         return {k: post[v].to_numpy() for k, v in
                 (("a", "a_z"), ("b", "b_z"), ("tau", "tau_z"), ("sigma", "sigma"), ("sigma_m", "sigma_m"))}
 
-    def estimands(self, idata) -> dict[str, np.ndarray]:
+    def estimands(self, idata):
         d = self._draws(idata)
-        out: dict[str, np.ndarray] = {}
+        meds = list(self.mediators)
         direct = d["tau"] * self.y_sd
-        indirect = {}
-        for k, med in enumerate(self.mediators):
-            a_z, b_z = d["a"][..., k], d["b"][..., k]
-            out[f"a[{med}]"] = a_z * self.m_sd[k]
-            out[f"b[{med}]"] = b_z * self.y_sd / self.m_sd[k]
-            indirect[med] = out[f"indirect[{med}]"] = a_z * b_z * self.y_sd
-        total = direct + sum(indirect.values())
-        out["direct"], out["total"] = direct, total
-        for med in self.mediators:
-            out[f"prop_mediated[{med}]"] = indirect[med] / total
+        a = d["a"][..., :len(meds)] * self.m_sd
+        b = d["b"][..., :len(meds)] * self.y_sd / self.m_sd
+        indirect = d["a"][..., :len(meds)] * d["b"][..., :len(meds)] * self.y_sd
+        total = direct + indirect.sum(axis=-1)
         self._sensitivity = self.sensitivity(idata)
-        for med in self.mediators:
-            out[f"rho_breakdown[{med}]"] = np.full(direct.shape, self._sensitivity[med]["breakdown"])
-        return out
+        rho = np.stack([np.full(direct.shape, self._sensitivity[m]["breakdown"]) for m in meds], axis=-1)
+        by = lambda x, stem: E.indexed(x, "mediator", meds, stem + "[{}]")  # noqa: E731
+        return E.dataset({"a": by(a, "a"), "b": by(b, "b"), "indirect": by(indirect, "indirect"),
+                          "direct": E.scalar(direct), "total": E.scalar(total),
+                          "prop_mediated": by(indirect / total[..., None], "prop_mediated"),
+                          "rho_breakdown": by(rho, "rho_breakdown")})
 
     def sensitivity(self, idata) -> dict:
         """Per mediator: the indirect effect's posterior (mean, 95% interval, P(>0)) over rho_grid,

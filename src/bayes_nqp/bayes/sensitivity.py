@@ -3,7 +3,7 @@
 What to know first: a refit does not recompile. Every prior's hyperparameters are ``pm.Data``
 (see :mod:`.priors`), so one nutpie compilation serves every prior set whose distribution
 *families* match on the priors the model uses; only the hyperparameter values are swapped
-(``compiled.with_data(**hyper_values(...))``). A set that changes a family (``Normal`` →
+(:func:`.refit.with_priors`, the one refit path). A set that changes a family (``Normal`` →
 ``StudentT``, say) is compiled once more, and that compilation is reused in turn.
 
 ``sensitivity("did", panel, prior_sets=("default", "weak", "skeptical"))`` returns a
@@ -37,18 +37,13 @@ from ..paths import output_root
 from ..results import SIMULATED_NOTICE, jsonable, save_figure, save_table, title_figure, write_json
 from .diagnostics import PSENSE_MAX_SIZE, PSENSE_THRESHOLD, power_scaling  # noqa: F401 (re-exported)
 from .fit import Fit, compile_model, finish, get_model_class, sample
-from .priors import hyper_values
+from .refit import structure, with_priors
 from .spec import ModelSpec, PriorSet, load_prior_set, load_spec
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PRIOR_SETS = ("default", "weak", "skeptical")
 # ---- refits under several prior sets --------------------------------------------------------
-
-def _structure(priors: PriorSet, used: dict[str, str]) -> tuple:
-    """The distribution families of the priors a model uses: what a compiled graph depends on."""
-    return tuple(sorted((rv, priors[name].dist) for rv, name in used.items()))
-
 
 @dataclass
 class SensitivityResult:
@@ -193,7 +188,7 @@ def sensitivity(model: str, panel, prior_sets=DEFAULT_PRIOR_SETS, *, spec: Model
     n_compiled, reused = 0, []
     if base is not None and base.compiled_ is not None:
         m, pm_model, comp = base.compiled_
-        compiled.append((_structure(m.priors, m.used_priors), m, pm_model, comp, m.priors))
+        compiled.append((structure(m.priors, m.used_priors), m, pm_model, comp, m.priors))
     if base is not None:
         base_name = base.priors.name if isinstance(base.priors, PriorSet) else base.priors.get("name")
         if base_name in names and _same_settings(base.sampler, settings):
@@ -203,20 +198,17 @@ def sensitivity(model: str, panel, prior_sets=DEFAULT_PRIOR_SETS, *, spec: Model
             if ps.name in fits:
                 continue
             t1 = time.perf_counter()
-            hit = next((c for c in compiled if c[0] == _structure(ps, c[1].used_priors)), None)
+            hit = next((c for c in compiled if c[0] == structure(ps, c[1].used_priors)), None)
             if hit is None:
                 say(f"{cls.name}: compiling for prior set '{ps.name}'")
                 m = cls(panel, spec, ps)
                 pm_model, comp = compile_model(m)
                 n_compiled += 1
-                compiled.append((_structure(ps, m.used_priors), m, pm_model, comp, ps))
+                compiled.append((structure(ps, m.used_priors), m, pm_model, comp, ps))
                 this = comp
             else:
                 _, m, pm_model, comp, _ = hit
-                values = hyper_values(ps, m.used_priors)
-                this = comp.with_data(**values)
-                _set_data(pm_model, values)   # log-prior, PPC and LOO read the PyMC model
-                m.priors = ps
+                this = with_priors(m, pm_model, comp, ps)  # the PyMC model too: log-prior, PPC, LOO
                 reused.append(ps.name)
             say(f"{cls.name}: sampling under prior set '{ps.name}'")
             idata = sample(this, settings, progress=sampler_progress or False)
@@ -226,8 +218,7 @@ def sensitivity(model: str, panel, prior_sets=DEFAULT_PRIOR_SETS, *, spec: Model
     finally:
         # leave every reused model as it was built, so that a base fit reads true afterwards
         for _, m, pm_model, _, built in compiled:
-            m.priors = built
-            _set_data(pm_model, hyper_values(built, m.used_priors))
+            with_priors(m, pm_model, None, built)
     fits = {n: fits[n] for n in names if n in fits}
     # a model may name its key estimands per instance (heterogeneity: one per group level and
     # contrast; mediation: one per mediator), else on its class
@@ -240,12 +231,6 @@ def sensitivity(model: str, panel, prior_sets=DEFAULT_PRIOR_SETS, *, spec: Model
                              estimands=keys, compilations=n_compiled, reused=reused,
                              seconds=time.perf_counter() - t0,
                              used_priors=dict(compiled[0][1].used_priors) if compiled else {})
-
-
-def _set_data(pm_model, values: dict) -> None:
-    import pymc as pm
-
-    pm.set_data(values, model=pm_model)
 
 
 def _same_settings(a, b) -> bool:

@@ -95,6 +95,7 @@ import pytensor.tensor as pt
 import scipy.sparse as sp
 import xarray as xr
 
+from .. import estimands as E
 from ..errors import ModelError, SpecError
 from .base import BayesModel, register
 from . import panel_likelihood as pl
@@ -213,6 +214,9 @@ class StaggeredModel(BayesModel):
         groups.update({f"att[g={label(g)}]": cohort == g for g in np.unique(cohort)})
         groups.update({f"att[e={int(e)}]": rel == e for e in np.unique(rel)})
         self.groups = groups
+        #: the estimands' coordinates, in the order of ``groups``: att, then by cohort and event time
+        self.cohorts = [label(g) for g in np.unique(cohort)]
+        self.event_times = [int(e) for e in np.unique(rel)]
         W = np.stack([m / m.sum() for m in groups.values()])            # estimands × cells
         self.W = W
         self.y_bar = W @ y_cells                                         # observed mean, original scale
@@ -408,7 +412,12 @@ class StaggeredModel(BayesModel):
         if self.imputation == "predictive":
             y0 = y0 + self._noise_means(self.flat(idata, "sigma"))
         tau = self.y_bar - (self.y_mean + self.y_sd * y0)
-        return {name: tau[:, j].reshape(shape) for j, name in enumerate(self.groups)}
+        tau = tau.reshape(shape + (-1,))
+        nc = len(self.cohorts)
+        return E.dataset({
+            "att": E.scalar(tau[..., 0]),
+            "att_cohort": E.indexed(tau[..., 1:1 + nc], "cohort", self.cohorts, "att[g={}]", stem="att"),
+            "att_event": E.indexed(tau[..., 1 + nc:], "event_time", self.event_times, "att[e={}]", stem="att")})
 
     def _noise_means(self, sigma: np.ndarray) -> np.ndarray:
         """Each estimand's mean of per-cell noise draws ε_it ~ N(0, σ²): (draws × estimands)."""

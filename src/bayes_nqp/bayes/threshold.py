@@ -90,6 +90,7 @@ from pymc.logprob.transforms import Transform
 from pytensor.tensor.special import logsumexp
 from scipy.special import expit
 
+from .. import estimands as E
 from ..errors import ModelError, SpecError
 from ..results import jsonable
 from .base import BayesModel, register
@@ -585,20 +586,20 @@ class ThresholdModel(BayesModel):
                                            rep.reshape(post.sizes["chain"], post.sizes["draw"], -1))})
 
     # ---- estimands ------------------------------------------------------------------------
-    def estimands(self, idata) -> dict[str, np.ndarray]:
+    def estimands(self, idata):
         post = idata["posterior"]
         slope = post["slope_z"].to_numpy() * self.y_sd / self.r_sd
+        thr = list(range(1, self.n_thr + 1))
         out = {}
-        for k in range(self.n_thr):
-            out[f"gamma[{k + 1}]"] = post["gamma"].to_numpy()[..., k]
-        for j in range(self.n_thr + 1):
-            out[f"slope[{j + 1}]"] = slope[..., j]
-        for j in range(1, self.n_thr + 1):
-            out[f"slope_diff[{j + 1}-{j}]"] = slope[..., j] - slope[..., j - 1]
+        if self.n_thr:
+            out["gamma"] = E.indexed(post["gamma"].to_numpy()[..., :self.n_thr], "threshold", thr, "gamma[{}]")
+        out["slope"] = E.indexed(slope[..., :self.n_thr + 1], "regime", list(range(1, self.n_thr + 2)), "slope[{}]")
+        if self.n_thr:
+            out["slope_diff"] = E.indexed(np.diff(slope[..., :self.n_thr + 1], axis=-1), "regime_step",
+                                          [f"{j + 1}-{j}" for j in thr], "slope_diff[{}]")
         if self.transition == "logistic" and self.n_thr:
             s = post["s_rel"].to_numpy() * (self.q_hi - self.q_lo)
-            for k in range(self.n_thr):
-                out[f"transition_scale[{k + 1}]"] = s[..., k]
+            out["transition_scale"] = E.indexed(s[..., :self.n_thr], "threshold", thr, "transition_scale[{}]")
         n_pref = self.n_thr
         if self.spec.option("compare", False):
             ch, dr = slope.shape[:2]
@@ -607,8 +608,8 @@ class ThresholdModel(BayesModel):
                 self.panel, priors=self.priors, spec=self.spec, draws=dr, tune=dr, chains=ch,
                 seed=self.spec.sampler.seed, fitted={self.n_thr: (self, idata)}, cache=self._compare_cache)
             n_pref = int(self._loo.attrs["n_thresholds"])
-        out["n_thresholds"] = np.full(slope.shape[:2], float(n_pref))
-        return out
+        out["n_thresholds"] = E.scalar(np.full(slope.shape[:2], float(n_pref)))
+        return E.dataset(out)
 
     # ---- comparison, extras, figures ------------------------------------------------------
     def extras(self, idata, draws, replication=None) -> dict:

@@ -162,20 +162,7 @@ def callaway_santanna(panel, covariates: list[str] | None = None,
         res = cs.fit(df, outcome="y", unit="unit", time="time", first_treat="g",
                      covariates=covariates)
         es = res.aggregate("event_study").to_dataframe()
-    lo, hi = res.overall_conf_int
-    overall = estimate(res.overall_att, res.overall_se, pvalue=res.overall_p_value, ci95=[lo, hi],
-                       control_group=control_group)
-    event_time = {}
-    rows = [{"estimator": "Callaway-Sant'Anna", "event_time": "overall", **_row(overall)}]
-    for _, r in es.iterrows():
-        if bool(r.get("is_reference", False)) or not np.isfinite(r["se"]):
-            continue
-        ent = estimate(r["att"], r["se"], pvalue=r["p_value"],
-                       ci95=[r["conf_int_lower"], r["conf_int_upper"]])
-        event_time[str(int(r["event_time"]))] = ent
-        rows.append({"estimator": "Callaway-Sant'Anna", "event_time": int(r["event_time"]),
-                     **_row(ent)})
-    return {"overall": overall, "event_time": event_time}, pd.DataFrame(rows)
+    return _overall_and_event_time(res, es, "Callaway-Sant'Anna", control_group)
 
 
 def borusyak_jaravel_spiess(panel, covariates: list[str] | None = None,
@@ -192,19 +179,24 @@ def borusyak_jaravel_spiess(panel, covariates: list[str] | None = None,
         res = ImputationDiD(cluster="unit").fit(df, outcome="y", unit="unit", time="time",
                                                 first_treat="g", covariates=covariates)
         es = res.aggregate("event_study").to_dataframe()
+    return _overall_and_event_time(res, es, "Borusyak-Jaravel-Spiess", "untreated cells (imputation)")
+
+
+def _overall_and_event_time(res, es: pd.DataFrame, estimator: str, control_group: str) -> tuple[dict, pd.DataFrame]:
+    """A diff-diff staggered result as the summary entry {overall, event_time: {"<e>": ...}} and
+    its table rows (``es``: its event-study aggregation; the reference period is left out)."""
     lo, hi = res.overall_conf_int
     overall = estimate(res.overall_att, res.overall_se, pvalue=res.overall_p_value, ci95=[lo, hi],
-                       control_group="untreated cells (imputation)")
+                       control_group=control_group)
     event_time = {}
-    rows = [{"estimator": "Borusyak-Jaravel-Spiess", "event_time": "overall", **_row(overall)}]
+    rows = [{"estimator": estimator, "event_time": "overall", **_row(overall)}]
     for _, r in es.iterrows():
         if bool(r.get("is_reference", False)) or not np.isfinite(r["se"]):
             continue
         ent = estimate(r["att"], r["se"], pvalue=r["p_value"],
                        ci95=[r["conf_int_lower"], r["conf_int_upper"]])
         event_time[str(int(r["event_time"]))] = ent
-        rows.append({"estimator": "Borusyak-Jaravel-Spiess", "event_time": int(r["event_time"]),
-                     **_row(ent)})
+        rows.append({"estimator": estimator, "event_time": int(r["event_time"]), **_row(ent)})
     return {"overall": overall, "event_time": event_time}, pd.DataFrame(rows)
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from .. import estimands as E
 from .. import registry
 from ..contract import CI, FitSummary, HDI, ParamEntry
 from ..errors import BayesNQPError
@@ -263,9 +264,7 @@ def outcome_sd(out: Path) -> float | None:
 def _rope_masses(out: Path, claim_set, sd: float | None) -> dict:
     """(model, estimand, rope) -> P(|x| ≤ rope) counted from the saved draws of null claims."""
     import numpy as np
-    import xarray as xr
 
-    from ..paths import nc_unname
     from .claims import ROPE_SD
 
     want: dict[str, set] = {}
@@ -281,13 +280,10 @@ def _rope_masses(out: Path, claim_set, sd: float | None) -> dict:
         if not p.exists():
             continue
         try:
-            with xr.open_dataset(p, engine="netcdf4") as ds:
-                for v in ds.data_vars:
-                    name = nc_unname(str(v))
-                    for est, rope in items:
-                        if name.lower() == est:
-                            x = np.asarray(ds[v].to_numpy(), dtype=float).ravel()
-                            found[(model, name, rope)] = float((np.abs(x) <= rope).mean())
+            for name, x in E.read_flat(p).items():
+                for est, rope in items:
+                    if name.lower() == est:
+                        found[(model, name, rope)] = float((np.abs(x.ravel()) <= rope).mean())
         except Exception as exc:  # the normal approximation is used instead
             log.warning("ROPE mass of %s not counted from draws: %s", model, exc)
     return found
@@ -490,16 +486,17 @@ def _capped(df: pd.DataFrame, caption: str) -> dict:
     return table(df, caption)
 
 
-#: quantities computed from a fit that are not posteriors of an estimand (no sd, R-hat or P(>0))
-NOT_POSTERIOR = ("breakdown_M", "n_thresholds", "rho_breakdown[")
+#: quantities (stems) computed from a fit that are not posteriors of an estimand (no sd, R-hat
+#: or P(>0))
+NOT_POSTERIOR = frozenset(("breakdown_M", "n_thresholds", "rho_breakdown"))
 NOT_POSTERIOR_NOTE = ("breakdown_M: the smallest multiple of the largest pre-period deviation that "
                       "would overturn the post-period effect; n_thresholds: the number LOO prefers; "
                       "rho_breakdown[m]: the mediator–outcome error correlation that removes the "
                       "indirect effect")
 
 
-def is_not_posterior(name: str) -> bool:
-    return any(name == k or (k.endswith("[") and name.startswith(k)) for k in NOT_POSTERIOR)
+def is_not_posterior(name: str, s: dict | None = None) -> bool:
+    return E.stem_of(s or {}, name) in NOT_POSTERIOR
 
 
 def modal_table(s: dict) -> pd.DataFrame:
@@ -510,7 +507,7 @@ def modal_table(s: dict) -> pd.DataFrame:
         pe = ParamEntry.from_json(e)
         lo, hi = pe.hdi
         outside = None not in (pe.mean, lo, hi) and not (lo <= pe.mean <= hi)
-        if not (pe.multimodal or outside or name.startswith("gamma[")):
+        if not (pe.multimodal or outside or E.stem_of(s, name) == "gamma"):
             continue
         hs = pe.hdi_set or (pe.hdi,)
         rows.append({"param": name, "mode": pe.mode, "median": pe.median,
@@ -539,12 +536,11 @@ def like_with_like(name: str, s: dict, rep: dict | None) -> dict | None:
         return None
     params = s.get("params") or {}
     rows = []
-    if any(p.startswith("tau[") and "=" in p for p in params) and rep.get("heterogeneity_interaction"):
+    groups = [(p, ix) for p, ix in E.select(s, stem="tau") if "group" in ix]
+    if groups and rep.get("heterogeneity_interaction"):
         inter, split = rep.get("heterogeneity_interaction") or {}, rep.get("heterogeneity") or {}
-        for p, e in params.items():
-            if not (p.startswith("tau[") and "=" in p):
-                continue
-            g, lv = p[4:-1].split("=", 1)
+        for p, ix in groups:
+            e, g, lv = params[p], ix["group"], str(ix["coord"])
             i, sp = (inter.get(g) or {}).get(lv), (split.get(g) or {}).get(lv)
             signs = {_sign(e.get("mean")), _sign((i or {}).get("estimate")), _sign((sp or {}).get("estimate"))} - {0}
             rows.append({"estimand": p, "Bayesian mean [95% HDI]": f"{fmt(e['mean'])} [{fmt(e[HDI][0])}, {fmt(e[HDI][1])}]",
@@ -618,7 +614,7 @@ def model_section(out: Path, name: str, s: dict | None, manifest: dict | None, r
                        f"{sam.get('draws')} draws (tune {sam.get('tune')}), seed {sam.get('seed')}; "
                        f"{fmt(s.get('seconds'))} s.", "muted"))
     pt = params_table(s)
-    derived = pt["param"].map(is_not_posterior)
+    derived = pt["param"].map(lambda n: is_not_posterior(n, s))
     post = pt[~derived].reset_index(drop=True)
     blocks.append(table(post, "Posterior (original scale)", _gate_classes(post)))
     if derived.any():

@@ -50,6 +50,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import estimands as E
 from ..contract import HDI
 from ..errors import SpecError
 
@@ -109,12 +110,15 @@ class Claim:
     rope: float | None = None
     also: tuple[str, ...] = ()
 
-    @property
-    def kind(self) -> str:
+    def kind(self, summary: dict | None = None) -> str:
+        """null, comparative (a claim on a contrast: an estimand whose stem in the fit's
+        estimand index is ``contrast``) or directional."""
         if self.direction == "null":
             return "null"
-        if any(e.startswith("contrast[") for e in self.estimands):
-            return "comparative"
+        for n in self.estimands:
+            e = lookup(summary, n) if summary else None
+            if e and E.stem_of(summary, e.get("flipped_from") or e["name"]) == "contrast":
+                return "comparative"
         return "directional"
 
 
@@ -179,18 +183,18 @@ def standard_claims(cmap: dict | None, fits: dict[str, dict]) -> ClaimSet:
                 "robust to staggered adoption (imputation ATT).", "staggered", ("att",))]
     meds = list(cmap.get("mediators") or [])
     if not meds and "mediation" in fits:
-        meds = [n[len("indirect["):-1] for n in fits["mediation"].get("params", {}) if n.startswith("indirect[")]
+        meds = [str(ix["coord"]) for _, ix in E.select(fits["mediation"], var="indirect")]
     for m in meds:
         cl.append(Claim(f"mediation_{m}", f"{m} mediates the effect on {y} (a positive indirect effect).",
                         "mediation", (f"indirect[{m}]",), also=(f"a[{m}]", f"b[{m}]", f"prop_mediated[{m}]")))
-    het = fits.get("heterogeneity", {}).get("params", {})
-    for name in het:
-        if name.startswith("contrast[") and ":" in name:
-            g, pair = name[len("contrast["):-1].split(":", 1)
-            b, a = pair.split("-", 1)
-            cl.append(Claim(f"contrast_{g}_{b}_{a}", f"The effect on {y} differs between {g} = {b} and "
-                            f"{g} = {a} (the contrast {b} − {a}).", "heterogeneity", (name,), "nonzero",
-                            also=(f"tau[{g}={b}]", f"tau[{g}={a}]")))
+    hs = fits.get("heterogeneity", {})
+    het = hs.get("params", {})
+    levels = {(ix.get("group"), str(ix["coord"])): n for n, ix in E.select(hs, stem="tau") if "group" in ix}
+    for name, ix in E.select(hs, stem="contrast"):
+        g, b, a = ix.get("group"), str(ix.get("minuend")), str(ix.get("subtrahend"))
+        cl.append(Claim(f"contrast_{g}_{b}_{a}", f"The effect on {y} differs between {g} = {b} and "
+                        f"{g} = {a} (the contrast {b} − {a}).", "heterogeneity", (name,), "nonzero",
+                        also=tuple(levels[k] for k in ((g, b), (g, a)) if k in levels)))
     if not het and cmap.get("groups"):
         for g in cmap["groups"]:
             cl.append(Claim(f"contrast_{g}", f"The effect on {y} differs between the levels of {g}.",
@@ -211,16 +215,15 @@ def lookup(summary: dict, name: str) -> dict | None:
     key = _find(params, name)
     if key is not None:
         return {**params[key], "name": key}
-    if name.startswith("contrast[") and ":" in name and "-" in name:
-        g, pair = name[len("contrast["):-1].split(":", 1)
-        a, b = pair.split("-", 1)
-        other = _find(params, f"contrast[{g}:{b}-{a}]")
-        if other is not None:
-            e = params[other]
-            lo, hi = e[HDI]
-            return {"name": name, "mean": -e["mean"], "sd": e.get("sd"), HDI: [-hi, -lo],
-                    "p_positive": None if e.get("p_positive") is None else 1 - e["p_positive"],
-                    "flipped_from": other}
+    # a contrast named the other way round: the estimand index names each one's reverse
+    low = name.lower()
+    other = next((k for k, ix in E.select(summary) if str(ix.get("reverse", "")).lower() == low), None)
+    if other is not None:
+        e = params[other]
+        lo, hi = e[HDI]
+        return {"name": name, "mean": -e["mean"], "sd": e.get("sd"), HDI: [-hi, -lo],
+                "p_positive": None if e.get("p_positive") is None else 1 - e["p_positive"],
+                "flipped_from": other}
     return None
 
 
@@ -317,10 +320,12 @@ def fragility(claim: Claim, fits: dict[str, dict], replication: dict | None) -> 
                            "of parallel trends smaller than the largest pre-period deviation would overturn it")
                 break
     params = s.get("params") or {}
+    rho = {ix["coord"]: n for n, ix in E.select(s, var="rho_breakdown")}
     for e in claim.estimands:
-        if e.startswith("indirect["):
-            m = e[len("indirect["):-1]
-            rb = params.get(f"rho_breakdown[{m}]")
+        ix = E.entry(s, _find(params, e) or e)
+        if ix.get("var") == "indirect":
+            m = ix["coord"]
+            rb = params.get(rho.get(m, ""))
             r = rb.get("mean") if isinstance(rb, dict) else None
             if r is not None and abs(r) < RHO_BREAKDOWN_MIN:
                 why.append(f"the mediation ρ-breakdown of {m} is {r:.2f} < {RHO_BREAKDOWN_MIN:g}: a "
@@ -351,9 +356,9 @@ def evaluate(claim_set: ClaimSet, fits: dict[str, dict], sensitivity: dict[str, 
     out = []
     for c in claim_set.claims:
         rope = c.rope or claim_set.rope or (ROPE_SD * outcome_sd if outcome_sd else None)
-        base = {"id": c.id, "claim": c.text, "model": c.model, "kind": c.kind,
-                "direction": c.direction, "rope": rope if c.direction == "null" else None}
         s = fits.get(c.model)
+        base = {"id": c.id, "claim": c.text, "model": c.model, "kind": c.kind(s),
+                "direction": c.direction, "rope": rope if c.direction == "null" else None}
         if s is None:
             out.append({**base, "verdict": "not assessed", "why": status.get(c.model, f"the {c.model} model was not run"),
                         "evidence": []})

@@ -8,15 +8,14 @@ returns a Figure or None when the saved results do not hold what it needs.
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import xarray as xr
-from ..paths import nc_unname
 
+from .. import estimands as E
 from ..contract import CI, FitSummary, HDI
 from ..results import title_figure
 
@@ -36,12 +35,11 @@ def _estimands(model_dir: Path, names: list[str]) -> xr.Dataset | None:
     p = model_dir / "estimands.nc"
     if not p.exists():
         return None
-    with xr.open_dataset(p, engine="netcdf4") as ds:
-        ds = ds.rename({k: nc_unname(k) for k in ds.data_vars if nc_unname(k) != k})
-        keep = [n for n in names if n in ds.data_vars][:MAX_TRACE] or list(ds.data_vars)[:MAX_TRACE]
-        if not keep:
-            return None
-        out = ds[keep].load()
+    flat = E.read_flat(p)
+    keep = [n for n in names if n in flat][:MAX_TRACE] or list(flat)[:MAX_TRACE]
+    if not keep:
+        return None
+    out = xr.Dataset({n: (E.SAMPLE_DIMS, flat[n]) for n in keep})
     return out.assign_coords(chain=np.arange(out.sizes["chain"]), draw=np.arange(out.sizes["draw"]))
 
 
@@ -100,18 +98,14 @@ def ppc_plot(model_dir: Path, title: str):
     return fig
 
 
-_EVENT = re.compile(r"^(?P<base>[A-Za-z_]+)\[e=(?P<e>-?\d+(?:\.\d+)?)\]$")
-
-
 def event_time_plot(summary: dict, title: str, simulated: bool, twfe: dict | None = None):
     """Estimands indexed by event time (``beta[e=k]``, ``att[e=k]``) with their frequentist
     counterparts, and the replication's TWFE event study (``twfe``: its summary entry
     {"<e>": {estimate, ci95}}) alongside: the event-study picture."""
     series: dict[str, list] = {}
-    for name, e in summary.get("params", {}).items():
-        m = _EVENT.match(name)
-        if m:
-            series.setdefault(m["base"], []).append((float(m["e"]), name, e))
+    params = summary.get("params", {})
+    for name, ix in E.select(summary, dim="event_time"):
+        series.setdefault(ix["stem"], []).append((float(ix["coord"]), name, params[name]))
     if not series:
         return None
     fig, ax = plt.subplots(figsize=(11, 4))  # room for the legend at the right
@@ -177,8 +171,8 @@ def event_time_plot(summary: dict, title: str, simulated: bool, twfe: dict | Non
     return fig
 
 
-#: estimands not on the outcome's scale (kept off the forest plot's outcome axis)
-_OFF_SCALE = re.compile(r"^(breakdown_M|n_thresholds|rho_breakdown\[|prop_mediated\[|gamma\[|a\[|b\[)")
+#: estimands (their stems) not on the outcome's scale (kept off the forest plot's outcome axis)
+OFF_SCALE = frozenset({"breakdown_M", "n_thresholds", "rho_breakdown", "prop_mediated", "gamma", "a", "b"})
 
 
 def forest_plot(summary: dict, title: str, simulated: bool, names: list[str] | None = None):
@@ -187,8 +181,9 @@ def forest_plot(summary: dict, title: str, simulated: bool, names: list[str] | N
     params = summary.get("params", {})
     # only effects on the outcome's scale share its axis: not the unitless or other-scale
     # quantities (shares, threshold locations, breakdown values, counts)
-    names = [n for n in (names or list(params)) if n in params and not _EVENT.match(n)
-             and not _OFF_SCALE.match(n)]
+    by_time = {n for n, _ in E.select(summary, dim="event_time")}
+    names = [n for n in (names or list(params)) if n in params and n not in by_time
+             and E.stem_of(summary, n) not in OFF_SCALE]
     if not names:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(names) + 1.2))
@@ -212,13 +207,7 @@ def forest_plot(summary: dict, title: str, simulated: bool, names: list[str] | N
 
 def threshold_plot(model_dir: Path, replication: dict | None, title: str, simulated: bool):
     """The posterior of the threshold location(s) against Hansen's likelihood-ratio curve."""
-    draws = {}
-    p = model_dir / "estimands.nc"
-    if p.exists():
-        with xr.open_dataset(p, engine="netcdf4") as ds:
-            for n in ds.data_vars:
-                if str(n).startswith("gamma["):
-                    draws[str(n)] = ds[n].to_numpy().ravel()
+    draws = {n: x.ravel() for n, x in _estimand_draws(model_dir, "gamma").items()}
     thr = (replication or {}).get("threshold") or {}
     curve = thr.get("lr_curve") or {}
     if not draws and not curve:
@@ -289,7 +278,7 @@ def heterogeneity_groups(model_dir, s: dict, replication, name: str, simulated: 
     if not groups:
         return None
     params = _params(s)
-    contrasts = [n for n in params if n.startswith("contrast[")]
+    contrasts = E.select(s, stem="contrast")
     heights = [max(2, len(groups[g])) for g in groups] + [max(2, len(contrasts))]
     fig = Figure(figsize=(8, 1.6 + 0.55 * sum(heights)))
     axes = fig.subplots(len(heights), 1, gridspec_kw={"height_ratios": heights}, squeeze=False)
@@ -312,10 +301,10 @@ def heterogeneity_groups(model_dir, s: dict, replication, name: str, simulated: 
         ax.set_yticks(range(len(rows)), [f"{lv} (n={r['n_units']})" for lv, r in rows.items()])
         ax.set_title(f"effect by {g}", fontsize=10, loc="left")
     ax = axes[-1, 0]
-    for k, c in enumerate(contrasts):
+    for k, (c, _) in enumerate(contrasts):
         e = params[c]
         interval(ax, k, e["mean"], *e[HDI], e["p_positive"], "C2")
-    ax.set_yticks(range(len(contrasts)), [n[len("contrast["):-1] for n in contrasts])
+    ax.set_yticks(range(len(contrasts)), [f"{ix.get('group')}:{ix['coord']}" for _, ix in contrasts])
     ax.set_title("contrasts between levels", fontsize=10, loc="left")
     ax.set_xlabel("effect on the outcome (original scale)")
     for ax in axes[:, 0]:
@@ -341,18 +330,19 @@ def event_study_effects(model_dir, s: dict, replication, name: str, simulated: b
     info = ex.get("event_study", {})
     params = _params(s)
     rows = [{"e": -1, "mean": 0.0, "lo": 0.0, "hi": 0.0}]
-    for e in info.get("event_times", []):
-        p = params.get(f"beta[e={e}]")
-        if p:
-            rows.append({"e": e, "mean": p["mean"], "lo": p[HDI][0], "hi": p[HDI][1]})
+    beta = E.select(s, var="beta")
+    for n, ix in beta:
+        p = params[n]
+        rows.append({"e": ix["coord"], "mean": p["mean"], "lo": p[HDI][0], "hi": p[HDI][1]})
     t = pd.DataFrame(rows).sort_values("e")
     fig = Figure(figsize=(8, 4.8))
     ax = fig.add_subplot(111)
     ax.errorbar(t["e"] - 0.12, t["mean"], yerr=[t["mean"] - t["lo"], t["hi"] - t["mean"]],
                 fmt="o", ms=4, capsize=2, lw=1, color="#6a3d9a",
                 label=f"Bayesian ({info.get('prior')} prior): mean, 95% HDI")
-    freq = [(int(k[len("beta[e="):-1]), c["frequentist"]) for k, c in (s.get("comparison") or {}).items()
-            if k.startswith("beta[e=") and c.get("frequentist", {}).get(CI)]
+    comp = s.get("comparison") or {}
+    freq = [(int(ix["coord"]), comp[n]["frequentist"]) for n, ix in beta
+            if n in comp and comp[n].get("frequentist", {}).get(CI)]
     if freq:
         fe = np.array([e for e, _ in freq], dtype=float)
         est = np.array([f["estimate"] for _, f in freq])
@@ -410,10 +400,10 @@ def staggered_att(model_dir, s: dict, replication, name: str, simulated: bool):
     fig = Figure(figsize=(12, 4.8))
     ax1, ax2 = fig.add_subplot(121), fig.add_subplot(122)
 
-    def _bayes(prefix):
-        return [(k[len(prefix):-1], v) for k, v in params.items() if k.startswith(prefix)]
+    def _bayes(dim):
+        return [(str(ix["coord"]), params[n]) for n, ix in E.select(s, stem="att", dim=dim)]
 
-    ev = _bayes("att[e=")
+    ev = _bayes("event_time")
     x = np.array([float(k) for k, _ in ev])
     m = np.array([v["mean"] for _, v in ev])
     hdi = np.array([v[HDI] for _, v in ev]).reshape(-1, 2)
@@ -436,7 +426,7 @@ def staggered_att(model_dir, s: dict, replication, name: str, simulated: bool):
     ax1.set_ylabel("ATT on outcome")
     ax1.set_title("by event time", fontsize=10)
 
-    co = _bayes("att[g=")
+    co = _bayes("cohort")
     xs = np.arange(len(co))
     m = np.array([v["mean"] for _, v in co])
     hdi = np.array([v[HDI] for _, v in co]).reshape(-1, 2)
@@ -464,7 +454,7 @@ def staggered_att(model_dir, s: dict, replication, name: str, simulated: bool):
 
 
 def _mediators(s: dict) -> list[str]:
-    return [n[len("indirect["):-1] for n in _params(s) if n.startswith("indirect[")]
+    return [str(ix["coord"]) for _, ix in E.select(s, var="indirect")]
 
 
 def mediation_decomposition(model_dir, s: dict, replication, name: str, simulated: bool):
@@ -472,7 +462,7 @@ def mediation_decomposition(model_dir, s: dict, replication, name: str, simulate
     from matplotlib.figure import Figure
 
     params = _params(s)
-    names = ["direct", *(f"indirect[{m}]" for m in _mediators(s)), "total"]
+    names = ["direct", *(n for n, _ in E.select(s, var="indirect")), "total"]
     fig = Figure(figsize=(7, 0.6 * len(names) + 1.6))
     ax = fig.subplots()
     for i, n in enumerate(names):
@@ -550,9 +540,8 @@ def threshold_gamma(model_dir, s: dict, replication, name: str, simulated: bool)
             ax.bar(edges[:-1], np.asarray(m, dtype=float) / width, width=width, align="edge",
                    color=f"C{k}", alpha=0.6, label=f"posterior of γ{k + 1}")
     else:
-        draws = _estimand_draws(Path(model_dir), [f"gamma[{k + 1}]" for k in range(n_thr)]) if model_dir else {}
-        for k in range(n_thr):
-            g = draws.get(f"gamma[{k + 1}]")
+        draws = list(_estimand_draws(Path(model_dir), "gamma").values()) if model_dir else []
+        for k, g in enumerate(draws[:n_thr]):
             if g is not None:
                 ax.hist(np.asarray(g).ravel(), bins=60, density=True, color=f"C{k}", alpha=0.6,
                         label=f"posterior of γ{k + 1}")
@@ -575,12 +564,13 @@ def threshold_gamma(model_dir, s: dict, replication, name: str, simulated: bool)
     return fig
 
 
-def _estimand_draws(model_dir: Path, names: list[str]) -> dict:
-    p = model_dir / "estimands.nc"
+def _estimand_draws(model_dir: Path, var: str) -> dict:
+    """The saved draws of the estimand variable ``var`` (all its coordinates), by flat name."""
+    p = Path(model_dir) / "estimands.nc"
     if not p.exists():
         return {}
-    with xr.open_dataset(p, engine="netcdf4") as ds:
-        return {n: ds[n].to_numpy() for n in names if n in ds}
+    ds = E.read(p)
+    return E.flatten(ds[[var]]) if var in ds.data_vars else {}
 
 
 #: the figures a model's spec may ask the report for (``figures = [...]`` in its [model]):

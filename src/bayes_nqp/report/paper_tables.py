@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import estimands as E
 from .. import registry
 from .._logging import root_logger_kept
 from ..contract import CI
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 #: significance stars of the frequentist columns (two-sided p-values), esttab's default
 STARS = ((0.01, "***"), (0.05, "**"), (0.10, "*"))
 #: quantities saved among the params that are not posteriors (kept out of the tables)
-NOT_POSTERIOR = ("breakdown_M", "n_thresholds", "rho_breakdown")
+NOT_POSTERIOR = frozenset(("breakdown_M", "n_thresholds", "rho_breakdown"))
 FORMATS = ("tex", "md", "html")
 
 
@@ -212,7 +213,7 @@ def replication_table(rep: dict, *, interval: bool = False, treatment: str = "Tr
 def _posterior_entries(fs: dict, max_rows: int) -> dict[str, dict]:
     out = {}
     for name, p in fs.get("params", {}).items():
-        if name.startswith(NOT_POSTERIOR) or p.get("sd") in (None, 0):
+        if E.stem_of(fs, name) in NOT_POSTERIOR or p.get("sd") in (None, 0):
             continue
         out[name] = {"estimate": p.get("mean"), "se": p.get("sd"), CI: p.get("hdi95")}
         if len(out) >= max_rows:
