@@ -348,7 +348,7 @@ def test_a_model_folder_that_is_a_file_is_refused_before_sampling(files, tmp_pat
 
 
 def test_a_parallel_run_interrupted_marks_its_running_fits_and_leaves_nothing_half_written(
-        make_panel, tmp_path):
+        panel_files, tmp_path):
     """`run` with two workers (each model's fit on a worker process of a LocalCluster), SIGTERM
     once both fits run: exit 143, the running fit stages and the manifest say interrupted, the
     cluster is gone and no temporary file or task folder of the run or its workers is left."""
@@ -359,7 +359,7 @@ def test_a_parallel_run_interrupted_marks_its_running_fits_and_leaves_nothing_ha
     env = {**_env(tmp_path, ",".join(f"{n}={n}_model:{tmp_path / 'slowtoy.toml'}"
                                        for n in ("slowtoy", "slowtoy2"))),
            "BAYES_NQP_WORKERS": "2"}
-    data, cmap = _panel_files(make_panel, tmp_path / "data")
+    data, cmap = panel_files(tmp_path / "data")
     out = tmp_path / "out"
     p = subprocess.Popen([sys.executable, "-c", LAUNCHER, "run", "--models", "slowtoy,slowtoy2",
                           "--quick", "--data", str(data), "--map", str(cmap), "--out", str(out)],
