@@ -98,6 +98,7 @@ def test_summary_shares_influence_and_resume(demo, tmp_path):
     assert again.summary["specs"] == s["specs"]
 
 
+@pytest.mark.slow  # a fit of its own (20-40 s): the default suite stays under 10 min
 def test_bayesian_did_spec_reports_its_posterior_mean_and_hdi(demo, tmp_path):
     small = mv.spec_panel(demo, "none", "all")
     res = bn.multiverse(small, estimators="bayes_did", controls="none", samples="all", priors="default",

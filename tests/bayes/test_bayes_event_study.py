@@ -182,11 +182,13 @@ def test_breakdown_m_is_larger_for_a_clean_panel_than_for_one_with_a_pretrend(cl
     assert clean_fit.extras["sensitivity"]["breakdown_M"] == pytest.approx(clean)
 
 
+@pytest.mark.slow  # a fit of its own (20-40 s): the default suite stays under 10 min
 def test_random_walk_prior_shrinks_the_pre_period_spread(noisy_fits):
     independent, walk = (f.extras["pretrend"]["max_abs_pre"] for f in noisy_fits)
     assert walk < 0.9 * independent
 
 
+@pytest.mark.slow  # with the test above, the noisy_fits fixture (20-40 s): the default suite stays under 10 min
 def test_random_walk_fit_still_covers_the_dynamic_effects(noisy_fits, mc):
     walk = noisy_fits[1]
     assert walk.extras["event_study"]["prior"] == "random_walk"
@@ -257,6 +259,7 @@ def test_event_study_likelihood_is_the_exact_unit_marginal(clean_panel, errors, 
     assert got == pytest.approx(want, rel=1e-9)
 
 
+@pytest.mark.slow  # a fit of its own (20-40 s): the default suite stays under 10 min
 def test_unit_deviation_widens_att_post_when_treated_units_disagree():
     """Units whose effects differ by sd 0.6: the default's interval of att_post is wider than the
     common-effect model's, which treats the disagreement as noise averaged over cells."""

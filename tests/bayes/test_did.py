@@ -119,6 +119,7 @@ def test_did_posterior_predictive_reproduces_the_outcome_distribution(did_fit, s
 
 # ---- the parameterisations against each other ---------------------------------------------------
 
+@pytest.mark.slow  # a fit of its own (20-40 s): the default suite stays under 10 min
 def test_marginal_and_noncentred_unit_effects_agree_on_tau(did_fit, synthetic, mc):
     nc = bn.fit("did", synthetic.panel, spec=did_spec(unit_effects="noncentered"),
                 draws=500, tune=500, chains=2, seed=3, replication=False, loo=False, ppc=False)
@@ -128,6 +129,7 @@ def test_marginal_and_noncentred_unit_effects_agree_on_tau(did_fit, synthetic, m
     assert a["sd"] == pytest.approx(b["sd"], rel=0.15)
 
 
+@pytest.mark.slow  # a fit of its own (20-40 s): the default suite stays under 10 min
 def test_student_t_likelihood_runs_and_estimates_its_degrees_of_freedom(synthetic, mc):
     fit = bn.fit("did", synthetic.panel, spec=did_spec(likelihood="student_t", unit_effects="centered"),
                  draws=150, tune=150, chains=1, seed=5, replication=False, loo=False, ppc=False)
