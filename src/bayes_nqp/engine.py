@@ -449,7 +449,8 @@ def run_tasks(tasks: Iterable[Task], out: str | Path, *, shared=None, workers: i
               scheduler: str | None = None, progress: Callable[[Progress], None] | None = None,
               on_cluster: Callable[[str | None], None] | None = None,
               retries: int = RETRIES, on_result: Callable[[Task, dict], None] | None = None,
-              events: tuple[str, Callable[[dict], None]] | None = None) -> RunResult:
+              events: tuple[str, Callable[[dict], None]] | None = None,
+              own_compiledirs: bool = True) -> RunResult:
     """Run ``tasks`` (see the module docstring), writing ``out/tasks/<key>.json`` as each finishes.
 
     ``workers``: size of the embedded LocalCluster (default: the number of cores); 1 runs in this
@@ -459,7 +460,11 @@ def run_tasks(tasks: Iterable[Task], out: str | Path, *, shared=None, workers: i
     change. ``on_cluster``: called once with the dashboard address when a cluster is used.
     ``on_result``: called with each task and its result as it is recorded. ``events``: a
     ``(topic, handler)`` pair: what a task sends with :func:`send_event` reaches ``handler``
-    (on the cluster, through Dask's event log; in this process, directly).
+    (on the cluster, through Dask's event log; in this process, directly). ``own_compiledirs``:
+    False lets an embedded cluster's workers share this process's PyTensor compile directory and
+    its warm numba cache (a few workers, each compiling a different model, as ``bayes-nqp run``
+    does; PyTensor locks its C cache and numba writes its cache files atomically) instead of a
+    slot each (:class:`CompileDirPlugin`; for many workers refitting one model).
     """
     t0 = time.perf_counter()
     tasks = list(tasks)
@@ -517,7 +522,7 @@ def run_tasks(tasks: Iterable[Task], out: str | Path, *, shared=None, workers: i
             _EVENTS.pop(events[0], None)
     else:
         engine = "scheduler" if scheduler else "local-cluster"
-        with _client(scheduler, n_workers) as client:
+        with _client(scheduler, n_workers, own_compiledirs=own_compiledirs) as client:
             dashboard = client.dashboard_link
             if on_cluster is not None:
                 on_cluster(dashboard)
@@ -567,7 +572,7 @@ def _error(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _client(scheduler: str | None, n_workers: int):
+def _client(scheduler: str | None, n_workers: int, own_compiledirs: bool = True):
     from distributed import Client, LocalCluster
 
     if scheduler is not None:
@@ -586,7 +591,8 @@ def _client(scheduler: str | None, n_workers: int):
     try:
         client = Client(cluster)
         try:
-            client.register_plugin(CompileDirPlugin(), name=CompileDirPlugin.name)
+            if own_compiledirs:
+                client.register_plugin(CompileDirPlugin(), name=CompileDirPlugin.name)
             yield client
         finally:
             client.close()

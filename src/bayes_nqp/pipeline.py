@@ -624,7 +624,7 @@ def _parallel_models(r: _Run, panel, out: Path, models, sens, workers: int, *, r
     tmp = Path(tempfile.mkdtemp(prefix=f".tasks.{os.getpid()}-", dir=out))  # the engine's, removed
     try:
         engine.run_tasks(tasks, tmp, shared=panel, workers=min(workers, len(tasks)), scheduler=False,
-                         retries=0, on_result=on_result, events=(topic, on_event))
+                         retries=0, on_result=on_result, events=(topic, on_event), own_compiledirs=False)
     except KeyboardInterrupt as exc:
         with shielded(), lock:  # the cluster is closed: its workers are gone
             running = [k for k, v in r.manifest["stages"].items() if v["status"] == "running"]
