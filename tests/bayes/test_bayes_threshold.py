@@ -198,6 +198,7 @@ def test_sharp_model_refuses_a_non_normal_slope_prior(two_panel):
 
 # ---- smooth transition -------------------------------------------------------------------------------
 
+@pytest.mark.slow  # a fit of its own: the default suite stays under 10 min
 def test_logistic_transition_recovers_a_single_threshold():
     panel = bn.panel_from_frame(threshold_frame(gammas=(1.5,), slopes=(0.2, 1.5), n_units=60, seed=5), TMAP)
     f = bn.fit("threshold", panel, spec=spec_with(transition="logistic", compare=False), quick=True,

@@ -88,6 +88,18 @@ class BayesModel:
         self.used_priors[rv] = prior_name
         return prior_rv(prior_name, self.priors[prior_name], rv_name=rv, **kw)
 
+    def year_effect_params(self) -> dict:
+        """The year effects ``gamma`` (dims "year") as the spec's ``year_effects`` option has them:
+        "fixed" (default) = the prior set's wide zero-sum ``year`` prior; "pooled" = ZeroSumNormal
+        with a learned scale ``sigma_time`` (shrinks them; changes the estimand). ``{}`` when the
+        panel has no time effects."""
+        if not self.panel.time_effects:
+            return {}
+        if getattr(self, "year_effects", "fixed") == "pooled":
+            sigma_time = self.prior("sigma_time")
+            return {"gamma": pm.ZeroSumNormal("gamma", sigma=sigma_time, dims="year")}
+        return {"gamma": self.prior("gamma", "year", dims="year")}
+
     def coords(self) -> dict:
         c = {"unit": [str(u) for u in self.panel.units], "year": [int(t) if float(t).is_integer() else float(t)
                                                                    for t in self.panel.times],

@@ -383,12 +383,7 @@ class TwoWayModel(BayesModel):
         W, y = self.W, self.y_z  # computes the design (and the unit-mean labels) first
         with pm.Model(coords=self.coords()) as m:
             p = {"mu": self.prior("mu", "intercept")}
-            if self.panel.time_effects:
-                if self.year_effects == "pooled":
-                    sigma_time = self.prior("sigma_time")
-                    p["gamma"] = pm.ZeroSumNormal("gamma", sigma=sigma_time, dims="year")
-                else:
-                    p["gamma"] = self.prior("gamma", "year", dims="year")
+            p.update(self.year_effect_params())
             if self.X_z.shape[1]:
                 p["beta"] = self.prior("beta", dims="control")
             p.update(self.effect_params())

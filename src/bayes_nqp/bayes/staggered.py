@@ -243,12 +243,7 @@ class StaggeredModel(BayesModel):
         with pm.Model(coords=coords) as m:
             p = {"mu": self.prior("mu", "intercept", dims="cohort")}
             sigma_unit = self.prior("sigma_unit")
-            if self.panel.time_effects:
-                if self.year_effects == "pooled":
-                    sigma_time = self.prior("sigma_time")
-                    p["gamma"] = pm.ZeroSumNormal("gamma", sigma=sigma_time, dims="year")
-                else:
-                    p["gamma"] = self.prior("gamma", "year", dims="year")
+            p.update(self.year_effect_params())
             if self.X_w.shape[1]:
                 p["beta"] = self.prior("beta", dims="control")
             sigma = self.prior("sigma")
