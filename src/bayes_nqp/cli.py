@@ -321,6 +321,7 @@ def _quiet_libraries() -> None:
     to the log and, without --verbose, only errors show: the diagnostics tables report them."""
     logging.captureWarnings(True)
     if logging.getLogger().level > logging.INFO:
+        import distributed  # noqa: F401 - its import sets its loggers' levels: quieten them after it
         for name in ("py.warnings", "arviz_stats", "arviz_base", "pymc", "pytensor", "distributed"):
             logging.getLogger(name).setLevel(logging.ERROR)
 
