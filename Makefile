@@ -26,8 +26,10 @@ run: $(STAMP)
 quick: $(STAMP)
 	$(VENV)/bin/bayes-nqp run --quick --out reports
 
+# two pytest workers (pytest-xdist), one test module each at a time: a module's fixtures are
+# fitted once; the suite is bound by numba compiling each model, one core per compile
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider --timeout=900
+	$(PY) -m pytest -q -p no:cacheprovider --timeout=900 -n 2 --dist loadfile
 
 # speed targets are measured here, not in tests; results land in benchmarks/results/*.json
 bench: $(STAMP)

@@ -196,6 +196,7 @@ def part_placebo(panels, configs, n, draws, chains, model: str = "did") -> dict:
     from arviz_stats.base import array_stats
 
     from bayes_nqp.bayes.fit import compile_model, make_model, sample
+    from bayes_nqp.bayes.refit import with_data
     from bayes_nqp.calibration import placebo_spec, wilson
     from bayes_nqp.engine import compiled_model
 
@@ -227,7 +228,7 @@ def part_placebo(panels, configs, n, draws, chains, model: str = "did") -> dict:
                         compilations += 1
                     else:
                         pm_model, compiled = cache[this_key]
-                        this = compiled.with_data(**{f"stat__{k}": v for k, v in data.items()})
+                        this = with_data(compiled, {f"stat__{k}": v for k, v in data.items()})
                 else:
                     pm_model = m.build()
                     this, reused = compiled_model(pm_model, cache_key=model)

@@ -34,7 +34,7 @@ model builds into the graph as constants are lifted too: the engine turns every 
 constant of the PyMC graph into a named shared variable before compiling
 (:func:`lift_constants`); a later model of the same structure (same graph, same
 shapes, same non-lifted constants) is then refitted by swapping the values with nutpie's
-``compiled.with_data(...)``, with no compilation. Anything that changes the structure (a new
+``with_data`` (:func:`.bayes.refit.with_data`), with no compilation. Anything that changes the structure (a new
 cohort, a column dropped for rank) is a cache miss and compiles: never a wrong reuse.
 
 Each worker process gets its own PyTensor compile directory (PyTensor compilation is not safe on
@@ -249,16 +249,16 @@ def lift_constants(pm_model):
 
     Returns ``(model, signature, values)``: the new model (to compile), a structure signature
     (the graph with the lifted constants as placeholders, non-float constants by value) and the
-    lifted values by name (for ``compiled.with_data(**values)``). Two models with equal
+    lifted values by name (for ``refit.with_data(compiled, values)``). Two models with equal
     signatures differ only in the lifted values.
     """
     import pytensor
-    from pymc.model.fgraph import fgraph_from_model, model_from_fgraph
+    from pytensor.compile import SharedVariable
     from pytensor.graph.basic import Constant
 
-    from pytensor.compile import SharedVariable
+    from .bayes.packing import graph_model, model_graph
 
-    fg, _ = fgraph_from_model(pm_model, inlined_views=True)
+    fg, initial_values = model_graph(pm_model)
     # the model's own data (pm.Data: the likelihood statistics, the priors' hyperparameters) are
     # shared variables already: their values travel with the others, their shapes are structure
     names = {v.name for v in pm_model.data_vars}
@@ -289,20 +289,14 @@ def lift_constants(pm_model):
     values.update({name: np.asarray(v.get_value()) for name, v in data.items()})
     fg.replace_all([(c, pytensor.shared(np.array(c.data), name=name, shape=c.type.shape))
                     for name, c in lifted.values()], import_missing=True)
-    new = model_from_fgraph(fg, mutate_fgraph=True)
-    # model_from_fgraph forgets initial values; a model that sets them needs them back
-    by_name = {rv.name: iv for rv, iv in pm_model.rvs_to_initial_values.items() if iv is not None}
-    for rv in new.free_RVs:
-        if rv.name in by_name:
-            new.set_initval(rv, by_name[rv.name])
-    return new, signature, values
+    return graph_model(fg, initial_values), signature, values
 
 
 def compiled_model(pm_model, *, cache_key: str = ""):
     """The nutpie compilation of ``pm_model``, from this process's cache when a model of the same
     structure was compiled before (its data swapped in with ``with_data``). Returns
     ``(compiled, reused)``. ``cache_key`` adds what the graph does not show (the model name)."""
-    import nutpie
+    from .bayes.packing import compile_pymc
 
     lifted, signature, values = lift_constants(pm_model)
     key = f"{cache_key}:{signature}"
@@ -312,7 +306,7 @@ def compiled_model(pm_model, *, cache_key: str = ""):
         from .bayes.refit import with_data  # data the compiled functions do not read is left out
 
         return with_data(cache[key], values), True
-    compiled = nutpie.compile_pymc_model(lifted)
+    compiled = compile_pymc(lifted)
     cache[key] = compiled
     _STATE["compilations"] += 1
     log.info("compiled a model (structure %s); %d in this process's cache", signature[:8], len(cache))

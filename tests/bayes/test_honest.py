@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from bayes_nqp.bayes.fit import compile_model, make_model, sample
+from bayes_nqp.bayes.refit import with_data
 from bayes_nqp.bayes.spec import load_spec
 from bayes_nqp.data.panel import panel_from_frame
 
@@ -53,7 +54,7 @@ class Refitter:
 
     def tau(self, panel, draws=400, chains=2, seed=1):
         m = make_model("did", panel, self.priors, self.spec)
-        c = self.compiled.with_data(**{f"stat__{k}": v for k, v in m.likelihood_data().items()})
+        c = with_data(self.compiled, {f"stat__{k}": v for k, v in m.likelihood_data().items()})
         idata = sample(c, m.spec.sampler.override(draws=draws, tune=draws, chains=chains, seed=seed))
         post = idata["posterior"]
         out = {"tau": post["tau_z"].to_numpy().ravel() * m.y_sd}

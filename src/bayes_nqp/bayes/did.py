@@ -397,7 +397,7 @@ class TwoWayModel(BayesModel):
             if self.marginal:
                 rho = self.prior("rho") if self.errors == "ar1" else 0.0
                 # the statistics as pm.Data: one compiled model serves another panel of the same
-                # shapes (placebo refits: compiled.with_data(**model.likelihood_data()))
+                # shapes (placebo refits: refit.with_data(compiled, ...))
                 arr = {**self.statistics.arrays(None if self.errors == "ar1" else 0.0),
                        **{k: pm.Data(f"stat__{k}", v) for k, v in self.likelihood_data().items()}}
                 # a potential, not an observed variable: the density is per unit, not per

@@ -228,12 +228,12 @@ def make_model(name: str, panel, priors="default", spec: ModelSpec | str | Path 
 
 
 def compile_model(model: BayesModel):
-    """Build the PyMC model and compile it with nutpie. Returns (pm_model, compiled)."""
-    import nutpie
+    """Build the PyMC model and compile it with nutpie (its shared data packed,
+    :mod:`.packing`). Returns (pm_model, compiled)."""
+    from .packing import compile_pymc
 
     pm_model = model.build()
-    compiled = nutpie.compile_pymc_model(pm_model)
-    return pm_model, compiled
+    return pm_model, compile_pymc(pm_model)
 
 
 def sample(compiled, settings: SamplerSettings, progress=False):

@@ -12,6 +12,7 @@ changes a family changes the graph: compile anew.
 from __future__ import annotations
 
 from ..errors import SpecError
+from . import packing
 from .priors import hyper_values
 from .spec import PriorSet
 
@@ -24,9 +25,9 @@ def structure(priors: PriorSet, used: dict[str, str]) -> tuple:
 
 def with_data(compiled, values: dict):
     """``compiled.with_data`` with the values the compiled functions read (nutpie keeps only
-    those; the rest is left out)."""
-    known = {var.name for var in compiled.shared_var_keys}
-    return compiled.with_data(**{k: v for k, v in values.items() if k in known})
+    those; the rest is left out), by the names of the model's own shared variables (the packed
+    arrays of :mod:`.packing` are rebuilt from them)."""
+    return packing.with_data(compiled, values)
 
 
 def with_priors(model, pm_model, compiled, priors: PriorSet):

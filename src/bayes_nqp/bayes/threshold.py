@@ -652,6 +652,7 @@ def compare_thresholds(panel, *, priors="default", spec: ModelSpec | str | None 
     from .diagnostics import diagnose
     from .fit import compile_model, sample
     from .priors import hyper_values
+    from .refit import with_data
 
     spec = spec if isinstance(spec, ModelSpec) else load_spec("threshold", spec)
     prior_set = load_prior_set(priors)
@@ -666,7 +667,7 @@ def compare_thresholds(panel, *, priors="default", spec: ModelSpec | str | None 
             if hit is not None and hit[3] == prior_set.structure():
                 model, pm_model, compiled, _ = hit
                 values = hyper_values(prior_set, model.used_priors)
-                compiled = compiled.with_data(**values)
+                compiled = with_data(compiled, values)
                 pm.set_data(values, model=pm_model)
                 model.priors = prior_set
             else:
