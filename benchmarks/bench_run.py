@@ -1,12 +1,13 @@
 """Benchmark: `bayes-nqp run --quick` and `bayes-nqp run` (full) on the bundled demo panel.
 
-    python benchmarks/bench_run.py [--only quick|full] [--out DIR]
+    python benchmarks/bench_run.py [--only quick|full] [--cold] [--out DIR]
 
 Runs the CLI as a user would (a fresh process: imports and compilation included), reads the
 per-stage seconds from DIR/manifest.json, and writes benchmarks/results/run.json
 {date, machine, quick: {seconds, exit_code, printed_pages, stages}, full: {...}} (printed_pages:
 the report printed to A4 by headless Chromium, when it is installed); with --only, the other mode's
-earlier entry is kept. Targets: quick under 2 minutes, full under 15 minutes on 2 cores.
+earlier entry is kept. ``--cold`` runs with an empty PyTensor compile directory (what a fresh machine
+sees on its first run; results under ``quick_cold``/``full_cold``). Targets: quick under 2 minutes, full under 15 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -36,12 +37,17 @@ def machine() -> str:
     return " ".join(m.split())
 
 
-def run_once(mode: str, out: Path) -> dict:
+def run_once(mode: str, out: Path, cold: bool = False) -> dict:
     exe = Path(sys.executable).with_name("bayes-nqp")
     cmd = [str(exe), "run", "--out", str(out)] + (["--quick"] if mode == "quick" else [])
     t0 = time.perf_counter()
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    env = dict(os.environ)
+    if cold:  # an empty compile cache of its own (numba's cache of PyTensor graphs lies inside)
+        env["PYTENSOR_FLAGS"] = ",".join(
+            [f for f in env.get("PYTENSOR_FLAGS", "").split(",") if f and "compiledir" not in f]
+            + [f"base_compiledir={tempfile.mkdtemp(prefix='bench_run_cold_cache_')}"])
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     # CPU seconds do not depend on how busy the machine is; wall seconds do
@@ -53,7 +59,8 @@ def run_once(mode: str, out: Path) -> dict:
     return {"seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "printed_pages": printed_pages(out),
             "load_average_after": [round(x, 2) for x in os.getloadavg()], "target_seconds": TARGET[mode],
             "within_target": seconds <= TARGET[mode], "exit_code": proc.returncode,
-            "command": " ".join(["bayes-nqp"] + cmd[1:]), "stages": stages}
+            "command": " ".join(["bayes-nqp"] + cmd[1:]), "compile_cache": "empty" if cold else "warm",
+            "stages": stages}
 
 
 def printed_pages(out: Path) -> int | None:
@@ -78,19 +85,21 @@ def printed_pages(out: Path) -> int | None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=("quick", "full"))
+    ap.add_argument("--cold", action="store_true", help="start from an empty compile cache")
     ap.add_argument("--out", type=Path, help="results folder (default: a temporary one per mode)")
     args = ap.parse_args()
     modes = [args.only] if args.only else ["quick", "full"]
     result = json.loads(OUT.read_text(encoding="utf-8")) if OUT.exists() else {}
     for mode in modes:
         out = (args.out / mode) if args.out else Path(tempfile.mkdtemp(prefix=f"bench_run_{mode}_"))
-        r = run_once(mode, out)
-        result[mode] = r
+        r = run_once(mode, out, cold=args.cold)
+        key = f"{mode}_cold" if args.cold else mode
+        result[key] = r
         result.update(date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                       machine=machine(), load_average=[round(x, 2) for x in os.getloadavg()])
         write_json(OUT, result)
         slow = sorted(r["stages"].items(), key=lambda kv: -kv[1]["seconds"])[:4]
-        print(f"{mode}: {r['seconds']:.0f} s (target {TARGET[mode]} s), exit {r['exit_code']}, "
+        print(f"{key}: {r['seconds']:.0f} s (target {TARGET[mode]} s), exit {r['exit_code']}, "
               f"{r['printed_pages']} printed pages; "
               f"slowest: {', '.join(f'{k} {v['seconds']:.0f}s' for k, v in slow)}; results in {out}")
     print(f"wrote {OUT.relative_to(ROOT)}")
