@@ -224,3 +224,32 @@ def test_estimands_lie_along_threshold_and_regime_and_keep_their_names(two_fit):
     assert ds["slope"].dims == ("chain", "draw", "regime")
     assert list(two_fit.draws) == ["gamma[1]", "gamma[2]", "slope[1]", "slope[2]", "slope[3]",
                                    "slope_diff[2-1]", "slope_diff[3-2]", "n_thresholds"]
+
+
+def test_the_threshold_comparison_refits_other_priors_without_compiling(monkeypatch):
+    """compare_thresholds' cache goes through the one refit path (refit.with_priors): a prior set
+    of the same families swaps hyperparameters (no compilation); a set that
+    changes a family used by the model compiles anew."""
+    import importlib
+
+    from bayes_nqp.bayes.threshold import compare_thresholds
+
+    fit_mod = importlib.import_module("bayes_nqp.bayes.fit")  # the package's `fit` is the function
+
+    panel = bn.panel_from_frame(threshold_frame(n_units=40, n_periods=6, seed=5), TMAP)
+    calls = []
+    real = fit_mod.compile_model
+    monkeypatch.setattr(fit_mod, "compile_model", lambda m: calls.append(m) or real(m))
+    cache = {}
+    kw = dict(spec=spec_with(grid_size=30), n_thresholds=(0, 1), draws=100, tune=100, chains=1,
+              seed=2, cache=cache)
+    first = compare_thresholds(panel, priors="default", **kw)
+    assert len(calls) == 2 and set(cache) == {0, 1}
+    weak = compare_thresholds(panel, priors="weak", **kw)
+    assert len(calls) == 2  # the same families: hyperparameters swapped, nothing compiled
+    assert cache[1][0].priors.name == "weak"
+    assert set(weak.index) == set(first.index) == {"0", "1"}
+    base = load_prior_set("default")
+    wider = PriorSet("cauchy_sigma", {**base.priors, "sigma": PriorSpec("HalfCauchy", {"beta": 1.0})})
+    compare_thresholds(panel, priors=wider, **kw)
+    assert len(calls) == 4  # sigma's family changed: both structures compiled again

@@ -651,8 +651,7 @@ def compare_thresholds(panel, *, priors="default", spec: ModelSpec | str | None 
 
     from .diagnostics import diagnose
     from .fit import compile_model, sample
-    from .priors import hyper_values
-    from .refit import with_data
+    from .refit import with_priors
 
     spec = spec if isinstance(spec, ModelSpec) else load_spec("threshold", spec)
     prior_set = load_prior_set(priors)
@@ -663,19 +662,19 @@ def compare_thresholds(panel, *, priors="default", spec: ModelSpec | str | None 
         if fitted and n in fitted:
             model, idata = fitted[n]
         else:
-            hit = (cache or {}).get(n)
-            if hit is not None and hit[3] == prior_set.structure():
-                model, pm_model, compiled, _ = hit
-                values = hyper_values(prior_set, model.used_priors)
-                compiled = with_data(compiled, values)
-                pm.set_data(values, model=pm_model)
-                model.priors = prior_set
-            else:
+            model = None
+            if (cache or {}).get(n) is not None:  # the one refit path: hyperparameters swapped
+                model, pm_model, compiled = cache[n]
+                try:
+                    compiled = with_priors(model, pm_model, compiled, prior_set)
+                except SpecError:  # a prior family differs: compile anew
+                    model = None
+            if model is None:
                 sub = replace(spec, options={**spec.options, "n_thresholds": n, "compare": False})
                 model = ThresholdModel(panel, sub, prior_set)
                 pm_model, compiled = compile_model(model)
                 if cache is not None:
-                    cache[n] = (model, pm_model, compiled, prior_set.structure())
+                    cache[n] = (model, pm_model, compiled)
             idata = model.postprocess(sample(compiled, settings), pm_model)
         ll = model.log_likelihood(idata, None)
         post = idata["posterior"].to_dataset()
