@@ -146,8 +146,8 @@ def main() -> None:
 
     def write() -> None:  # after every size: a long run that is stopped keeps what it measured
         doc = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-               "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs (shared with "
-                          f"other sessions' jobs: wall times are upper bounds)",
+               "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs",
+               "load_average": [round(x, 2) for x in os.getloadavg()],
                "python": platform.python_version(),
                "settings": {"draws": args.draws, "tune": args.tune, "chains": args.chains, "seed": args.seed,
                             "simulation": SIM},

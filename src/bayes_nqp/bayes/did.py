@@ -204,27 +204,18 @@ class TwoWayModel(BayesModel):
 
     def __init__(self, panel, spec, priors):
         super().__init__(panel, spec, priors)
-        self.likelihood = self.spec.option("likelihood", "normal")
-        self.unit_effects = self.spec.option("unit_effects", "marginal")
+        choice = self.spec.choice
+        self.likelihood = choice("likelihood", "normal", LIKELIHOODS, self.name)
+        self.unit_effects = choice("unit_effects", "marginal", UNIT_EFFECTS, self.name)
         self.unit_means = bool(self.spec.option("unit_means", True))
         where = f" ({self.spec.source})" if self.spec.source else ""
-        if self.likelihood not in LIKELIHOODS:
-            raise SpecError(f"{self.name}: likelihood '{self.likelihood}' is not one of "
-                            f"{', '.join(LIKELIHOODS)}{where}")
-        if self.unit_effects not in UNIT_EFFECTS:
-            raise SpecError(f"{self.name}: unit_effects '{self.unit_effects}' is not one of "
-                            f"{', '.join(UNIT_EFFECTS)}{where}")
         if self.unit_effects == "marginal" and self.likelihood != "normal":
             raise SpecError(f"{self.name}: unit_effects = 'marginal' needs the normal likelihood "
                             f"(the Student-t marginal has no closed form); set unit_effects = "
                             f"'noncentered' or 'centered' for likelihood = '{self.likelihood}'{where}")
-        self.effect = self.spec.option("effect", "unit")
-        self.errors = self.spec.option("errors", "iid")
-        self.year_effects = self.spec.option("year_effects", "fixed")
-        for opt, value, choices in (("effect", self.effect, EFFECTS), ("errors", self.errors, ERRORS),
-                                    ("year_effects", self.year_effects, YEAR_EFFECTS)):
-            if value not in choices:
-                raise SpecError(f"{self.name}: {opt} '{value}' is not one of {', '.join(choices)}{where}")
+        self.effect = choice("effect", "unit", EFFECTS, self.name)
+        self.errors = choice("errors", "iid", ERRORS, self.name)
+        self.year_effects = choice("year_effects", "fixed", YEAR_EFFECTS, self.name)
         if self.errors == "ar1" and self.unit_effects != "marginal":
             raise SpecError(f"{self.name}: errors = 'ar1' needs unit_effects = 'marginal' (the AR(1) "
                             f"covariance is integrated out analytically); set errors = 'iid' for "

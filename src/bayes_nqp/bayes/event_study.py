@@ -228,9 +228,7 @@ class EventStudyModel(TwoWayModel):
         where = f" ({self.spec.source})" if self.spec.source else ""
         # the demeaned event dummies and controls have zero unit means: no Mundlak device needed
         self.unit_means = False
-        self.prior_kind = self.spec.option("prior", "independent")
-        if self.prior_kind not in PRIORS:
-            raise SpecError(f"event_study: prior '{self.prior_kind}' is not one of {', '.join(PRIORS)}{where}")
+        self.prior_kind = self.spec.choice("prior", "independent", PRIORS, "event_study")
         self.delta_sd = float(self.spec.option("pretrend_delta", DEFAULT_PRETREND_DELTA))
         self.m_grid = [float(m) for m in self.spec.option("m_grid", DEFAULT_M_GRID)]
         if self.delta_sd <= 0 or any(m < 0 for m in self.m_grid):

@@ -97,9 +97,7 @@ class HeterogeneityModel(TwoWayModel):
         if len(set(chosen)) != len(chosen):
             raise SpecError(f"heterogeneity: option 'groups' repeats a group: {chosen}")
         self.group_vars = chosen or known
-        self.pooling = self.spec.option("pooling", "centered")
-        if self.pooling not in POOLING:
-            raise SpecError(f"heterogeneity: pooling '{self.pooling}' is not one of {', '.join(POOLING)}")
+        self.pooling = self.spec.choice("pooling", "centered", POOLING, "heterogeneity")
         self.treated = self.D == 1
         self.levels: dict[str, list[str]] = {}
         self.codes: dict[str, np.ndarray] = {}

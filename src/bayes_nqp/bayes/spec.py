@@ -150,6 +150,16 @@ class ModelSpec:
     def option(self, key, default=None):
         return self.options.get(key, default)
 
+    def choice(self, key: str, default, allowed, model: str | None = None):
+        """The option ``key`` (``default`` when the spec does not set it); SpecError naming the
+        model, the choices and the spec file unless it is one of ``allowed``."""
+        value = self.options.get(key, default)
+        if value not in allowed:
+            where = f" ({self.source})" if self.source else ""
+            raise SpecError(f"{model or self.name}: {key} '{value}' is not one of "
+                            f"{', '.join(allowed)}{where}")
+        return value
+
     def to_dict(self) -> dict:
         return {"name": self.name, "description": self.description, "options": dict(self.options),
                 "sampler": self.sampler.__dict__, "quick": self.quick.__dict__}

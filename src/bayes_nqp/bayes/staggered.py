@@ -96,7 +96,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 from .. import estimands as E
-from ..errors import ModelError, SpecError
+from ..errors import ModelError
 from .base import BayesModel, register
 from . import panel_likelihood as pl
 from .algebra import FixedEffects
@@ -134,24 +134,13 @@ class StaggeredModel(BayesModel):
 
     def __init__(self, panel, spec, priors):
         super().__init__(panel, spec, priors)
-        self.imputation = self.spec.option("imputation", "mean")
-        if self.imputation not in IMPUTATIONS:
-            raise SpecError(f"staggered: imputation '{self.imputation}' is not one of "
-                            f"{', '.join(IMPUTATIONS)}" + (f" ({self.spec.source})" if self.spec.source else ""))
-        self.errors = self.spec.option("errors", "iid")
-        if self.errors not in ERRORS:
-            raise SpecError(f"staggered: errors '{self.errors}' is not one of {', '.join(ERRORS)}"
-                            + (f" ({self.spec.source})" if self.spec.source else ""))
+        choice = self.spec.choice
+        self.imputation = choice("imputation", "mean", IMPUTATIONS, "staggered")
+        self.errors = choice("errors", "iid", ERRORS, "staggered")
         # "pooled" (default): ZeroSumNormal with a learned scale, as before; "fixed": the prior
         # set's wide zero-sum "year" prior (no shrinkage of the year effects, did's default)
-        self.year_effects = self.spec.option("year_effects", "pooled")
-        if self.year_effects not in YEAR_EFFECTS:
-            raise SpecError(f"staggered: year_effects '{self.year_effects}' is not one of "
-                            f"{', '.join(YEAR_EFFECTS)}" + (f" ({self.spec.source})" if self.spec.source else ""))
-        self.cohort_support = self.spec.option("cohort_levels", "observed")
-        if self.cohort_support not in COHORT_LEVELS:
-            raise SpecError(f"staggered: cohort_levels '{self.cohort_support}' is not one of "
-                            f"{', '.join(COHORT_LEVELS)}" + (f" ({self.spec.source})" if self.spec.source else ""))
+        self.year_effects = choice("year_effects", "pooled", YEAR_EFFECTS, "staggered")
+        self.cohort_support = choice("cohort_levels", "observed", COHORT_LEVELS, "staggered")
         df = self.df
         D = self.D.astype(bool)
         untreated = np.flatnonzero(~D)

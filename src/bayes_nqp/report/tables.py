@@ -104,33 +104,37 @@ def comparison_table(out: str | Path, models: list[str] | None = None,
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
+def _diagnostics_table(fits: dict[str, dict], key: str, rows_of, columns: list[str]) -> pd.DataFrame:
+    """One table over the models of a block of their summaries' diagnostics: ``rows_of(model,
+    block)`` gives the rows of one model's ``diagnostics[key]`` (called only where it is a dict)."""
+    rows = [r for m, s in fits.items()
+            if isinstance(block := s.get("diagnostics", {}).get(key), dict)
+            for r in rows_of(m, block)]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _psense_rows(m: str, ps: dict) -> list[dict]:
+    if "error" in ps and not isinstance(ps["error"], dict):
+        return [{"model": m, "param": "", "prior": None, "likelihood": None,
+                 "diagnosis": f"not computed: {ps['error']}"}]
+    return [{"model": m, "param": k, "prior": v.get("prior"), "likelihood": v.get("likelihood"),
+             "diagnosis": v.get("diagnosis")} for k, v in ps.items()]
+
+
 def psense_table(fits: dict[str, dict]) -> pd.DataFrame:
-    rows = []
-    for m, s in fits.items():
-        ps = s.get("diagnostics", {}).get("psense")
-        if not isinstance(ps, dict):
-            continue
-        if "error" in ps and not isinstance(ps["error"], dict):
-            rows.append({"model": m, "param": "", "prior": None, "likelihood": None,
-                         "diagnosis": f"not computed: {ps['error']}"})
-            continue
-        for k, v in ps.items():
-            rows.append({"model": m, "param": k, "prior": v.get("prior"),
-                         "likelihood": v.get("likelihood"), "diagnosis": v.get("diagnosis")})
-    return pd.DataFrame(rows, columns=["model", "param", "prior", "likelihood", "diagnosis"])
+    return _diagnostics_table(fits, "psense", _psense_rows,
+                              ["model", "param", "prior", "likelihood", "diagnosis"])
+
+
+def _loo_rows(m: str, loo: dict) -> list[dict]:
+    return [{"model": m, "elpd": loo.get("elpd"), "se": loo.get("se"), "p_loo": loo.get("p_loo"),
+             "n_points": loo.get("n_points"), "pareto_k_max": loo.get("pareto_k_max"),
+             "pareto_k_bad": loo.get("n_pareto_k_bad"), "error": loo.get("error")}]
 
 
 def loo_table(fits: dict[str, dict]) -> pd.DataFrame:
-    rows = []
-    for m, s in fits.items():
-        loo = s.get("diagnostics", {}).get("loo")
-        if not isinstance(loo, dict):
-            continue
-        rows.append({"model": m, "elpd": loo.get("elpd"), "se": loo.get("se"), "p_loo": loo.get("p_loo"),
-                     "n_points": loo.get("n_points"), "pareto_k_max": loo.get("pareto_k_max"),
-                     "pareto_k_bad": loo.get("n_pareto_k_bad"), "error": loo.get("error")})
-    return pd.DataFrame(rows, columns=["model", "elpd", "se", "p_loo", "n_points", "pareto_k_max",
-                                       "pareto_k_bad", "error"])
+    return _diagnostics_table(fits, "loo", _loo_rows, ["model", "elpd", "se", "p_loo", "n_points",
+                                                      "pareto_k_max", "pareto_k_bad", "error"])
 
 
 def sensitivity_table(s: dict) -> pd.DataFrame:
