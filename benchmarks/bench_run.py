@@ -43,12 +43,13 @@ def run_once(mode: str, out: Path, cold: bool = False) -> dict:
     t0 = time.perf_counter()
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     env = dict(os.environ)
-    if cold:  # an empty compile cache of its own (numba's cache of PyTensor graphs lies inside)
-        env["PYTENSOR_FLAGS"] = ",".join(
-            [f for f in env.get("PYTENSOR_FLAGS", "").split(",") if f and "compiledir" not in f]
-            + [f"base_compiledir={tempfile.mkdtemp(prefix='bench_run_cold_cache_')}"])
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
-    seconds = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory(prefix="bench_run_cold_cache_") as cache:
+        if cold:  # an empty compile cache of its own (numba's cache of PyTensor graphs lies inside)
+            env["PYTENSOR_FLAGS"] = ",".join(
+                [f for f in env.get("PYTENSOR_FLAGS", "").split(",") if f and "compiledir" not in f]
+                + [f"base_compiledir={cache}"])
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+        seconds = time.perf_counter() - t0  # before the cold cache is removed
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     # CPU seconds do not depend on how busy the machine is; wall seconds do
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)

@@ -163,17 +163,18 @@ def compile_pymc(pm_model):
 
 def with_data(compiled, values: dict):
     """``compiled.with_data`` by the original shared variables' names: the values the compiled
-    functions read (nutpie keeps only those; other names are left out)."""
+    functions read (nutpie keeps only those; other names are left out). The packing travels on
+    to the returned model."""
     packing = getattr(compiled, _ATTR, None)
     known = {var.name for var in compiled.shared_var_keys}
-    plain = {k: v for k, v in values.items() if k in known}
-    if packing is None:
-        return compiled.with_data(**plain)
-    mine = {k: v for k, v in values.items() if k in packing.values}
-    if not mine:
-        return compiled.with_data(**plain) if plain else compiled
-    new_packing = packing.updated(mine)
-    arrays = {k: v for k, v in new_packing.arrays().items() if k in known}
-    out = compiled.with_data(**plain, **arrays)
-    object.__setattr__(out, _ATTR, new_packing)
+    updates = {k: v for k, v in values.items() if k in known}
+    mine = {k: v for k, v in values.items() if packing is not None and k in packing.values}
+    if mine:
+        packing = packing.updated(mine)
+        updates.update({k: v for k, v in packing.arrays().items() if k in known})
+    if not updates:
+        return compiled
+    out = compiled.with_data(**updates)
+    if packing is not None:
+        object.__setattr__(out, _ATTR, packing)
     return out

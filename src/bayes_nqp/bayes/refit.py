@@ -12,7 +12,7 @@ changes a family changes the graph: compile anew.
 from __future__ import annotations
 
 from ..errors import SpecError
-from . import packing
+from .packing import with_data  # the one data swap (by the model's own names; packed arrays rebuilt)
 from .priors import hyper_values
 from .spec import PriorSet
 
@@ -21,13 +21,6 @@ def structure(priors: PriorSet, used: dict[str, str]) -> tuple:
     """The distribution families of the priors a model uses (``used``: rv name -> prior name in
     the set): what a compiled graph depends on; equal structures differ only by values."""
     return tuple(sorted((rv, priors[name].dist) for rv, name in used.items()))
-
-
-def with_data(compiled, values: dict):
-    """``compiled.with_data`` with the values the compiled functions read (nutpie keeps only
-    those; the rest is left out), by the names of the model's own shared variables (the packed
-    arrays of :mod:`.packing` are rebuilt from them)."""
-    return packing.with_data(compiled, values)
 
 
 def with_priors(model, pm_model, compiled, priors: PriorSet):
