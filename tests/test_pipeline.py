@@ -315,6 +315,8 @@ def test_a_missing_role_skips_its_sections_with_the_reason(make_panel, tmp_path)
     st = res.stages
     assert st["fit:mediation"]["status"] == "skipped" and "mediators" in st["fit:mediation"]["reason"]
     assert st["fit:threshold"]["status"] == "skipped" and "threshold" in st["fit:threshold"]["reason"]
+    cmp = st["compare_thresholds:threshold"]  # the further fit needs the main one
+    assert cmp["status"] == "skipped" and "the threshold fit did not complete" in cmp["reason"]
     assert st["sensitivity:mediation"]["status"] == "skipped"
     assert "mediators" in st["sensitivity:mediation"]["reason"]
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
@@ -421,3 +423,99 @@ def test_the_multiverse_stage_is_optional_and_writes_its_summary(small, quick_ru
     assert "Multiverse of specifications" in _headings(html)
     assert "Multiverse of specifications" not in _headings((quick_run[1] / "report.html").read_text(encoding="utf-8"))
     assert "2 specifications" in html
+
+
+# ---- a model's further fits: the threshold comparison as a stage of its own (no sampling) ---------
+
+def _saved_fit(panel, seed: int):
+    """A threshold Fit without sampling: a supported slope difference, summary.json only."""
+    from bayes_nqp.bayes.fit import Fit
+    from bayes_nqp.bayes.spec import SamplerSettings, load_prior_set, load_spec
+    from bayes_nqp.contract import ParamEntry
+    from bayes_nqp.results import write_json
+
+    class SummaryOnly(Fit):
+        def save(self, out):
+            write_json(Path(out) / "summary.json", self.summary_json())
+            return Path(out)
+
+    draws = {"slope_diff[2-1]": np.linspace(0.05, 0.15, 200).reshape(2, 100)}
+    return SummaryOnly(model="threshold", idata=None, spec=load_spec("threshold"),
+                       priors=load_prior_set("default"), sampler=SamplerSettings(seed=seed),
+                       data={k: panel.data_block().get(k) for k in ("sha256", "map_sha256", "simulated")},
+                       draws=draws, params={k: ParamEntry.from_draws(v).to_json() for k, v in draws.items()},
+                       diag={"passed": True, "failures": [], "warnings": []}, comparison_={})
+
+
+@pytest.fixture
+def fake_threshold(monkeypatch, small):
+    """fit_model gives a saved-only threshold fit; the comparison stage's function is a stand-in
+    that records its calls and prefers ``preferred[0]`` thresholds (or raises what it is given)."""
+    from bayes_nqp.bayes.threshold import ThresholdComparison
+
+    calls, preferred = [], [0]
+
+    def stage(fit, panel):
+        calls.append(fit)
+        if isinstance(preferred[0], Exception):
+            raise preferred[0]
+        rows = ({"model": "0", "rank": 0, "elpd": -10.0, "elpd_diff": 0.0, "dse": 0.0, "n_thresholds": 0},
+                {"model": "1", "rank": 1, "elpd": -10.5, "elpd_diff": -0.5, "dse": 1.0, "n_thresholds": 1})
+        return ThresholdComparison(preferred=preferred[0], rule="the fewest within 2 dse", rows=rows, fitted=1)
+
+    real = registry.stage_function
+    monkeypatch.setattr(registry, "stage_function",
+                        lambda t: stage if t.endswith("threshold:comparison_stage") else real(t))
+    monkeypatch.setattr(pipeline, "fit_model", lambda name, panel, seed=None, **kw: _saved_fit(panel, seed))
+    return calls, preferred
+
+
+def test_the_threshold_comparison_is_a_stage_of_its_own_whose_file_drives_the_verdict(small, tmp_path,
+                                                                                      fake_threshold):
+    from bayes_nqp.bayes.threshold import ThresholdComparison
+    from bayes_nqp.contract import fit_identity
+    from bayes_nqp.results import read_json
+
+    calls, _ = fake_threshold
+    events = []
+    res = pipeline.run(small, tmp_path, quick=True, seed=11, models=("threshold",), sensitivity_models=(),
+                       replication=FAST_REPLICATION, progress=events.append, workers=1)
+    assert list(res.stages) == ["data", "replication", "fit:threshold", "compare_thresholds:threshold",
+                                "diagnostics", "comparison", "report"]
+    st = res.stages["compare_thresholds:threshold"]
+    dest = tmp_path / "threshold" / "compare_thresholds.json"
+    assert st["status"] == "done" and st["dest"] == str(dest) and len(calls) == 1
+    assert [e.kind for e in events if e.stage == "compare_thresholds:threshold"] == ["start", "end"]
+    rec, summary = read_json(dest), read_json(tmp_path / "threshold" / "summary.json")
+    assert rec["fit"] == fit_identity(summary) and ThresholdComparison.from_json(rec).preferred == 0
+    assert "n_thresholds" not in summary["extras"]  # the fit's own summary holds no comparison
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    claim = md.split("<details><summary>threshold:")[1].split("</details>")[0]
+    assert "fragile" in claim and "LOO does not prefer" in claim
+    assert "threshold: its own LOO comparison (0, 1 and 2 thresholds)" in md
+
+
+def test_a_threshold_spec_without_comparison_skips_the_stage_and_drops_an_earlier_file(
+        small, tmp_path, fake_threshold):
+    from bayes_nqp.errors import SectionSkipped
+
+    _, preferred = fake_threshold
+    preferred[0] = SectionSkipped("the threshold spec says compare = false")
+    stale = tmp_path / "threshold" / "compare_thresholds.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{}", encoding="utf-8")
+    res = pipeline.run(small, tmp_path, quick=True, seed=11, models=("threshold",), sensitivity_models=(),
+                       replication=FAST_REPLICATION, report=False, workers=1)
+    st = res.stages["compare_thresholds:threshold"]
+    assert st["status"] == "skipped" and "compare = false" in st["reason"]
+    assert not stale.exists()
+
+
+def test_a_parallel_runs_model_task_runs_the_threshold_comparison_after_the_fit(small, tmp_path,
+                                                                               fake_threshold):
+    calls, _ = fake_threshold
+    res = pipeline.model_task(small, name="threshold", out=str(tmp_path), sensitivity=False, replicated=False,
+                              topic="none", quick=True, seed=11, sampler={}, prior_sets=())
+    assert list(res["stages"]) == ["fit:threshold", "compare_thresholds:threshold"]
+    assert res["stages"]["compare_thresholds:threshold"]["status"] == "done" and len(calls) == 1
+    assert (tmp_path / "threshold" / "compare_thresholds.json").exists()

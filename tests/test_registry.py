@@ -73,6 +73,31 @@ def test_cli_choices_and_sensitivity_stages_follow_the_registry():
     assert "did" in registry.sensitivity_models() and "event_study" not in registry.sensitivity_models()
 
 
+def test_further_fits_are_declared_stages_whose_functions_resolve():
+    from bayes_nqp.pipeline import model_stages
+
+    for name, about in registry.infos().items():
+        for key, target in about.stages:
+            assert callable(registry.stage_function(target)), (name, key)
+    assert model_stages("threshold") == ["fit:threshold", "compare_thresholds:threshold"]
+    assert model_stages("did") == ["fit:did"]
+
+
+def test_a_stage_that_is_not_module_colon_function_is_a_spec_error(tmp_path):
+    from bayes_nqp.errors import SpecError
+
+    spec = tmp_path / "bad.toml"
+    spec.write_text('[model]\ntitle = "Bad (bad)"\nstages = { extra = "no_function_named" }\n', encoding="utf-8")
+    registry.register_model("bad", "nowhere", spec)
+    try:
+        with pytest.raises(SpecError, match="stages"):
+            registry.info("bad")
+    finally:
+        registry.unregister_model("bad")
+    with pytest.raises(SpecError, match="cannot be imported"):
+        registry.stage_function("bayes_nqp.bayes.threshold:no_such_stage")
+
+
 def test_an_unknown_model_name_is_a_model_error_listing_the_registered_ones():
     from bayes_nqp.errors import ModelError
 

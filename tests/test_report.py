@@ -118,6 +118,55 @@ def test_a_model_that_is_missing_leaves_its_claims_not_assessed_with_the_reason(
     assert c["threshold"]["why"] == "skipped: no threshold role"
 
 
+# ---- the threshold comparison: a stage of its own, read from its file --------------------------
+
+def threshold_folder(out: Path, preferred: int, made_for_seed: int = 1) -> None:
+    """A threshold fit's summary.json and the comparison stage's file, made for the fit with
+    sampler seed ``made_for_seed`` (the fit's own is 1)."""
+    from bayes_nqp.bayes.threshold import ThresholdComparison
+    from bayes_nqp.contract import stage_record
+
+    s = fit_summary("threshold", {"slope_diff[2-1]": entry(0.1, 0.04, 0.16, 0.999)})
+    s["spec"] = {"name": "threshold", "options": {"n_thresholds": 1, "compare": True}}
+    write(out / "threshold" / "summary.json", s)
+    rows = ({"model": "1", "rank": 0, "elpd": -10.0, "elpd_diff": 0.0, "dse": 0.0, "n_thresholds": 1},
+            {"model": "0", "rank": 1, "elpd": -11.0, "elpd_diff": -1.0, "dse": 1.5, "n_thresholds": 0})
+    res = ThresholdComparison(preferred=preferred, rule="the fewest within 2 dse", rows=rows, fitted=1)
+    made_for = {**s, "sampler": {**s["sampler"], "seed": made_for_seed}}
+    write(out / "threshold" / "compare_thresholds.json", stage_record(made_for, "compare_thresholds", res.to_json()))
+
+
+@pytest.mark.parametrize("preferred", [0, 1])
+def test_the_threshold_comparison_stages_file_drives_the_fragile_verdict(tmp_path, preferred):
+    from bayes_nqp.report.tables import load_fits
+
+    threshold_folder(tmp_path, preferred)
+    fits = load_fits(tmp_path)
+    assert "n_thresholds" not in json.loads((tmp_path / "threshold" / "summary.json").read_text()).get("extras", {})
+    assert fits["threshold"]["extras"]["n_thresholds"]["preferred"] == preferred
+    c = by_id(claims(fits, {}, {}, [], threshold="q"))["threshold"]
+    if preferred == 0:
+        assert c["verdict"] == "fragile" and "LOO does not prefer" in c["why"]
+    else:
+        assert c["verdict"] != "fragile" and "LOO" not in c["why"]
+
+
+def test_a_comparison_made_for_another_fit_is_not_read(tmp_path):
+    from bayes_nqp.report.tables import load_fits
+
+    threshold_folder(tmp_path, preferred=0, made_for_seed=2)  # an earlier run's, other seed
+    fits = load_fits(tmp_path)
+    assert "n_thresholds" not in fits["threshold"].get("extras", {})
+    assert by_id(claims(fits, {}, {}, [], threshold="q"))["threshold"]["verdict"] != "fragile"
+
+
+def test_the_report_shows_the_threshold_comparison_from_its_file(tmp_path):
+    threshold_folder(tmp_path, preferred=1)
+    md = build_report(tmp_path)["md"].read_text(encoding="utf-8")
+    loo = md.split("## Model comparison (LOO)")[1].split("\n## ")[0]
+    assert "threshold: its own LOO comparison (0, 1 and 2 thresholds)" in loo
+
+
 # ---- the report built from saved results ------------------------------------------------------
 
 def test_report_builds_from_saved_results_without_a_manifest(saved):

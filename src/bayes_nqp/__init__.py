@@ -45,15 +45,38 @@ def fit(model, panel, *, priors="default", draws=None, tune=None, chains=None, s
     draws, tune, chains, seed: sampler settings (default: the spec's [sampler], 4 chains x 1000).
     quick: the spec's [quick] settings instead (a preview). replication: a ``bn.replicate``
     summary to compare with (default: run the counterpart sections; False: none).
+    The model's further fits (its [model] ``stages``: the threshold model's LOO comparison of 0, 1
+    and 2 thresholds when its spec says ``compare = true``) run after it; their results are in
+    ``fit.extras`` (``loo_compare``, ``n_thresholds``).
     Further keywords (spec, target_accept, cores, progress, loo, ppc, psense, keep_compiled):
     see ``bayes_nqp.bayes.fit.fit``.
     """
+    from . import registry
     from .bayes import fit as _fit
     from .counterparts import replication_for
 
-    return _fit(model, panel, priors=priors, draws=draws, tune=tune, chains=chains, seed=seed,
-                quick=quick, replication=replication_for if replication is None else replication,
-                **kwargs)
+    f = _fit(model, panel, priors=priors, draws=draws, tune=tune, chains=chains, seed=seed,
+             quick=quick, replication=replication_for if replication is None else replication,
+             **kwargs)
+    # the model's further fits (registry ``stages``; `bayes-nqp run` runs each as a stage of its
+    # own and saves it apart): their results join the Fit's extras
+    for _key, target in registry.info(f.model).stages:
+        try:
+            f.extras.update(registry.stage_function(target)(f, panel).extras())
+        except SectionSkipped:
+            continue
+    return f
+
+
+def compare_thresholds(panel, *, fit=None, **kwargs):
+    """The LOO comparison of 0, 1 and 2 thresholds; returns a ThresholdComparison
+    (``.preferred``, ``.rule``, ``.table()``). With ``fit`` (a threshold Fit): with its spec, prior
+    set and sampler settings, its posterior reused; else with the keywords of
+    ``bayes_nqp.bayes.threshold.compare_thresholds`` (priors, spec, quick, draws, tune, chains,
+    seed)."""
+    from .bayes.threshold import compare_thresholds as _compare, comparison_for
+
+    return comparison_for(fit, panel) if fit is not None else _compare(panel, **kwargs)
 
 
 def load_fit(path):
@@ -111,7 +134,7 @@ def report(out="reports"):
 
 __all__ = [
     "ColumnMap", "Panel", "demo_panel", "load_panel", "panel_from_frame", "read_column_map",
-    "replicate", "entropy_index", "fit", "load_fit", "sensitivity", "run", "report",
+    "replicate", "entropy_index", "fit", "compare_thresholds", "load_fit", "sensitivity", "run", "report",
     "calibrate_placebo", "calibrate_sbc", "multiverse",
     "BayesNQPError", "ColumnMapError", "DataError", "ModelError", "SectionSkipped", "SpecError",
 ]

@@ -351,3 +351,29 @@ def sensitivity_row(estimand: str, prior_set: str, e: ParamEntry, passed) -> dic
     lo, hi = e.hdi
     return dict(zip(SENSITIVITY_COLUMNS, [estimand, prior_set, e.mean, e.sd, lo, hi,
                                           None if None in (lo, hi) else hi - lo, e.p_positive, passed]))
+
+
+# ---- a model's further fits (registry ``stages``): saved apart, read into the fit's extras ------
+
+def fit_identity(s: dict) -> dict:
+    """What ties a further fit's saved result (``DIR/<model>/<stage>.json``) to the main fit it
+    was made for: the model, the data (sha256 of the file and of the column map), the prior set,
+    the spec and the sampler settings of that fit's summary.json."""
+    data = s.get("data") or {}
+    return jsonable({"model": s.get("model"), "data": {k: data.get(k) for k in ("sha256", "map_sha256")},
+                     "priors": (s.get("priors") or {}).get("name"), "spec": s.get("spec") or {},
+                     "sampler": s.get("sampler") or {}})
+
+
+def stage_record(s: dict, stage: str, result: dict) -> dict:
+    """The JSON of ``DIR/<model>/<stage>.json``: a stage's ``result`` (its ``to_json()``, with an
+    ``extras`` entry) and the identity of the fit ``s`` (its summary.json) it was made for."""
+    return jsonable({"stage": stage, "fit": fit_identity(s), **result})
+
+
+def with_stage_extras(s: dict, record: dict) -> dict:
+    """The summary ``s`` with the ``extras`` of a stage record merged in, when the record was made
+    for this fit (the same :func:`fit_identity`); else ``s`` unchanged (an earlier run's record)."""
+    if record.get("fit") != fit_identity(s):
+        return s
+    return {**s, "extras": {**(s.get("extras") or {}), **(record.get("extras") or {})}}

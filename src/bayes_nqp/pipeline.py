@@ -1,7 +1,9 @@
 """The one-command reanalysis (``bayes-nqp run``): every stage, in order, into one folder.
 
-    data check → frequentist replication → each Bayesian model (the registry's order) → diagnostics →
-    Bayesian-vs-frequentist comparison → prior sensitivity of the key estimands → report
+    data check → frequentist replication → each Bayesian model (the registry's order), each
+    followed by its further fits (registry ``stages``: the threshold model's LOO comparison of
+    0, 1 and 2 thresholds) → diagnostics → Bayesian-vs-frequentist comparison → prior
+    sensitivity of the key estimands → report
 
 What to know first: ``DIR/manifest.json`` is rewritten (atomically) whenever a stage starts or
 ends, so at any moment it says which stages are done, skipped (with the reason: a role the column
@@ -43,6 +45,7 @@ from . import registry
 from .errors import DataError, Interrupted, ModelError, SectionSkipped
 from .guard import (check_interrupt, folder_lock, received, remove_dead_temporaries,
                     remove_own_temporaries, shielded)
+from .contract import stage_record
 from .provenance import versions
 from .paths import output_root, safe_filename
 from .results import SIMULATED_NOTICE, read_json, save_table, write_atomic, write_json
@@ -283,10 +286,10 @@ def run(panel, out: str | Path = "reports", *, quick: bool = False, seed: int | 
     of :func:`.spec_curve.multiverse` adds the multiverse stage (off by default). ``claims``: a
     claims file (TOML, :mod:`.report.claims`) the report judges, copied to DIR/claims.toml
     (default: the standard claims worded from the column map). ``workers``: fit the models in
-    parallel on a LocalCluster of that many processes (:mod:`.engine`; each model's fit and its
-    sensitivity refits are one task; per-draw progress then comes from the workers); 1 fits them
-    one after another in this process. Default: the environment variable ``BAYES_NQP_WORKERS``,
-    else the number of cores. The numbers do not depend on it. Raises DataError for a panel that
+    parallel on a LocalCluster of that many processes (:mod:`.engine`; each model's fit, its
+    further fits and its sensitivity refits are one task; per-draw progress then comes from the
+    workers); 1 fits them one after another in this process. Default: the environment variable
+    ``BAYES_NQP_WORKERS``, else the number of cores. The numbers do not depend on it. Raises DataError for a panel that
     cannot be analysed at all and ModelError for an unknown model name; everything else is
     recorded in the manifest.
     """
@@ -359,8 +362,8 @@ def _locked_run(panel, out: Path, progress, *, quick, seed, models, prior_sets, 
     }
     if panel.simulated:
         r.manifest["notice"] = SIMULATED_NOTICE
-    r.plan(["data", "replication", *[f"fit:{m}" for m in models], "diagnostics", "comparison",
-            *[f"sensitivity:{m}" for m in sens], *(["multiverse"] if multiverse else []),
+    r.plan(["data", "replication", *[st for m in models for st in model_stages(m)], "diagnostics",
+            "comparison", *[f"sensitivity:{m}" for m in sens], *(["multiverse"] if multiverse else []),
             *(["report"] if report else [])])
     r.save()
     if claims_text is not None:
@@ -450,6 +453,7 @@ def _stages(r: _Run, panel, out: Path, *, quick, seed, models, prior_sets, sens,
         for name in models:
             fits[name] = _fit_stage(r, panel, out, name, replication=rep_summary if rep_summary is not None
                                     else False, keep_compiled=name in sens, **opts)
+            _further_stages(r, panel, out, name, fits[name])
     fitted = [m for m in models if r.manifest["stages"][f"fit:{m}"]["status"] == "done"]
     ps_default = load_prior_set("default")
     r.manifest["prior_sets"]["default"] = ps_default.to_dict()["contents"]
@@ -521,16 +525,41 @@ def _fit_stage(r: _Run, panel, out: Path, name: str, *, quick, seed, sampler, re
     return None
 
 
+def model_stages(name: str) -> list[str]:
+    """The stages of one model's main fit: ``fit:<name>``, then ``<key>:<name>`` for each of its
+    further fits (registry ``stages``)."""
+    return [f"fit:{name}", *(f"{key}:{name}" for key, _ in registry.info(name).stages)]
+
+
+def _fit_missing(r: _Run, name: str) -> None:
+    """Skip a stage that needs the main fit of ``name``, which did not complete (with its reason)."""
+    st = r.manifest["stages"][f"fit:{name}"]
+    why = st.get("reason") or st.get("error")
+    raise SectionSkipped(f"the {name} fit did not complete ({st['status']}" + (f": {why})" if why else ")"))
+
+
+def _further_stages(r: _Run, panel, out: Path, name: str, fit) -> None:
+    """The stages ``<key>:<name>`` of the model's further fits (registry ``stages``): each is
+    its declared function of the main ``fit`` and the panel, saved as DIR/<name>/<key>.json with
+    the identity of the fit it was made for (:func:`.contract.stage_record`)."""
+    for key, target in registry.info(name).stages:
+        dest = out / name / f"{key}.json"
+        with r.stage(f"{key}:{name}", f"{key.replace('_', ' ')} ({name})") as rec:
+            dest.unlink(missing_ok=True)  # an earlier run's result is not this run's
+            if fit is None:
+                _fit_missing(r, name)
+            res = registry.stage_function(target)(fit, panel)
+            rec.add(write_json(dest, stage_record(fit.summary_json(), key, res.to_json())))
+            rec.dest = dest
+
+
 def _sensitivity_stage(r: _Run, panel, out: Path, name: str, base, *, quick, seed, sampler,
                        prior_sets) -> None:
     """The stage ``sensitivity:<name>``: refit ``base`` (its compiled model) under each prior set."""
     stage = f"sensitivity:{name}"
     with r.stage(stage, f"prior sensitivity of {name}") as rec:
         if base is None:
-            st = r.manifest["stages"][f"fit:{name}"]
-            why = st.get("reason") or st.get("error")
-            raise SectionSkipped(f"the {name} fit did not complete ({st['status']}"
-                                 + (f": {why})" if why else ")"))
+            _fit_missing(r, name)
         res = sensitivity_model(name, panel, prior_sets, quick=quick, seed=seed, base=base,
                                 sampler_progress=_draws(r, stage), **sampler)
         rec.add(res.save(out / "sensitivity" / name))
@@ -547,9 +576,9 @@ EVENT_TOPIC = "bayes-nqp-run"
 
 def model_task(panel, *, name: str, out: str, sensitivity: bool, replicated: bool, topic: str,
                **opts) -> dict:
-    """One model of a parallel run, on a worker: its fit and its prior-sensitivity refits (which
-    reuse the fit's compiled model, so they go together), with the same stage bookkeeping as the
-    in-process run. Returns the stages' manifest entries, the spec and the seed; the progress
+    """One model of a parallel run, on a worker: its fit, its further fits (registry ``stages``)
+    and its prior-sensitivity refits (which reuse the fit's compiled model, so they go together),
+    with the same stage bookkeeping as the in-process run. Returns the stages' manifest entries, the spec and the seed; the progress
     events travel to the parent through :func:`.engine.event_sender`."""
     from .engine import event_sender
 
@@ -561,11 +590,12 @@ def model_task(panel, *, name: str, out: str, sensitivity: bool, replicated: boo
 
     r = _Run(out, relay, keep=False)
     r.manifest = {"stages": {}, "specs": {}, "seeds": {}}
-    r.plan([f"fit:{name}", *([f"sensitivity:{name}"] if sensitivity else [])])
+    r.plan([*model_stages(name), *([f"sensitivity:{name}"] if sensitivity else [])])
     rep_path = out / "replication" / "summary.json"
     replication = read_json(rep_path) if replicated and rep_path.exists() else False
     with output_root(out):
         f = _fit_stage(r, panel, out, name, replication=replication, keep_compiled=sensitivity, **opts)
+        _further_stages(r, panel, out, name, f)
         if sensitivity:
             _sensitivity_stage(r, panel, out, name, f, **opts)
     return {"status": "ok", "stages": r.manifest["stages"], "specs": r.manifest["specs"],
@@ -574,8 +604,8 @@ def model_task(panel, *, name: str, out: str, sensitivity: bool, replicated: boo
 
 def _parallel_models(r: _Run, panel, out: Path, models, sens, workers: int, *, replicated: bool,
                      **opts) -> None:
-    """The fit and sensitivity stages of every model on a LocalCluster of ``workers`` processes
-    (:mod:`.engine`), one task per model, the longest-compiling first. The manifest is updated as
+    """The fit, further-fit and sensitivity stages of every model on a LocalCluster of ``workers``
+    processes (:mod:`.engine`), one task per model, the longest-compiling first. The manifest is updated as
     each worker starts and finishes a stage; an interrupt closes the cluster and marks the
     stages then running as interrupted."""
     import shutil

@@ -1,8 +1,8 @@
 """The model registry: the one place that lists the Bayesian models.
 
 What to know first: ``MODULES`` below is the only list of model names in the code. Everything
-else (the CLI's choices, the pipeline's fit and sensitivity stages, the report's sections, the
-tests) iterates over :func:`names` / :func:`info`. What the rest of the program needs to know of
+else (the CLI's choices, the pipeline's fit, further-fit and sensitivity stages, the report's
+sections, the tests) iterates over :func:`names` / :func:`info`. What the rest of the program needs to know of
 a model is declared in ``[model]`` of its ``models/<name>.toml``, read here without importing
 PyMC (the report needs it, and the report never fits anything)::
 
@@ -14,6 +14,16 @@ PyMC (the report needs it, and the report never fits anything)::
     headline = "tau"                               # the one estimand calibrations check
     loo_group = "outcome"                          # LOO compares only models of one group
     parallel_trends = true                         # identified by parallel trends (verdicts)
+    stages = { key = "module:function" }           # further fits, each a stage (below)
+
+A model's further fits (the threshold model's 0/1/2-threshold comparison: ``compare_thresholds =
+"bayes_nqp.bayes.threshold:comparison_stage"``) are not part of its ``estimands()``: each is a
+stage of its own, declared in ``stages`` as ``key = "module:function"``.
+The function takes the main :class:`~.bayes.fit.Fit` and the panel and returns a result with
+``to_json()`` (saved by ``bayes-nqp run`` as ``DIR/<model>/<key>.json``, next to the fit's
+``summary.json`` and tied to it by :func:`.contract.fit_identity`) and ``extras()`` (what
+``bn.fit`` adds to the Fit's ``extras``, and what the report reads into them); it raises
+:class:`~.errors.SectionSkipped` with the reason when it does not apply.
 
 The model's key estimands are declared on its class (``key_estimands``), because some depend on
 the data (one indirect effect per mediator). Every other key in ``[model]`` is an option the
@@ -52,7 +62,7 @@ MODULES: dict[str, str] = {
 SPECS: dict[str, Path] = {}
 #: the keys of [model] that describe the model to the program rather than configure it
 REGISTRY_KEYS = ("title", "intro", "sensitivity", "figures", "description", "headline", "loo_group",
-                 "parallel_trends")
+                 "parallel_trends", "stages")
 ENV = "BAYES_NQP_MODELS"
 
 
@@ -74,6 +84,8 @@ class ModelInfo:
     loo_group: str | None = None
     #: identified by parallel trends: the event study's pre-trend breakdown bears on its claims
     parallel_trends: bool = False
+    #: further fits after the main one, each a stage of its own: (key, "module:function"), in order
+    stages: tuple[tuple[str, str], ...] = ()
 
 
 def register_model(name: str, module: str, spec: str | Path | None = None) -> None:
@@ -133,6 +145,9 @@ def info(name: str) -> ModelInfo:
         figures = m.get("figures", [])
         if isinstance(figures, str):
             figures = [figures]
+        stages = m.get("stages", {})
+        if not isinstance(stages, dict) or not all(isinstance(v, str) and ":" in v for v in stages.values()):
+            raise SpecError(f'{p}: [model] stages must be a table of key = "module:function"')
         _cache[name] = ModelInfo(name=name, module=MODULES[name], spec_path=p,
                                  title=str(m.get("title") or name), intro=str(m.get("intro", "")),
                                  description=str(m.get("description", "")),
@@ -140,7 +155,8 @@ def info(name: str) -> ModelInfo:
                                  figures=tuple(figures),
                                  headline=str(m["headline"]) if m.get("headline") else None,
                                  loo_group=str(m["loo_group"]) if m.get("loo_group") else None,
-                                 parallel_trends=bool(m.get("parallel_trends", False)))
+                                 parallel_trends=bool(m.get("parallel_trends", False)),
+                                 stages=tuple(stages.items()))
     return _cache[name]
 
 
@@ -156,6 +172,17 @@ def headline_models() -> tuple[str, ...]:
 def sensitivity_models() -> tuple[str, ...]:
     """The models whose key estimands get prior-sensitivity refits."""
     return tuple(n for n in names() if info(n).sensitivity)
+
+
+def stage_function(target: str):
+    """The function a ``stages`` entry names (``"module:function"``), imported."""
+    import importlib
+
+    module, _, attr = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise SpecError(f"stage function {target!r} cannot be imported: {exc}") from exc
 
 
 def load_module(name: str):

@@ -1,5 +1,5 @@
 """The Bayesian threshold model: recovery of γ and the slopes on a simulated panel, the LOO choice
-of 0/1/2 thresholds, validation against Hansen's (1999) estimates on his data, the exact
+of 0/1/2 thresholds (a stage of its own, not part of estimands()), validation against Hansen's (1999) estimates on his data, the exact
 marginal likelihood behind the grid, and the panels it skips."""
 
 from dataclasses import replace
@@ -89,7 +89,33 @@ def test_loo_prefers_two_thresholds_when_there_are_two(two_fit):
     assert set(rows) == {0, 1, 2}
     assert rows[2]["rank"] == 0 and rows[1]["elpd_diff"] < -2 * rows[1]["dse"]
     assert two_fit.extras["n_thresholds"]["preferred"] == 2
-    assert two_fit.params["n_thresholds"]["mean"] == 2
+    assert "n_thresholds" not in two_fit.params  # a comparison of three fits, not an estimand of one
+
+
+def test_estimands_run_no_further_fit(two_fit, two_panel, monkeypatch):
+    """The model's estimands() returns estimands only: no compilation, no sampling (the 0/1/2
+    comparison is a stage of its own)."""
+    import importlib
+
+    import nutpie
+
+    fit_mod = importlib.import_module("bayes_nqp.bayes.fit")
+    calls = []
+    monkeypatch.setattr(fit_mod, "compile_model", lambda *a, **k: calls.append("compile"))
+    monkeypatch.setattr(fit_mod, "sample", lambda *a, **k: calls.append("sample"))
+    monkeypatch.setattr(nutpie, "sample", lambda *a, **k: calls.append("nutpie"))
+    m = make_model("threshold", two_panel, spec=spec_with(n_thresholds=2, compare=True))
+    ds = m.estimands(two_fit.idata)
+    assert calls == []
+    assert set(ds.data_vars) == {"gamma", "slope", "slope_diff"}
+
+
+def test_the_comparison_stage_is_skipped_when_the_spec_says_compare_false(hansen_fit, hansen_panel):
+    from bayes_nqp.bayes.threshold import comparison_stage
+
+    with pytest.raises(SectionSkipped, match="compare = false"):
+        comparison_stage(hansen_fit, hansen_panel)
+    assert "loo_compare" not in hansen_fit.extras and "n_thresholds" not in hansen_fit.extras
 
 
 def test_gamma_posterior_mass_sums_to_one_per_threshold(two_fit):
@@ -223,7 +249,7 @@ def test_estimands_lie_along_threshold_and_regime_and_keep_their_names(two_fit):
     assert ds["gamma"].dims == ("chain", "draw", "threshold")
     assert ds["slope"].dims == ("chain", "draw", "regime")
     assert list(two_fit.draws) == ["gamma[1]", "gamma[2]", "slope[1]", "slope[2]", "slope[3]",
-                                   "slope_diff[2-1]", "slope_diff[3-2]", "n_thresholds"]
+                                   "slope_diff[2-1]", "slope_diff[3-2]"]
 
 
 def test_the_threshold_comparison_refits_other_priors_without_compiling(monkeypatch):
@@ -248,7 +274,9 @@ def test_the_threshold_comparison_refits_other_priors_without_compiling(monkeypa
     weak = compare_thresholds(panel, priors="weak", **kw)
     assert len(calls) == 2  # the same families: hyperparameters swapped, nothing compiled
     assert cache[1][0].priors.name == "weak"
-    assert set(weak.index) == set(first.index) == {"0", "1"}
+    assert set(weak.table().index) == set(first.table().index) == {"0", "1"}
+    again = compare_thresholds(panel, priors="default", **kw)  # a pure function of its inputs
+    assert len(calls) == 2 and again == first
     base = load_prior_set("default")
     wider = PriorSet("cauchy_sigma", {**base.priors, "sigma": PriorSpec("HalfCauchy", {"beta": 1.0})})
     compare_thresholds(panel, priors=wider, **kw)

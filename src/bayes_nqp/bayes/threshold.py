@@ -66,12 +66,17 @@ scale.
 
 **Estimands** (original scales): ``gamma[1]``, ``gamma[2]`` (in units of :math:`q`), ``slope[1]``,
 ``slope[2]``, ``slope[3]`` (outcome units per unit of the regime variable; regime 1 is the lowest
-:math:`q`), ``slope_diff[2-1]``, ``slope_diff[3-2]``, and ``n_thresholds``: the number of thresholds
-PSIS-LOO prefers among 0, 1, 2 (:func:`compare_thresholds`, spec ``compare = true``; the fewest
-thresholds whose elpd lies within two standard errors of the difference from the best), or the
-fitted number when the comparison is off; with ``transition = "logistic"`` also
+:math:`q`), ``slope_diff[2-1]``, ``slope_diff[3-2]``; with ``transition = "logistic"`` also
 ``transition_scale[k]`` (:math:`s_k`, units of :math:`q`). LOO leaves one unit out: the log-likelihood of a unit's
 within-transformed block given the draw (γ included) has :math:`\sum_t W_{tt}` degrees of freedom.
+
+**How many thresholds** is not an estimand of one fit but a comparison of three: the number PSIS-LOO
+prefers among 0, 1, 2 (:func:`compare_thresholds`, a pure function of the panel, spec, priors and
+sampler settings; the fewest thresholds whose elpd lies within two standard errors of the
+difference from the best). It is its own stage of ``bayes-nqp run`` (``[model] stages`` of
+``models/threshold.toml``: :func:`comparison_stage`, spec ``compare = true``), saved to
+``DIR/threshold/compare_thresholds.json``; ``bn.fit`` runs it after the fit and adds it to the
+Fit's ``extras`` (``loo_compare``, ``n_thresholds.preferred``).
 """
 
 from __future__ import annotations
@@ -79,7 +84,7 @@ from __future__ import annotations
 import logging
 import math
 import zlib
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -91,13 +96,13 @@ from pytensor.tensor.special import logsumexp
 from scipy.special import expit
 
 from .. import estimands as E
-from ..errors import ModelError, SpecError
+from ..errors import ModelError, SectionSkipped, SpecError
 from ..results import jsonable
 from .base import BayesModel, register
 from .algebra import WithinTransform, within_regressors
 from .mediation import complete_panel
 from .priors import hyper_name, prior_rv
-from .spec import ModelSpec, PriorSpec, _prior, load_prior_set, load_spec
+from .spec import ModelSpec, PriorSet, PriorSpec, SamplerSettings, _prior, load_prior_set, load_spec
 
 log = logging.getLogger(__name__)
 
@@ -225,9 +230,7 @@ class ThresholdModel(BayesModel):
         self.q_lo, self.q_hi = (float(v) for v in np.quantile(self.q, [self.trim, 1.0 - self.trim]))
         self._U = self.fe._U  # unit membership (N × n), for per-unit sums
         self.unit_dof = np.asarray(self._U @ self.fe.diag).ravel()
-        self._loo: pd.DataFrame | None = None
         self._gamma_post: dict = {}
-        self._compare_cache: dict = {}
         # the cells of γ (the logistic model uses them for its starting point only)
         self._prepare_cells()
 
@@ -600,18 +603,9 @@ class ThresholdModel(BayesModel):
         if self.transition == "logistic" and self.n_thr:
             s = post["s_rel"].to_numpy() * (self.q_hi - self.q_lo)
             out["transition_scale"] = E.indexed(s[..., :self.n_thr], "threshold", thr, "transition_scale[{}]")
-        n_pref = self.n_thr
-        if self.spec.option("compare", False):
-            ch, dr = slope.shape[:2]
-            # prior-sensitivity refits call this again: the cache spares them the compilations
-            self._loo = compare_thresholds(
-                self.panel, priors=self.priors, spec=self.spec, draws=dr, tune=dr, chains=ch,
-                seed=self.spec.sampler.seed, fitted={self.n_thr: (self, idata)}, cache=self._compare_cache)
-            n_pref = int(self._loo.attrs["n_thresholds"])
-        out["n_thresholds"] = E.scalar(np.full(slope.shape[:2], float(n_pref)))
         return E.dataset(out)
 
-    # ---- comparison, extras, figures ------------------------------------------------------
+    # ---- extras ---------------------------------------------------------------------------
     def extras(self, idata, draws, replication=None) -> dict:
         out = {"transition": self.transition, "n_thresholds_fitted": self.n_thr,
                "regime_variable": self.panel.regime, "threshold_variable": self.panel.threshold,
@@ -621,31 +615,59 @@ class ThresholdModel(BayesModel):
             out["gamma_mode"] = self.gamma_mode()
             out["gamma_posterior"] = {"grid": gp["grid"], "mass": gp["mass"], "prior_weight": gp["weight"]}
             out["grid_size"] = int(gp["grid"].size)
-        if self._loo is not None:
-            tbl = self._loo.reset_index(names="model")
-            out["loo_compare"] = tbl.to_dict(orient="records")
-            out["n_thresholds"] = {"preferred": int(self._loo.attrs["n_thresholds"]),
-                                   "rule": self._loo.attrs["rule"]}
-        else:
-            out["n_thresholds"] = {"preferred": None, "rule": "not compared (spec compare = false); "
-                                   "the n_thresholds estimand is the fitted number"}
         return jsonable(out)
 
 
-# ---- LOO comparison of 0, 1 and 2 thresholds -----------------------------------------------------
+# ---- LOO comparison of 0, 1 and 2 thresholds (a pipeline stage of its own) ---------------------
+
+@dataclass(frozen=True)
+class ThresholdComparison:
+    """The LOO comparison of 0, 1 and 2 thresholds: ``preferred`` (the fewest thresholds whose
+    elpd lies within LOO_SE_RULE dse of the best), the ``rule`` in words, and ``rows``: one record
+    per number of thresholds (``arviz_stats.compare``'s columns, ``passed``: the fit's gates)."""
+
+    preferred: int
+    rule: str
+    rows: tuple[dict, ...]
+    fitted: int | None = None            # the number of thresholds of the main fit, where known
+    priors: str | None = None            # the prior set's name
+    sampler: dict = field(default_factory=dict)
+
+    def table(self) -> pd.DataFrame:
+        """compare's table, indexed by the number of thresholds (as a string)."""
+        return pd.DataFrame(list(self.rows)).set_index("model")
+
+    def extras(self) -> dict:
+        """What a Fit's ``extras`` carry of it (``bn.fit``; the report reads the stage's file so)."""
+        return jsonable({"loo_compare": list(self.rows),
+                         "n_thresholds": {"preferred": self.preferred, "rule": self.rule}})
+
+    def to_json(self) -> dict:
+        return jsonable({"preferred": self.preferred, "rule": self.rule, "fitted": self.fitted,
+                         "priors": self.priors, "sampler": self.sampler, "table": list(self.rows),
+                         "extras": self.extras()})
+
+    @classmethod
+    def from_json(cls, s: dict) -> "ThresholdComparison":
+        return cls(preferred=int(s["preferred"]), rule=str(s.get("rule", "")),
+                   rows=tuple(s.get("table") or ()), fitted=s.get("fitted"), priors=s.get("priors"),
+                   sampler=dict(s.get("sampler") or {}))
+
 
 def compare_thresholds(panel, *, priors="default", spec: ModelSpec | str | None = None,
                        n_thresholds=(0, 1, 2), quick: bool = False, draws=None, tune=None, chains=None,
-                       seed=None, fitted: dict | None = None, cache: dict | None = None) -> pd.DataFrame:
+                       seed=None, sampler: SamplerSettings | None = None, fitted: dict | None = None,
+                       cache: dict | None = None) -> ThresholdComparison:
     """Fit the threshold model with 0, 1 and 2 thresholds and compare them by PSIS-LOO (leave one
-    unit out) with ``arviz_stats.compare``.
+    unit out) with ``arviz_stats.compare``; returns a :class:`ThresholdComparison`.
 
-    Returns compare's table (index: number of thresholds as a string) with a ``passed`` column (the
-    fit's diagnostic gates); ``table.attrs["n_thresholds"]`` is the preferred number: the fewest
-    thresholds whose elpd lies within LOO_SE_RULE standard errors (dse) of the best. ``fitted``:
-    {n: (ThresholdModel, postprocessed idata)} already sampled, reused instead of refitted.
-    ``cache``: a dict this function fills with the compiled models and reuses on a later call with
-    prior families alike (only the hyperparameters are swapped, as in prior-sensitivity refits).
+    A pure function of the panel, the spec, the prior set and the sampler settings (``sampler``,
+    else the spec's ``[sampler]`` or ``[quick]`` with ``draws``/``tune``/``chains``/``seed`` on
+    top): each number of thresholds is sampled with the same settings. Two arguments only spare
+    work and do not change the result: ``fitted`` ({n: (ThresholdModel, postprocessed idata)}
+    already sampled with these inputs, reused instead of refitted) and ``cache`` (a dict this
+    function fills with the compiled models and reuses on a later call with prior families alike:
+    only the hyperparameters are swapped, :func:`.refit.with_priors`).
     """
     from arviz_stats import compare
 
@@ -655,8 +677,8 @@ def compare_thresholds(panel, *, priors="default", spec: ModelSpec | str | None 
 
     spec = spec if isinstance(spec, ModelSpec) else load_spec("threshold", spec)
     prior_set = load_prior_set(priors)
-    settings = (spec.quick if quick else spec.sampler).override(draws=draws, tune=tune, chains=chains,
-                                                                seed=seed)
+    settings = sampler if sampler is not None else (spec.quick if quick else spec.sampler).override(
+        draws=draws, tune=tune, chains=chains, seed=seed)
     trees, passed = {}, {}
     for n in n_thresholds:
         if fitted and n in fitted:
@@ -670,7 +692,7 @@ def compare_thresholds(panel, *, priors="default", spec: ModelSpec | str | None 
                 except SpecError:  # a prior family differs: compile anew
                     model = None
             if model is None:
-                sub = replace(spec, options={**spec.options, "n_thresholds": n, "compare": False})
+                sub = replace(spec, options={**spec.options, "n_thresholds": n})
                 model = ThresholdModel(panel, sub, prior_set)
                 pm_model, compiled = compile_model(model)
                 if cache is not None:
@@ -684,7 +706,35 @@ def compare_thresholds(panel, *, priors="default", spec: ModelSpec | str | None 
     table["passed"] = [passed[k] for k in table.index]
     table["n_thresholds"] = [int(k) for k in table.index]
     ok = table[(-table["elpd_diff"]) <= LOO_SE_RULE * table["dse"].fillna(0.0)]
-    table.attrs["n_thresholds"] = int(ok["n_thresholds"].min())
-    table.attrs["rule"] = (f"the fewest thresholds whose elpd is within {LOO_SE_RULE:g} dse of the "
-                           "best (PSIS-LOO, one unit left out)")
-    return table
+    rule = (f"the fewest thresholds whose elpd is within {LOO_SE_RULE:g} dse of the best (PSIS-LOO, "
+            "one unit left out)")
+    return ThresholdComparison(preferred=int(ok["n_thresholds"].min()), rule=rule,
+                               rows=tuple(jsonable(table.reset_index(names="model").to_dict(orient="records"))),
+                               fitted=int(spec.option("n_thresholds", 1)), priors=prior_set.name,
+                               sampler=dict(settings.__dict__))
+
+
+def comparison_for(fit, panel) -> ThresholdComparison:
+    """The comparison for a threshold ``fit`` (a :class:`~.fit.Fit`): its spec, prior set and
+    sampler settings; its own posterior is reused, so two more models are fitted."""
+    spec, priors = fit.spec, fit.priors
+    if not isinstance(spec, ModelSpec):  # a fit read back (load_fit): its summary's spec options
+        base = load_spec("threshold")
+        spec = replace(base, options=dict(spec.get("options") or base.options))
+    if not isinstance(priors, PriorSet):
+        priors = load_prior_set(priors.get("name", "default"))
+    model = fit.compiled_[0] if fit.compiled_ is not None else ThresholdModel(panel, spec, priors)
+    settings = fit.sampler if isinstance(fit.sampler, SamplerSettings) else SamplerSettings(**fit.sampler)
+    return compare_thresholds(panel, priors=priors, spec=spec, sampler=settings,
+                              fitted={model.n_thr: (model, fit.idata)})
+
+
+def comparison_stage(fit, panel) -> ThresholdComparison:
+    """The stage ``compare_thresholds:threshold`` of ``bayes-nqp run`` (``[model] stages``), also
+    run by ``bn.fit``: :func:`comparison_for` the main fit; SectionSkipped when its spec says
+    ``compare = false``."""
+    options = fit.spec.options if isinstance(fit.spec, ModelSpec) else (fit.spec or {}).get("options", {})
+    if not options.get("compare", False):
+        raise SectionSkipped("the threshold spec says compare = false: the number of thresholds is "
+                             "the fitted one")
+    return comparison_for(fit, panel)

@@ -738,8 +738,8 @@ def loo_section(out: Path, fits: dict) -> dict:
                    "only when they model the same data with the same likelihood (the registry's "
                    "loo_group: did, heterogeneity and the event study, on the outcome); mediation "
                    "(whose likelihood includes the mediators) and staggered (untreated cells only) "
-                   "are never ranked against them. The threshold model compares 0, 1 and 2 "
-                   "thresholds within itself (its section).")]
+                   "are never ranked against them. The threshold model's 0, 1 and 2 thresholds are "
+                   "compared in a stage of their own (threshold/compare_thresholds.json).")]
     if not lt.empty:
         blocks.append({"kind": "details", "summary": "LOO of every fit (not comparable across groups)",
                        "blocks": [table(lt, "LOO per model",

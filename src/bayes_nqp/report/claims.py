@@ -307,8 +307,12 @@ def fragility(claim: Claim, fits: dict[str, dict], replication: dict | None) -> 
     """The sensitivity analyses that undercut a claim, in words (empty: none does). Each is
     found by what the saved fits hold, not by model name: the pre-trend breakdown ``breakdown_M``
     of any fit (for claims on models declaring ``parallel_trends``), the claim's fit's
-    ``rho_breakdown[m]`` (for ``indirect[m]``), its ``extras.n_thresholds`` and the replication's
-    bootstrap p-values of the threshold tests (for a fit that chose a number of thresholds)."""
+    ``rho_breakdown[m]`` (for ``indirect[m]``), its ``extras.n_thresholds`` (the LOO comparison
+    of 0, 1 and 2 thresholds: the stage ``compare_thresholds``, saved as
+    ``DIR/threshold/compare_thresholds.json`` and read into the fit's extras by
+    :func:`.tables.load_fits`; a summary.json of before has it in its own extras) and the
+    replication's bootstrap p-values of the threshold tests (for a fit that chose a number of
+    thresholds)."""
     why = []
     s = fits.get(claim.model, {})
     if _parallel_trends(claim.model):

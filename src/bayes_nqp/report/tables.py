@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from .. import registry
-from ..contract import COMPARISON_COLUMNS, SENSITIVITY_COLUMNS, FitSummary, ParamEntry, sensitivity_row, tidy
+from ..contract import (COMPARISON_COLUMNS, SENSITIVITY_COLUMNS, FitSummary, ParamEntry, sensitivity_row,
+                        tidy, with_stage_extras)
 from ..contract import comparison_table as fit_comparison
 from ..guard import same_data
 from ..results import GATES, read_json
@@ -22,7 +23,9 @@ NOT_MODEL_DIRS = {"replication", "sensitivity", "data", "report_assets"}
 def load_fits(out: str | Path, data: dict | None = None) -> dict[str, dict]:
     """model name -> its summary.json, for every complete fit folder under ``out``; with ``data``
     (a ``data`` block: sha256, map_sha256) only the fits made from those data (see
-    :func:`bayes_nqp.guard.same_data`)."""
+    :func:`bayes_nqp.guard.same_data`). The saved results of a model's further fits (registry
+    ``stages``: ``DIR/<model>/<key>.json``, such as the threshold model's LOO comparison) join
+    its ``extras`` where they were made for this fit (:func:`~bayes_nqp.contract.with_stage_extras`)."""
     out = Path(out)
     found = {}
     order = registry.names()
@@ -36,8 +39,20 @@ def load_fits(out: str | Path, data: dict | None = None) -> dict[str, dict]:
             if isinstance(s, dict) and "params" in s and "diagnostics" in s:
                 if data is not None and same_data(s.get("data"), data) is False:
                     continue
-                found[name] = s
+                found[name] = _with_stages(out, name, s)
     return found
+
+
+def _with_stages(out: Path, name: str, s: dict) -> dict:
+    try:
+        stages = registry.info(name).stages
+    except Exception:  # a folder of a model that is not registered: no declarations
+        return s
+    for key, _ in stages:
+        p = out / name / f"{key}.json"
+        if p.exists():
+            s = with_stage_extras(s, read_json(p))
+    return s
 
 
 def load_sensitivity(out: str | Path, data: dict | None = None) -> dict[str, dict]:
