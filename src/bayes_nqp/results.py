@@ -34,6 +34,15 @@ Bayesian fit (``DIR/<model>/summary.json``; typed as :class:`~.contract.FitSumma
     labelled estimands (``DIR/<model>/estimands.nc``, dims such as event_time, cohort, mediator;
     :mod:`bayes_nqp.estimands`), for readers that select by dim and coordinate
 
+A model's further fit (``DIR/<model>/<stage>.json``, a stage of ``bayes-nqp run`` declared in
+``[model] stages``; :func:`~.contract.stage_record`)::
+
+    stage, fit {model, data {sha256, map_sha256}, priors, spec, sampler}: the fit it was made for,
+    extras {what the report reads into that fit's extras}, and the stage's own keys; the threshold
+    model's compare_thresholds: preferred, rule, fitted, priors, sampler, table [{model, rank,
+    elpd, se, p, elpd_diff, dse, weight, p_worse, diag_elpd, diag_diff, passed, n_thresholds}],
+    extras {loo_compare (= table), n_thresholds {preferred, rule}}
+
 The interval probability (0.95, hence ``hdi95``/``ci95``) is ``contract.INTERVAL_PROB``.
 """
 
