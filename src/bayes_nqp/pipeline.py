@@ -142,6 +142,23 @@ class _Run:
         self.manifest["stages"] = {s: {"status": "not started", "seconds": None, "paths": []}
                                    for s in stages}
 
+    def interrupted(self, exc: BaseException, stopped_at: str, *, stages=(),
+                    dead_workers: bool = False) -> None:
+        """The one bookkeeping of an interrupt: mark ``stages`` and the run ``interrupted`` (with
+        where it stopped, the signal and the exit code), remove this run's temporaries (and, after
+        a closed cluster, its dead workers' too) and save the manifest — shielded from a second
+        signal, which must not cut the clean-up short."""
+        with shielded():
+            for k in stages:
+                self.manifest["stages"][k]["status"] = "interrupted"
+            self.manifest.update(status="interrupted", stopped_at=stopped_at, finished=_now(),
+                                 signal=getattr(exc, "signal_name", "SIGINT"),
+                                 exit_code=getattr(exc, "exit_code", 130))
+            if dead_workers:
+                remove_dead_temporaries(self.out)
+            _remove_temporaries(self.out)
+            self.save()
+
     @contextmanager
     def stage(self, name: str, label: str):
         st = self.manifest["stages"][name]
@@ -162,13 +179,8 @@ class _Run:
         except SectionSkipped as exc:
             st.update(status="skipped", reason=str(exc))
         except KeyboardInterrupt as exc:
-            with shielded():  # a second signal must not cut the clean-up short
-                st.update(status="interrupted", seconds=time.perf_counter() - t0, paths=rec.existing())
-                self.manifest.update(status="interrupted", stopped_at=name, finished=_now(),
-                                     signal=getattr(exc, "signal_name", "SIGINT"),
-                                     exit_code=getattr(exc, "exit_code", 130))
-                _remove_temporaries(self.out)
-                self.save()
+            st.update(seconds=time.perf_counter() - t0, paths=rec.existing())
+            self.interrupted(exc, name, stages=[name])
             self.emit(Event("end", name, label, "interrupted", st["seconds"]))
             raise
         except Exception as exc:  # recorded, and the run goes on with the next stage
@@ -380,14 +392,8 @@ def _locked_run(panel, out: Path, progress, *, quick, seed, models, prior_sets, 
             check_interrupt("at the end of the run")
     except KeyboardInterrupt as exc:
         if r.manifest.get("status") != "interrupted":  # between two stages
-            with shielded():
-                started = [k for k, v in r.manifest["stages"].items() if v["status"] != "not started"]
-                r.manifest.update(status="interrupted", finished=_now(),
-                                  stopped_at=f"after {started[-1]}" if started else "before the first stage",
-                                  signal=getattr(exc, "signal_name", "SIGINT"),
-                                  exit_code=getattr(exc, "exit_code", 130))
-                _remove_temporaries(out)
-                r.save()
+            started = [k for k, v in r.manifest["stages"].items() if v["status"] != "not started"]
+            r.interrupted(exc, f"after {started[-1]}" if started else "before the first stage")
         raise
     r.manifest["finished"] = _now()
     r.manifest["exit_code"] = RunResult(out, r.manifest).exit_code
@@ -658,14 +664,8 @@ def _parallel_models(r: _Run, panel, out: Path, models, sens, workers: int, *, r
     except KeyboardInterrupt as exc:
         with shielded(), lock:  # the cluster is closed: its workers are gone
             running = [k for k, v in r.manifest["stages"].items() if v["status"] == "running"]
-            for k in running:
-                r.manifest["stages"][k].update(status="interrupted")
-            r.manifest.update(status="interrupted", stopped_at=", ".join(running) or "fitting the models",
-                              finished=_now(), signal=getattr(exc, "signal_name", "SIGINT"),
-                              exit_code=getattr(exc, "exit_code", 130))
-            remove_dead_temporaries(out)
-            _remove_temporaries(out)
-            r.save()
+            r.interrupted(exc, ", ".join(running) or "fitting the models", stages=running,
+                          dead_workers=True)
             for k in running:
                 r.emit(Event("end", k, k, "interrupted"))
         raise
