@@ -498,3 +498,14 @@ def test_sbc_command_offers_every_registered_model():
 
     assert [m.value for m in SbcModel] == list(registry.names())
     assert {"mediation", "threshold"} <= {m.value for m in SbcModel}
+
+
+def test_sbc_leaves_out_only_estimands_that_are_no_draw_in_every_replicate():
+    """rho_breakdown is one number of the whole posterior, NaN when no ρ breaks the effect: never
+    ranked; γ pinned to one grid point in some replicates is still ranked in all of them."""
+    from bayes_nqp.calibration import ranked_estimands
+
+    res = [{"ranks": {"gamma[1]": 3, "rho_breakdown[m]": 0, "sigma": 7},
+            "constant": ["gamma[1]", "rho_breakdown[m]"]},
+           {"ranks": {"gamma[1]": 9, "rho_breakdown[m]": 0, "sigma": 2}, "constant": ["rho_breakdown[m]"]}]
+    assert ranked_estimands(res) == (["gamma[1]", "sigma"], ["rho_breakdown[m]"])

@@ -451,7 +451,7 @@ def sbc_task(panel, *, model: str, priors, spec, sampler: dict, seed: int, repli
     constant = []  # one value over the draws here: calibrate_sbc drops those constant everywhere
     for name, tv in true_est.items():
         d = np.asarray(fit.draws[name], dtype=float).ravel()[idx]
-        if np.ptp(d) == 0:
+        if not np.ptp(d) > 0:  # one value, or undefined (NaN: rho_breakdown when none is found)
             constant.append(name)
         ranks[name] = rank(d, tv, tie_rng)
     for name, tv in scalars.items():
@@ -461,6 +461,16 @@ def sbc_task(panel, *, model: str, priors, spec, sampler: dict, seed: int, repli
         ranks[name] = rank(d, tv, tie_rng)
     return {"status": "ok", "replicate": replicate, "seed": seed, "ranks": ranks, "constant": constant,
             "n_draws": int(len(idx)), "truth": {**scalars, **true_est}, "diagnostics": _diag(fit)}
+
+
+def ranked_estimands(results: list[dict]) -> tuple[list[str], list[str]]:
+    """(estimands to test, estimands left out) over the replicates' ``results``. A number of the
+    whole posterior (breakdown_M, rho_breakdown, n_thresholds) is one value, or undefined, in
+    every replicate: not a draw, no rank. One that is constant in some replicates only (γ on its
+    grid, when the data pin it to one point) is ranked there too: dropping those would select."""
+    names = sorted(set().union(*[r["ranks"] for r in results])) if results else []
+    out = [nm for nm in names if all(nm in r.get("constant", ()) for r in results if nm in r["ranks"])]
+    return [nm for nm in names if nm not in out], out
 
 
 def uniformity_pvalue(ranks, n_draws: int, seed: int = 0) -> float:
@@ -532,12 +542,7 @@ def calibrate_sbc(model: str, panel, n: int = 100, *, priors="default", spec=Non
           "seed": int(ss.generate_state(1)[0]), "replicate": i, "thin_to": thin_to,
           "noise_scale": float(noise_scale)} for i, ss in enumerate(np.random.SeedSequence(seed).spawn(n))],
         panel, out, workers=workers, scheduler=scheduler, progress=progress, on_cluster=on_cluster)
-    names = sorted(set().union(*[r["ranks"] for r in ok])) if ok else []
-    # a number of the whole posterior (breakdown_M, rho_breakdown, n_thresholds) is one value in
-    # every replicate: not a draw, no rank. One that is constant in some replicates only (γ on its
-    # grid, when the data pin it to one point) is ranked there too: dropping those would select.
-    names = [nm for nm in names
-             if not all(nm in r.get("constant", ()) for r in ok if nm in r["ranks"])]
+    names, not_ranked = ranked_estimands(ok)
     estimands, figs = {}, {}
     for name in names:
         rs = [r["ranks"][name] for r in ok if name in r["ranks"]]
@@ -554,7 +559,8 @@ def calibrate_sbc(model: str, panel, n: int = 100, *, priors="default", spec=Non
     pvals = [e["pvalue_uniform"] for e in estimands.values() if e["pvalue_uniform"] is not None]
     cut = alpha / max(1, len(pvals))
     summary = {"kind": "sbc", "model": key, "n": len(ok), "n_requested": n, "failed": run.failed,
-               "estimands": estimands, "passed": bool(pvals) and min(pvals) > cut,
+               "estimands": estimands, "not_ranked": not_ranked,
+               "passed": bool(pvals) and min(pvals) > cut,
                "test": {"method": "PIT uniformity (arviz_stats pot_c)", "alpha": alpha,
                         "bonferroni_cut": cut},
                "noise_scale": noise_scale, "priors": _priors_arg(priors), "sampler": sampler,
