@@ -124,6 +124,7 @@ def main() -> None:
     ap.add_argument("--workers", default="auto", help="1, 2 or auto (measure did on both first)")
     ap.add_argument("--measure-n", type=int, default=30)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sbc"))
+    ap.add_argument("--results", default=str(RESULTS), help="the JSON file of the rows")
     ap.add_argument("--staggered-note", default="the staggered model before 2026-12-03's rewrite "
                     "(branch stag): bayes/staggered.py as on main at 82a12b9")
     args = ap.parse_args()
@@ -133,26 +134,27 @@ def main() -> None:
     out = Path(args.out)
     path = reduced_demo(out / "panel", args.units)
     panel = bn.load_panel(path, ROOT / "data" / "demo_map.toml")
-    doc = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results = Path(args.results)
+    doc = json.loads(results.read_text()) if results.exists() else {}
     doc.update({"what": "SBC of every Bayesian model (bn.calibrate_sbc) on the demo's design reduced "
                         f"to {panel.n_units} cities × {len(panel.times)} periods",
                 "panel": {"path": _rel(path), "units": panel.n_units,
                           "periods": len(panel.times), "rows": panel.n_obs},
                 "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
-                           f"Python {platform.python_version()}",
-                "command": "nice -n 10 python benchmarks/bench_sbc.py " + " ".join(sys.argv[1:])})
+                           f"Python {platform.python_version()}"})
+    command = "nice -n 10 python benchmarks/bench_sbc.py " + " ".join(sys.argv[1:])
     doc.setdefault("models", {})
     if args.workers == "auto":
-        doc["workers_measured"] = measure_workers(bn, panel, args, out / "measure")
+        doc["workers_measured"] = {**measure_workers(bn, panel, args, out / "measure"), "command": command}
         workers = doc["workers_measured"]["chosen"]
     else:
         workers = int(args.workers)
-    RESULTS.write_text(json.dumps(doc, indent=1))
+    results.write_text(json.dumps(doc, indent=1))
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
         row = run_model(bn, model, panel, args, workers, out)
-        row["command"] = doc["command"]
+        row["command"] = command
         doc["models"][model] = row
-        RESULTS.write_text(json.dumps(doc, indent=1))  # after every model: a long run is readable
+        results.write_text(json.dumps(doc, indent=1))  # after every model: a long run is readable
         print(f"{model}: n={row['n']} passed={row['passed']} wall={row['wall_s']} s "
               f"min p={min(row['pvalues'].values(), default=None)}", flush=True)
 
