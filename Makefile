@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_run.py
 	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/bench_scale.py
+	$(PY) benchmarks/bench_sbc.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -302,3 +302,210 @@ def test_sbc_runs_for_the_staggered_designs(staggered_small, model, tmp_path):
     assert head in s["estimands"] and "sigma" in s["estimands"]
     assert "breakdown_M" not in s["estimands"]  # a number of the whole posterior, not a draw
     assert all(0 <= r <= 40 for e in s["estimands"].values() for r in e["ranks"])
+
+
+# ---- mediation and threshold: their simulators and SBC ----------------------------------------
+
+def _refit(name, base, y_z, columns=None, spec=None):
+    """The model on the simulated panel, on ``base``'s scales (as calibration.sbc_task makes it)."""
+    from bayes_nqp.bayes.fit import make_model
+    from bayes_nqp.calibration import _with_scale
+
+    sim = base.panel.subset(np.ones(base.panel.n_obs, dtype=bool))
+    y = base.y_mean + base.y_sd * y_z
+    sim.df["y"] = y
+    for col, v in (columns or {}).items():
+        sim.df[col] = v
+    return _with_scale(make_model(name, sim, "default", spec or base.spec), y, base.y_mean, base.y_sd, base)
+
+
+def _mediation_truth(m, seed):
+    from bayes_nqp.calibration import prior_draw
+
+    truth = prior_draw(m.build(), seed=seed)
+    truth["sigma"], truth["sigma_m"] = np.asarray(0.6), np.array([0.5, 0.8])
+    return truth
+
+
+def test_mediation_simulator_is_the_generative_process_of_its_within_likelihood(small):
+    """The model's own potential (its code, ``_within_loglik``, with Z'Z of each simulated panel)
+    at the true parameters averages to its expectation under the simulator:
+    Σ_eq −n_eff/2·(log 2πσ_eq² + 1), since each SSR/σ_eq² is χ²(n_eff); and not under a wrong one."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    from bayes_nqp.bayes.fit import make_model
+
+    base = make_model("mediation", small, "default")
+    assert base.effects == "within"
+    truth = _mediation_truth(base, seed=3)
+    c = {k: pt.as_tensor(np.asarray(v, dtype=float)) for k, v in truth.items()}
+    ZZ = pt.matrix("ZZ")
+    base.ZZ = ZZ  # the model's own log-likelihood code, as a function of the data's cross products
+    lp = pytensor.function([ZZ], base._within_loglik(c["a_z"], c["beta_m"], c["tau_z"], c["b_z"],
+                                                     c["beta"], c["sigma"], c["sigma_m"]))
+    n_eff = base.fe.n_eff
+    sig = np.r_[0.6, 0.5, 0.8]
+    expected = float(np.sum(-0.5 * n_eff * (np.log(2 * np.pi * sig ** 2) + 1)))
+    rng = np.random.default_rng(0)
+    R = 30
+    values, chi2 = [], []
+    for _ in range(R):
+        y, lat = base.simulate(truth, rng, latents=True)
+        m = _refit("mediation", base, y, lat["columns"])
+        assert np.allclose(m.m_sd, base.m_sd) and m.y_sd == base.y_sd
+        values.append(float(lp(m.ZZ)))
+        # each equation on its own: SSR / σ² averages n_eff (no error hides behind another)
+        e_y = m.yw - float(truth["tau_z"]) * m.Dw - m.Mw @ truth["b_z"] - m.Xw @ truth["beta"]
+        e_m = m.Mw - m.Dw[:, None] * truth["a_z"][None, :] - m.Xw @ truth["beta_m"]
+        chi2.append(np.r_[e_y @ e_y / 0.36, (e_m ** 2).sum(axis=0) / np.array([0.25, 0.64])])
+    se = np.sqrt(3 * n_eff / 2 / R)  # var(log-lik) = Σ_eq n_eff/2
+    assert abs(np.mean(values) - expected) < 5 * se
+    assert np.allclose(np.mean(chi2, axis=0), n_eff, atol=5 * np.sqrt(2 * n_eff / R))
+    wrong = [float(lp(_refit("mediation", base, *(lambda r: (r[0], r[1]["columns"]))(
+        base.simulate(truth, rng, noise_scale=1.5, latents=True))).ZZ)) for _ in range(5)]
+    assert expected - np.mean(wrong) > 50 * se
+
+
+@pytest.mark.slow  # two compilations of the pooled model (about 40 s); the default is "within"
+def test_mediation_simulator_with_pooled_effects_is_the_models_own_density(small):
+    """With ``unit_effects = "pooled"`` M and y are observed Normal variables: their log density
+    (PyMC's, of the model built on the simulated panel) at the truth is
+    −n/2·Σ_eq (log 2πσ_eq² + 1) within a few of its sds, and far below with a wrong noise scale."""
+    from dataclasses import replace
+
+    from pymc.model.transform.conditioning import remove_value_transforms
+
+    from bayes_nqp.bayes.fit import make_model
+
+    spec = make_model("mediation", small, "default").spec
+    spec = replace(spec, options={**spec.options, "unit_effects": "pooled"})
+    base = make_model("mediation", small, "default", spec)
+    truth = _mediation_truth(base, seed=4)
+    rng = np.random.default_rng(1)
+    n = small.n_obs
+    expected = float(np.sum(-0.5 * n * (np.log(2 * np.pi * np.r_[0.36, 0.25, 0.64]) + 1)))
+    vals = []
+    for scale in (1.0, 1.5):
+        y, lat = base.simulate(truth, rng, noise_scale=scale, latents=True)
+        pm_m = remove_value_transforms(_refit("mediation", base, y, lat["columns"], spec).build())
+        logp = pm_m.compile_logp(vars=pm_m.observed_RVs, jacobian=False)
+        vals.append(float(logp({pm_m.rvs_to_values[rv].name: np.asarray(truth[rv.name])
+                                for rv in pm_m.free_RVs})))
+    sd = np.sqrt(3 * n / 2)  # sd of one simulation's log density (n/2 per equation)
+    assert abs(vals[0] - expected) < 5 * sd
+    assert expected - vals[1] > 20 * sd
+
+
+def test_threshold_simulator_is_the_generative_process_of_its_marginal_likelihood(small):
+    """γ and θ are integrated out of the sharp model; at the true β, σ its own exact conditionals
+    (``log_marginal``: p(cell | β, σ, y) and θ | cell ~ N(mean, cov)) on simulated panels must
+    (i) average, over simulations, to the prior of γ (data-averaged posterior = prior), and
+    (ii) put the true θ at a Mahalanobis distance whose square averages k (χ²_k); with a wrong
+    noise scale the conditionals are too sure of θ."""
+    from bayes_nqp.bayes.fit import make_model
+    from bayes_nqp.calibration import prior_draw, sbc_spec
+
+    spec = sbc_spec("threshold")
+    assert spec.option("compare") is False  # the SBC fits do not compare 0, 1, 2 thresholds
+    base = make_model("threshold", small, "default", spec)
+    truth = prior_draw(base.build(), seed=5)
+    truth["sigma"] = np.asarray(0.7)
+    prior = base.priors["slope"].params
+    mu0, s0 = float(prior["mu"]), float(prior["sigma"])
+    rng = np.random.default_rng(2)
+    p_prior = np.exp(base.logw - np.logaddexp.reduce(base.logw))
+
+    def run(R, scale):
+        post_mean_gamma, true_gamma, d2 = [], [], []
+        for _ in range(R):
+            y, lat = base.simulate(truth, rng, noise_scale=scale, latents=True)
+            m = _refit("threshold", base, y, spec=spec)
+            lm, mean, cov = m.log_marginal(np.asarray(truth["beta"])[None], np.array([0.7]), mu0, s0)
+            lp = lm[0] + m.logw
+            p = np.exp(lp - np.logaddexp.reduce(lp))
+            post_mean_gamma.append(p @ m.grid)
+            g = int(np.flatnonzero(m.grid == lat["gamma"][0])[0])
+            mu = np.array([mean[a][0, g] for a in range(2)])
+            C = np.array([[cov[a][b][0, g] for b in range(2)] for a in range(2)])
+            r = lat["slope_z"] - mu
+            d2.append(r @ np.linalg.solve(C, r))
+            true_gamma.append(lat["gamma"][0])
+        return np.array(post_mean_gamma), np.array(true_gamma), np.array(d2)
+
+    R = 150
+    pm_gamma, tg, d2 = run(R, 1.0)
+    prior_mean = p_prior @ base.grid
+    sd = np.sqrt(p_prior @ (base.grid - prior_mean) ** 2)
+    assert abs(tg.mean() - prior_mean) < 4 * sd / np.sqrt(R)  # γ drawn from the grid prior
+    assert abs(pm_gamma.mean() - prior_mean) < 4 * sd / np.sqrt(R)
+    assert abs(d2.mean() - 2) < 5 * np.sqrt(4 / R)
+    _, _, d2_wrong = run(40, 1.5)
+    assert d2_wrong.mean() - 2 > 5 * np.sqrt(4 / 40)
+
+
+def test_threshold_simulator_residuals_given_its_latents(small):
+    """Given the γ and θ it returns, W(y − Xβ − θ_regime·r) is the within-transformed N(0, σ²)
+    noise: its sum of squares over σ² averages n_eff."""
+    from bayes_nqp.bayes.fit import make_model
+    from bayes_nqp.calibration import prior_draw, sbc_spec
+
+    m = make_model("threshold", small, "default", sbc_spec("threshold"))
+    truth = prior_draw(m.build(), seed=6)
+    truth["sigma"] = np.asarray(0.5)
+    rng = np.random.default_rng(3)
+    chi2 = []
+    for _ in range(40):
+        y, lat = m.simulate(truth, rng, latents=True)
+        regime = (m.q > lat["gamma"][0]).astype(int)
+        e = m.fe(y - m.X_z @ truth["beta"] - lat["slope_z"][regime] * m.r_s)
+        chi2.append(e @ e / 0.25)
+    assert np.mean(chi2) == pytest.approx(m.fe.n_eff, abs=5 * np.sqrt(2 * m.fe.n_eff / 40))
+
+
+@pytest.mark.parametrize("model", ["mediation", "threshold"])
+def test_sbc_of_mediation_and_threshold_passes_and_fails_for_a_wrong_noise_scale(small, model, tmp_path):
+    right = bn.calibrate_sbc(model, small, n=12, seed=1, thin_to=50, workers=1, out=tmp_path / "r",
+                             figures=False, **SAMPLER)
+    wrong = bn.calibrate_sbc(model, small, n=8, seed=1, thin_to=50, workers=1, out=tmp_path / "w",
+                             noise_scale=1.5, figures=False, **SAMPLER)
+    s = right.summary
+    assert s["n"] == 12 and s["failed"] == 0
+    head = {"mediation": {"total", "indirect[human_capital]", "direct"},
+            "threshold": {"gamma[1]", "slope[1]", "slope_diff[2-1]"}}[model]
+    assert head | {"sigma"} <= set(s["estimands"])
+    assert not any(k.startswith(("rho_breakdown", "n_thresholds")) for k in s["estimands"])  # no draws
+    assert s["passed"], {k: v["pvalue_uniform"] for k, v in s["estimands"].items()}
+    assert right.summary["engine"]["compilations"] <= 1
+    assert not wrong.summary["passed"]
+    assert np.mean(wrong.summary["estimands"]["sigma"]["ranks"]) < 5  # σ above every draw
+
+
+def test_sbc_rank_shares_ties_uniformly():
+    from bayes_nqp.calibration import rank
+
+    rng = np.random.default_rng(0)
+    d = np.r_[np.zeros(10), np.ones(30), np.full(10, 2.0)]
+    r = np.array([rank(d, 1.0, rng) for _ in range(4000)])
+    assert r.min() == 10 and r.max() == 40  # 10 below, and 0..30 of the 30 ties
+    assert r.mean() == pytest.approx(25, abs=0.5)
+    assert rank(np.arange(5.0), 2.5, rng) == 3
+
+
+def test_sbc_command_offers_every_registered_model():
+    from bayes_nqp import registry
+    from bayes_nqp.cli_calibrate import SbcModel
+
+    assert [m.value for m in SbcModel] == list(registry.names())
+    assert {"mediation", "threshold"} <= {m.value for m in SbcModel}
+
+
+def test_sbc_leaves_out_only_estimands_that_are_no_draw_in_every_replicate():
+    """rho_breakdown is one number of the whole posterior, NaN when no ρ breaks the effect: never
+    ranked; γ pinned to one grid point in some replicates is still ranked in all of them."""
+    from bayes_nqp.calibration import ranked_estimands
+
+    res = [{"ranks": {"gamma[1]": 3, "rho_breakdown[m]": 0, "sigma": 7},
+            "constant": ["gamma[1]", "rho_breakdown[m]"]},
+           {"ranks": {"gamma[1]": 9, "rho_breakdown[m]": 0, "sigma": 2}, "constant": ["rho_breakdown[m]"]}]
+    assert ranked_estimands(res) == (["gamma[1]", "sigma"], ["rho_breakdown[m]"])

@@ -16,9 +16,15 @@ Simulation-based calibration (:func:`calibrate_sbc`)
     periods, treatment timing and controls as observed) from the model's own generative process,
     fit, and record the rank of each true value among thinned posterior draws. The models'
     likelihoods are marginalised potentials, which prior-predictive sampling cannot simulate, so
-    each model supplies ``simulate`` (a method ``simulate(params, rng)`` on the model class, or an
-    entry in :data:`SIMULATORS` here). The simulated outcome is standardised with the *observed*
-    panel's mean and sd, so the priors that generated it are exactly those of the refit.
+    each model supplies ``simulate`` (a method ``simulate(params, rng, noise_scale, latents=)`` on
+    the model class, or an entry in :data:`SIMULATORS` here). It returns the standardised outcome
+    and, with ``latents=True``, the parameters the likelihood integrates out (unit effects, the
+    threshold model's γ and slopes), as the posterior names them, and under
+    :data:`SIMULATED_COLUMNS` any other panel column it draws (mediation: the mediators). The
+    simulated data are standardised with the *observed* panel's means and sds (the model's
+    ``use_scales_of`` where it has more than the outcome's), so the priors that generated them
+    are exactly those of the refit; a model class's ``sbc_options`` are set on its spec. A rank
+    counts the thinned draws below the true value plus a uniform share of those equal to it.
     Per estimand: the ranks, a uniformity p-value (the PIT uniformity test of ``arviz_stats``,
     method ``pot_c``), and ``figures/sbc_<name>.png``: the rank histogram and the Δ-ECDF with
     simultaneous 95% bands (``arviz_stats.ecdf_utils``). ``passed`` is
@@ -179,18 +185,32 @@ def twfe_placebo(panel) -> dict:
     return out
 
 
-def placebo_spec(model: str, spec=None):
-    """The spec of ``model``'s placebo refits: ``spec`` (a ModelSpec, a TOML path or None for the
-    model's own) with the model class's ``placebo_options`` on top, options under which every
-    placebo timing of a panel gives the same model structure, so that the refits reuse one
-    compilation (staggered: ``cohort_levels = "panel"``)."""
+def _spec_with(model: str, spec, attr: str):
+    """``spec`` (a ModelSpec, a TOML path or None for the model's own) with the options of the
+    model class's attribute ``attr`` (a dict) on top."""
     from .bayes.fit import get_model_class
     from .bayes.spec import ModelSpec, load_spec
 
     cls = get_model_class(_model_key(model))
     spec = spec if isinstance(spec, ModelSpec) else load_spec(cls.name, spec)
-    opts = getattr(cls, "placebo_options", None) or {}
+    opts = getattr(cls, attr, None) or {}
     return replace(spec, options={**spec.options, **opts}) if opts else spec
+
+
+def placebo_spec(model: str, spec=None):
+    """The spec of ``model``'s placebo refits: ``spec`` (a ModelSpec, a TOML path or None for the
+    model's own) with the model class's ``placebo_options`` on top, options under which every
+    placebo timing of a panel gives the same model structure, so that the refits reuse one
+    compilation (staggered: ``cohort_levels = "panel"``)."""
+    return _spec_with(model, spec, "placebo_options")
+
+
+def sbc_spec(model: str, spec=None):
+    """The spec of ``model``'s SBC fits: ``spec`` with the model class's ``sbc_options`` on top,
+    options that leave the model's likelihood as it is but spare what a calibration does not rank
+    (threshold: ``compare = false``, the LOO comparison of 0, 1 and 2 thresholds that refits two
+    more models per replicate and whose ``n_thresholds`` is a decision, not a posterior draw)."""
+    return _spec_with(model, spec, "sbc_options")
 
 
 def placebo_task(panel, *, model: str, priors, spec, sampler: dict, seed: int, units, years,
@@ -318,9 +338,20 @@ def simulate_twoway(model, params: dict, rng, noise_scale: float = 1.0) -> np.nd
 
 #: model name -> simulate(model, params, rng, noise_scale) returning the standardised outcome,
 #: for a model kept outside the package without a ``simulate`` method; a model class's own
-#: ``simulate(params, rng, noise_scale=1.0)`` takes precedence (did, heterogeneity, staggered,
-#: event_study have one)
+#: ``simulate(params, rng, noise_scale=1.0)`` takes precedence (every registered model has one)
 SIMULATORS: dict = {}
+
+#: the latents' key under which a simulator returns the panel columns it draws besides the
+#: outcome, on their original scale ({column: values}; mediation: its mediators)
+SIMULATED_COLUMNS = "columns"
+
+
+def rank(draws: np.ndarray, truth: float, rng) -> int:
+    """The rank of ``truth`` among ``draws``: the number below it, plus a uniform share of the
+    ties (a parameter on a grid, the threshold γ, has many; without this its ranks pile low)."""
+    below = int(np.sum(draws < truth))
+    ties = int(np.sum(draws == truth))
+    return below + (int(rng.integers(0, ties + 1)) if ties else 0)
 
 
 def simulator_for(model):
@@ -344,10 +375,15 @@ def has_simulator(cls) -> bool:
     return callable(getattr(cls, "simulate", None)) or cls.name in SIMULATORS
 
 
-def _with_scale(model, y, y_mean: float, y_sd: float):
-    """Fix the model's outcome scale to the observed panel's (the prior's scale)."""
+def _with_scale(model, y, y_mean: float, y_sd: float, base=None):
+    """Fix the model's outcome scale to the observed panel's (the prior's scale). A model whose
+    other data are standardised too, or that precomputes statistics of its standardised data when
+    it is made (mediation, threshold), does the rest in its ``use_scales_of(base)``."""
     model.y_mean, model.y_sd = y_mean, y_sd
     model.y_z = (np.asarray(y, dtype=float) - y_mean) / y_sd
+    hook = getattr(model, "use_scales_of", None)
+    if base is not None and callable(hook):
+        hook(base)
     return model
 
 
@@ -386,15 +422,19 @@ def sbc_task(panel, *, model: str, priors, spec, sampler: dict, seed: int, repli
     """One SBC replicate: prior draw → simulated outcome → fit → rank of each true value."""
     from .bayes.fit import make_model
 
+    spec = sbc_spec(model, spec)
     base = make_model(model, panel, priors, spec)
     pm_base = base.build()
     truth = prior_draw(pm_base, seed)
     rng = np.random.default_rng([seed, 1])
     y_z, latent = simulator_for(base)(base, truth, rng, noise_scale=noise_scale)
+    columns = latent.pop(SIMULATED_COLUMNS, {})
     y = base.y_mean + base.y_sd * y_z
-    sim = panel.subset(np.ones(len(panel.df), dtype=bool))
+    sim = base.panel.subset(np.ones(len(base.panel.df), dtype=bool))  # the rows the model reads
     sim.df["y"] = y
-    m = _with_scale(make_model(model, sim, priors, spec), y, base.y_mean, base.y_sd)
+    for col, values in columns.items():
+        sim.df[col] = values
+    m = _with_scale(make_model(model, sim, priors, spec), y, base.y_mean, base.y_sd, base)
     fit = fit_once(m, m.build(), sampler, seed, model)
     true_est = {k: float(np.asarray(v).ravel()[0])
                 for k, v in _flat(m.estimands(_as_posterior(m, {**truth, **latent},
@@ -407,18 +447,30 @@ def sbc_task(panel, *, model: str, priors, spec, sampler: dict, seed: int, repli
     ranks = {}
     S = next(iter(fit.draws.values())).size if fit.draws else post.sizes["chain"] * post.sizes["draw"]
     idx = np.unique(np.linspace(0, S - 1, min(thin_to, S)).astype(int))
+    tie_rng = np.random.default_rng([seed, 2])
+    constant = []  # one value over the draws here: calibrate_sbc drops those constant everywhere
     for name, tv in true_est.items():
         d = np.asarray(fit.draws[name], dtype=float).ravel()[idx]
-        if np.ptp(d) == 0:  # a number computed from the whole posterior (breakdown_M), not a draw
-            continue
-        ranks[name] = int(np.sum(d < tv))
+        if not np.ptp(d) > 0:  # one value, or undefined (NaN: rho_breakdown when none is found)
+            constant.append(name)
+        ranks[name] = rank(d, tv, tie_rng)
     for name, tv in scalars.items():
         if name in ranks or name.removesuffix("_z") in ranks:  # tau_z ranks as tau does
             continue
         d = post[name].to_numpy().ravel()[idx]
-        ranks[name] = int(np.sum(d < tv))
-    return {"status": "ok", "replicate": replicate, "seed": seed, "ranks": ranks,
+        ranks[name] = rank(d, tv, tie_rng)
+    return {"status": "ok", "replicate": replicate, "seed": seed, "ranks": ranks, "constant": constant,
             "n_draws": int(len(idx)), "truth": {**scalars, **true_est}, "diagnostics": _diag(fit)}
+
+
+def ranked_estimands(results: list[dict]) -> tuple[list[str], list[str]]:
+    """(estimands to test, estimands left out) over the replicates' ``results``. A number of the
+    whole posterior (breakdown_M, rho_breakdown, n_thresholds) is one value, or undefined, in
+    every replicate: not a draw, no rank. One that is constant in some replicates only (γ on its
+    grid, when the data pin it to one point) is ranked there too: dropping those would select."""
+    names = sorted(set().union(*[r["ranks"] for r in results])) if results else []
+    out = [nm for nm in names if all(nm in r.get("constant", ()) for r in results if nm in r["ranks"])]
+    return [nm for nm in names if nm not in out], out
 
 
 def uniformity_pvalue(ranks, n_draws: int, seed: int = 0) -> float:
@@ -490,7 +542,7 @@ def calibrate_sbc(model: str, panel, n: int = 100, *, priors="default", spec=Non
           "seed": int(ss.generate_state(1)[0]), "replicate": i, "thin_to": thin_to,
           "noise_scale": float(noise_scale)} for i, ss in enumerate(np.random.SeedSequence(seed).spawn(n))],
         panel, out, workers=workers, scheduler=scheduler, progress=progress, on_cluster=on_cluster)
-    names = sorted(set().union(*[r["ranks"] for r in ok])) if ok else []
+    names, not_ranked = ranked_estimands(ok)
     estimands, figs = {}, {}
     for name in names:
         rs = [r["ranks"][name] for r in ok if name in r["ranks"]]
@@ -507,7 +559,8 @@ def calibrate_sbc(model: str, panel, n: int = 100, *, priors="default", spec=Non
     pvals = [e["pvalue_uniform"] for e in estimands.values() if e["pvalue_uniform"] is not None]
     cut = alpha / max(1, len(pvals))
     summary = {"kind": "sbc", "model": key, "n": len(ok), "n_requested": n, "failed": run.failed,
-               "estimands": estimands, "passed": bool(pvals) and min(pvals) > cut,
+               "estimands": estimands, "not_ranked": not_ranked,
+               "passed": bool(pvals) and min(pvals) > cut,
                "test": {"method": "PIT uniformity (arviz_stats pot_c)", "alpha": alpha,
                         "bonferroni_cut": cut},
                "noise_scale": noise_scale, "priors": _priors_arg(priors), "sampler": sampler,

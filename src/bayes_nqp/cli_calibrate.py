@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from . import registry
 from .errors import BayesNQPError
 
 calibrate_app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -36,11 +37,9 @@ class CalModel(str, Enum):
     staggered = "staggered"
 
 
-class SbcModel(str, Enum):
-    did = "did"
-    heterogeneity = "heterogeneity"
-    event_study = "event_study"
-    staggered = "staggered"
+#: SBC's model choices: the registry's names (every registered model has a simulator; one added
+#: from outside without a ``simulate`` is refused with exit 2)
+SbcModel = Enum("SbcModel", {n: n for n in registry.names()}, type=str)
 
 
 class Mode(str, Enum):
@@ -191,7 +190,7 @@ def placebo_cmd(model: CalModel = typer.Option(CalModel.did, "--model", help="wh
 
 
 @calibrate_app.command("sbc")
-def sbc_cmd(model: SbcModel = typer.Option(SbcModel.did, "--model", help="which Bayesian model"),
+def sbc_cmd(model: SbcModel = typer.Option(SbcModel[registry.names()[0]], "--model", help="which Bayesian model"),
             n: int = NOpt, data: Optional[Path] = DataOpt, cmap: Optional[Path] = MapOpt,
             out: Path = OutOpt, seed: int = SeedOpt, workers: Optional[int] = WorkersOpt,
             scheduler: Optional[str] = SchedOpt, priors: str = PriorsOpt,

@@ -164,12 +164,16 @@ class MediationModel(BayesModel):
         self._sensitivity: dict = {}
         if self.effects == "within":
             self.fe = WithinTransform(self.unit_idx, self.time_idx, panel.time_effects)
-            self.yw = self.fe(self.y_z)
             self.Dw = within_regressors(self.fe, self.D[:, None], ["D (the treatment)"], "mediation")[:, 0]
-            self.Mw = within_regressors(self.fe, self.M_z, self.mediators, "mediation")
             self.Xw = within_regressors(self.fe, self.X_z, self.panel.controls, "mediation")
-            self.Z = np.column_stack([self.yw, self.Mw, self.Dw, self.Xw])
-            self.ZZ = self.Z.T @ self.Z
+            self._within_statistics()
+
+    def _within_statistics(self) -> None:
+        """W·y, W·M and the cross products Z'Z, Z = W[y, M, D, X], of the standardised data."""
+        self.yw = self.fe(self.y_z)
+        self.Mw = within_regressors(self.fe, self.M_z, self.mediators, "mediation")
+        self.Z = np.column_stack([self.yw, self.Mw, self.Dw, self.Xw])
+        self.ZZ = self.Z.T @ self.Z
 
     # ---- model ----------------------------------------------------------------------------
     def coords(self) -> dict:
@@ -238,6 +242,62 @@ class MediationModel(BayesModel):
                 g = pm.ZeroSumNormal(f"time_{eq}", sigma=s_time, dims="year")
                 out = out + g[self.time_idx]
         return out
+
+    # ---- simulation (SBC) ------------------------------------------------------------------
+    def simulate(self, params: dict, rng, noise_scale: float = 1.0, *, latents: bool = False):
+        r"""Outcome and mediators (standardised) drawn from the model's likelihood at ``params``
+        (one draw of the free parameters, e.g. from the prior), on this panel's design (D and X as
+        observed), mediators first because the outcome equation reads them:
+
+        .. math::
+
+            M_k = F^k + a_k D + X\beta_k + \sigma_k\varepsilon_k,\qquad
+            y = F + c'D + \textstyle\sum_k b_k M_k + X\beta + \sigma\varepsilon,
+            \qquad \varepsilon_k, \varepsilon \sim N(0, I)\ \text{independent}
+
+        With ``unit_effects = "within"`` the flat fixed effects F are not in the likelihood (W
+        annihilates them: it reads W·M_k ~ N(W(a_k D + Xβ_k), σ_k²W) and W·y likewise, n_eff
+        degrees of freedom each), so F = (I − W) of the observed standardised series: the
+        simulated panel keeps the observed unit and period levels. With ``"pooled"``, F is the
+        parameters' μ + α_i + γ_t of each equation. ``noise_scale`` multiplies σ and every σ_k (≠ 1:
+        a deliberately wrong simulator). ``latents=True`` returns ``(y_z, latents)`` whose
+        ``"columns"`` holds the mediators drawn, on their original scale (the panel columns the
+        refit reads); without it, y_z alone."""
+        f = lambda v: np.asarray(params[v], dtype=float)  # noqa: E731
+        K, n = len(self.mediators), len(self.y_z)
+        beta_m = f("beta_m") if self.X_z.shape[1] else np.zeros((0, K))
+        beta = f("beta") if self.X_z.shape[1] else np.zeros(0)
+        if self.effects == "within":
+            F_m, F_y = self.M_z - self.fe(self.M_z), self.y_z - self.fe(self.y_z)
+        else:
+            F_m, F_y = self._simulated_effects(params, "m", K), self._simulated_effects(params, "y", None)
+        sigma_m, sigma = f("sigma_m") * noise_scale, float(f("sigma")) * noise_scale
+        M = (F_m + self.D[:, None] * f("a_z")[None, :] + self.X_z @ beta_m
+             + sigma_m[None, :] * rng.standard_normal((n, K)))
+        y = (F_y + float(f("tau_z")) * self.D + M @ f("b_z") + self.X_z @ beta
+             + sigma * rng.standard_normal(n))
+        if not latents:
+            return y
+        return y, {"columns": dict(zip(self.mediators, (self.m_mean + self.m_sd * M).T))}
+
+    def _simulated_effects(self, params: dict, eq: str, K: int | None) -> np.ndarray:
+        """μ + α_i (+ γ_t) of one pooled equation at ``params``: (n,), or (n, K) for the mediators."""
+        f = lambda v: np.asarray(params[v], dtype=float)  # noqa: E731
+        unit = f(f"unit_{eq}")
+        out = f(f"intercept_{eq}") + (unit.T[self.unit_idx] if K else unit[self.unit_idx])
+        if self.panel.time_effects:
+            time = f(f"time_{eq}")
+            out = out + (time.T[self.time_idx] if K else time[self.time_idx])
+        return out
+
+    def use_scales_of(self, base: "MediationModel") -> None:
+        """Standardise the mediators with ``base``'s means and sds (the observed panel's: the scale
+        the priors that simulated them live on) and recompute the within statistics (SBC; the
+        outcome's scale is set by the caller)."""
+        self.m_mean, self.m_sd = base.m_mean, base.m_sd
+        self.M_z = (self.df[self.mediators].to_numpy(float) - self.m_mean) / self.m_sd
+        if self.effects == "within":
+            self._within_statistics()
 
     # ---- estimands ------------------------------------------------------------------------
     def _draws(self, idata) -> dict[str, np.ndarray]:

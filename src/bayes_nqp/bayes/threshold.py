@@ -465,6 +465,62 @@ class ThresholdModel(BayesModel):
         pm.Potential("fixed_effects_dof", (self.fe.n - self.fe.n_eff) * pt.log(sigma))
         pm.Normal("y", mu=mu, sigma=sigma, observed=self.yw, dims="obs")
 
+    # ---- simulation (SBC) ------------------------------------------------------------------
+    #: spec options of the SBC fits (calibration.sbc_spec): the LOO comparison of 0, 1 and 2
+    #: thresholds would refit two more models per replicate, and its n_thresholds is no draw
+    sbc_options = {"compare": False}
+
+    def simulate(self, params: dict, rng, noise_scale: float = 1.0, *, latents: bool = False):
+        r"""An outcome (standardised) drawn from the model's likelihood at ``params`` (one draw of
+        the free parameters, e.g. from the prior), on this panel's design (q, the regime variable
+        and X as observed):
+
+        .. math::
+
+            y = F + X\beta + \textstyle\sum_j \theta_j\, r\, 1(\text{regime } j) + \sigma\varepsilon,
+            \qquad \varepsilon \sim N(0, I)
+
+        The sharp model integrates γ and θ out, so they are drawn here from the priors it
+        integrates them against: the cell (γ, or the ordered pair) from its grid prior
+        (``exp(logw)``: uniform over the trimmed range by the midpoint rule), each θ_j from the
+        Normal ``slope`` prior; regime j holds the rows with γ_{j−1} < q ≤ γ_j. With ``transition =
+        "logistic"`` γ, s and θ are the parameters' own (γ sorted: the ordered prior), and the
+        regime indicators are the logistic shares. The flat fixed effects are not in the
+        likelihood (W annihilates them; it reads W·y ~ N(W·mean, σ²W), n_eff degrees of freedom),
+        so F = (I − W) of the observed standardised outcome: the simulated panel keeps its unit
+        and period levels. ``noise_scale`` multiplies σ (≠ 1: a deliberately wrong simulator).
+        ``latents=True`` also returns the γ and θ drawn, as the posterior names them
+        (``gamma``, ``slope_z``)."""
+        K, k = self.Xw.shape[1], self.n_thr + 1
+        beta = np.asarray(params["beta"], dtype=float) if K else np.zeros(0)
+        sigma = float(params["sigma"]) * noise_scale
+        if self.n_thr and self.transition == "logistic":
+            slope = np.asarray(params["slope_z"], dtype=float)
+            gamma = np.sort(np.atleast_1d(np.asarray(params["gamma"], dtype=float)))
+            s = np.atleast_1d(np.asarray(params["s_rel"], dtype=float)) * (self.q_hi - self.q_lo)
+            part = slope[0] * self.r_s
+            for j in range(self.n_thr):
+                part = part + (slope[j + 1] - slope[j]) * self.r_s * expit((self.q - gamma[j]) / s[j])
+        else:
+            prior = self.priors["slope"].params
+            slope = float(prior["mu"]) + float(prior["sigma"]) * rng.standard_normal(k)
+            p = np.exp(self.logw - np.logaddexp.reduce(self.logw))
+            gamma = self.cell_gamma[rng.choice(p.size, p=p / p.sum())]
+            part = slope[np.searchsorted(gamma, self.q, side="left")] * self.r_s
+        y = (self.y_z - self.fe(self.y_z)) + self.X_z @ beta + part + sigma * rng.standard_normal(self.q.size)
+        if not latents:
+            return y
+        return y, ({"slope_z": slope, "gamma": gamma} if self.n_thr else {"slope_z": slope})
+
+    def use_scales_of(self, base: "ThresholdModel") -> None:
+        """Recompute the within statistics and the cells' cross products from the outcome the
+        caller put on ``base``'s scale (SBC: the simulated outcome standardised as the observed
+        one, the scale of the priors that simulated it; q and the regime variable are observed)."""
+        self.yw = self.fe(self.y_z)
+        self.A = np.column_stack([self.yw, self.Xw, self.rw])
+        self.C = self.A.T @ self.A
+        self._prepare_cells()
+
     # ---- after sampling -------------------------------------------------------------------
     def _flat(self, post, var):
         a = post[var].to_numpy()
