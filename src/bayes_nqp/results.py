@@ -56,6 +56,7 @@ from pathlib import Path
 from scipy.special import ndtri
 
 from .contract import CI, INTERVAL_PROB, ParamEntry, jsonable  # noqa: F401 (jsonable: re-exported)
+from .paths import safe_filename
 
 #: the normal quantile of a two-sided interval of probability INTERVAL_PROB (1.96 for 0.95)
 Z_INTERVAL = float(ndtri(0.5 + INTERVAL_PROB / 2))
@@ -192,8 +193,12 @@ def save_figure(fig, path: str | Path) -> Path:
 
 
 def save_figures(figures: dict, folder: str | Path) -> list[Path]:
-    """Each ``name -> Figure`` of ``figures`` as ``folder/figures/<name>.png`` (:func:`save_figure`)."""
-    return [save_figure(fig, Path(folder) / "figures" / f"{name}.png") for name, fig in figures.items()]
+    """Each ``name -> Figure`` of ``figures`` as ``folder/figures/<name>.png`` (:func:`save_figure`),
+    the name made one portable file-name component (:func:`~bayes_nqp.paths.safe_filename`: an
+    estimand's name such as ``contrast[region:west-east]`` holds characters some file systems
+    refuse, and a group level is the user's text)."""
+    return [save_figure(fig, Path(folder) / "figures" / f"{safe_filename(name)}.png")
+            for name, fig in figures.items()]
 
 
 class SavesSummary:
