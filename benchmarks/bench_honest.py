@@ -15,7 +15,9 @@ Panels (real data shipped by PyPI packages; not this project's):
   ``linearmodels.datasets.munnell``: outcome log(``gsp``), unit ``state``, time ``year``. No real
   treatment: every state may get a placebo adoption; the sd comparison uses placebo seed 0.
 
-Part ``sd``: posterior sd of τ under the weak prior set against the frequentist SE of the
+Part ``sd`` (``--model staggered``: the posterior sd of ``att`` beside diff-diff's imputation and
+Callaway–Sant'Anna SEs; panel ``demo`` adds whether att's 95% HDI covers the simulated truth;
+results under ``sd_by_model``): posterior sd of τ under the weak prior set against the frequentist SE of the
 matching estimand (TWFE with unit-clustered CRV1 SE for the common effect; the mean of the
 unit-specific effects of the fully interacted regression with its between-unit SE for
 unit-varying effects); target ratio 0.75–1.4.
@@ -28,15 +30,15 @@ all the placebo panels (the likelihood's statistics are ``pm.Data``; ``compiled.
 Configurations: ``before`` = the previous default (common effect, iid errors, pooled year
 effects); ``after`` = the current default of models/did.toml (of the model's own spec with
 ``--model``); ``unit_ar1`` = unit effects and AR(1) errors; ``common`` = common effect, iid errors,
-fixed year effects; ``ar1`` = AR(1) errors only (staggered, which has no unit effect and always
-pools its year effects, reads only ``errors``); ``predictive`` / ``predictive_ar1`` = staggered's
-``imputation = "predictive"`` (the sample ATT), with iid / AR(1) errors; ``fixed_years`` /
-``fixed_years_predictive`` / ``fixed_years_ar1`` = staggered with ``year_effects = "fixed"``
-(and the predictive imputation / AR(1) errors).
+fixed year effects; ``ar1`` = AR(1) errors only. Staggered's previous model (``method =
+"imputation"``): ``imputation`` = its previous default (mean imputation, iid errors, pooled
+years); ``imputation_ar1``, ``imputation_predictive`` (the sample ATT), ``imputation_predictive_ar1``,
+``imputation_fixed_years`` (``year_effects = "fixed"``), ``imputation_fixed_years_predictive``,
+``imputation_fixed_years_ar1``.
 
 A model class's ``placebo_options`` (:func:`bayes_nqp.calibration.placebo_spec`) are applied to
-every placebo refit: staggered's ``cohort_levels = "panel"`` gives all placebo timings of a panel
-one model structure, so the engine's cache compiles it once and swaps the data in.
+every placebo refit: staggered's ``cohort_levels = "panel"`` (a cohort indicator and a cell
+effect for every period) gives all placebo timings of a panel one model structure, so the engine's cache compiles it once and swaps the data in.
 
 Writes benchmarks/results/honest.json. The machine is shared (2 cores, other work running):
 timings are indicative only.
@@ -62,15 +64,20 @@ CONFIGS = {
     "after": {},
     "unit_ar1": {"effect": "unit", "errors": "ar1"},
     "common": {"effect": "common", "errors": "iid", "year_effects": "fixed"},
-    # AR(1) errors alone (the staggered model reads only ``errors`` of these options)
+    # AR(1) errors alone
     "ar1": {"errors": "ar1"},
-    # staggered: the posterior of the sample ATT (a noise draw of y(0) per treated cell)
-    "predictive": {"imputation": "predictive"},
-    "predictive_ar1": {"imputation": "predictive", "errors": "ar1"},
-    # staggered with fixed wide year effects (no learned scale), with the mean / predictive imputation
-    "fixed_years": {"year_effects": "fixed"},
-    "fixed_years_predictive": {"year_effects": "fixed", "imputation": "predictive"},
-    "fixed_years_ar1": {"year_effects": "fixed", "errors": "ar1"},
+    # staggered's previous model (method = "imputation", bayes/staggered_imputation.py) and its
+    # variants: the previous default (mean imputation, iid errors, pooled years), AR(1) errors,
+    # the posterior of the sample ATT (a noise draw of y(0) per treated cell), fixed wide years
+    "imputation": {"method": "imputation", "year_effects": "pooled"},
+    "imputation_ar1": {"method": "imputation", "year_effects": "pooled", "errors": "ar1"},
+    "imputation_predictive": {"method": "imputation", "year_effects": "pooled", "imputation": "predictive"},
+    "imputation_predictive_ar1": {"method": "imputation", "year_effects": "pooled",
+                                  "imputation": "predictive", "errors": "ar1"},
+    "imputation_fixed_years": {"method": "imputation", "year_effects": "fixed"},
+    "imputation_fixed_years_predictive": {"method": "imputation", "year_effects": "fixed",
+                                          "imputation": "predictive"},
+    "imputation_fixed_years_ar1": {"method": "imputation", "year_effects": "fixed", "errors": "ar1"},
 }
 
 
@@ -181,6 +188,51 @@ def part_sd(panels, configs, draws, chains) -> dict:
     return out
 
 
+def part_sd_staggered(panels, configs, draws, chains) -> dict:
+    """Staggered: posterior sd of ``att`` under the weak prior set beside diff-diff's imputation
+    (Borusyak–Jaravel–Spiess) and Callaway–Sant'Anna SEs (unit-clustered), on the real panel;
+    panel ``demo`` (simulated) also checks that att's 95% HDI covers data/demo_truth.json's att."""
+    import bayes_nqp as bn
+    from bayes_nqp.frequentist.event_study import borusyak_jaravel_spiess, callaway_santanna
+
+    out = {}
+    for name in panels:
+        panel = bn.demo_panel() if name == "demo" else real_panel(name)
+        bjs = borusyak_jaravel_spiess(panel)[0]["overall"]
+        cs = callaway_santanna(panel)[0]["overall"]
+        freq = {"imputation": {k: bjs[k] for k in ("estimate", "se", "ci95")},
+                "callaway_santanna": {k: cs[k] for k in ("estimate", "se", "ci95")}}
+        truth = None
+        if name == "demo":
+            from bayes_nqp.data import DATA_DIR
+
+            truth = json.loads((DATA_DIR / "demo_truth.json").read_text())["att"]
+        rows = {}
+        for cfg in configs:
+            t0 = time.perf_counter()
+            spec = spec_for(cfg, "staggered")
+            fit = bn.fit("staggered", panel, priors="weak", spec=spec, draws=draws, tune=draws,
+                         chains=chains, seed=1, replication=False, loo=False, ppc=False, psense=False)
+            e = fit.params["att"]
+            post = fit.idata["posterior"]
+            rows[cfg] = {"options": spec.options, "att_mean": e["mean"], "att_sd": e["sd"],
+                         "hdi95": e["hdi95"],
+                         "sd_ratio_imputation": e["sd"] / bjs["se"],
+                         "sd_ratio_callaway_santanna": e["sd"] / cs["se"],
+                         "mean_gap_in_imputation_se": (e["mean"] - bjs["estimate"]) / bjs["se"],
+                         "sigma_effect_mean": float(post["sigma_effect"].mean()) * fit_ysd(fit, panel)
+                         if "sigma_effect" in post else None,
+                         "rho_mean": float(post["rho"].mean()) if "rho" in post else None,
+                         "passed": fit.passed, "ess_bulk_min": fit.diag.get("ess_bulk_min"),
+                         "rhat_max": fit.diag.get("rhat_max"), "seconds": time.perf_counter() - t0}
+            if truth is not None:
+                rows[cfg] |= {"truth_att": truth,
+                              "hdi95_covers_truth": bool(e["hdi95"][0] <= truth <= e["hdi95"][1])}
+            logging.info("staggered sd %s %s %s", name, cfg, rows[cfg])
+        out[name] = {"frequentist": freq, "bayesian": rows}
+    return out
+
+
 def fit_ysd(fit, panel) -> float:
     return float(np.std(panel.df["y"].to_numpy(float)))
 
@@ -282,7 +334,12 @@ def main() -> None:
     result = json.loads(out_path.read_text()) if out_path.exists() else {}
     result.update({"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                    "machine": "shared 2-core development machine (other work running)"})
-    if a.part in ("sd", "all"):
+    if a.part in ("sd", "all") and a.model == "staggered":
+        result.setdefault("sd_by_model", {}).setdefault("staggered", {}).update(
+            part_sd_staggered(panels, configs, a.sd_draws, a.sd_chains))
+        result["sd_by_model"]["staggered"]["settings"] = {"draws": a.sd_draws, "chains": a.sd_chains,
+                                                          "priors": "weak", "date": result["date"]}
+    elif a.part in ("sd", "all"):
         result.setdefault("sd", {}).update(part_sd(panels, configs, a.sd_draws, a.sd_chains))
         result["sd_settings"] = {"draws": a.sd_draws, "chains": a.sd_chains, "priors": "weak"}
     if a.part in ("placebo", "all"):

@@ -267,28 +267,36 @@ def test_event_study_simulator_moments_are_its_likelihoods(staggered_small):
     assert r[:, post].var() == pytest.approx(0.25 + 0.49 + 0.36, rel=0.06)
 
 
-def test_staggered_simulator_moments_are_its_untreated_likelihoods(staggered_small):
+def test_staggered_simulator_moments_are_its_likelihoods(staggered_small):
+    """The staggered model's y is a potential (intercepts and the treated units' effect deviations
+    integrated out): its simulator is TwoWayModel.simulate on the saturated cell design, so
+    around Wθ the residuals have variance σ² + σ_α² on untreated rows and σ² + σ_α² + σ_τ² on
+    treated rows, covariance σ_α² between a unit's rows, and the latents are what they add."""
     from bayes_nqp.bayes.fit import make_model
     from bayes_nqp.calibration import prior_draw
 
     m = make_model("staggered", staggered_small, "default", None)
     truth = prior_draw(m.build(), seed=6)
-    truth["sigma"], truth["sigma_unit"] = np.asarray(0.5), np.asarray(0.7)
+    truth["sigma"], truth["sigma_unit"], truth["sigma_effect"] = (np.asarray(0.5), np.asarray(0.7),
+                                                                  np.asarray(0.6))
+    theta = np.concatenate([np.atleast_1d(np.asarray(truth[b.name], dtype=float)).ravel() for b in m.design])
     rng = np.random.default_rng(3)
-    R = 60
+    R = 200
     sims = [m.simulate(truth, rng, latents=True) for _ in range(R)]
-    p = {k: truth[k][None] if np.ndim(truth[k]) else np.asarray(truth[k]).reshape(1, 1) for k in truth}
-    base = m.mean_without_unit(p)[0]  # μ_g + γ_t + X̃β on the untreated rows
-    r = np.array([y[m.rows] for y, _ in sims]) - base
-    # untreated residuals: variance σ² + σ_α², covariance σ_α² within a unit (iid errors)
-    assert r.var() == pytest.approx(0.25 + 0.49, rel=0.1)
-    first = m.unit_start[m.n_per_unit >= 2]
-    assert np.mean(r[:, first] * r[:, first + 1]) == pytest.approx(0.49, abs=0.1)
-    # the latent α is the unit part of those residuals
+    r = np.array([y for y, _ in sims]) - m.W @ theta
+    treated = m.D > 0
+    assert r[:, ~treated].var() == pytest.approx(0.25 + 0.49, rel=0.06)
+    assert r[:, treated].var() == pytest.approx(0.25 + 0.49 + 0.36, rel=0.06)
+    untreated_pair = np.flatnonzero(~treated[:-1] & ~treated[1:] & (m.unit_idx[:-1] == m.unit_idx[1:]))
+    assert np.mean(r[:, untreated_pair] * r[:, untreated_pair + 1]) == pytest.approx(0.49, abs=0.06)
+    # the latents: α_i around its cohort mean, τ_i = the unit's average cell effect + t_i
     alpha = np.array([lat["alpha"] for _, lat in sims])
-    mu = np.atleast_1d(truth["mu"])[m.unit_cohort]
-    eps = r - (alpha - mu)[:, m.u_rows]
-    assert eps.std() == pytest.approx(0.5, rel=0.05)
+    tau_i = np.array([lat["tau_unit_z"] for _, lat in sims])
+    centre = m.effect_centre(theta[None, :])[0]
+    t = tau_i - centre
+    assert t[:, m.C_unit.sum(1) > 0].std() == pytest.approx(0.6, rel=0.05)
+    eps = r - (alpha - m.W_unit @ theta)[:, m.unit_idx] - t[:, m.unit_idx] * m.D
+    assert eps.std() == pytest.approx(0.5, rel=0.03)
 
 
 @pytest.mark.slow  # a smoke test (4 replicates, no uniformity verdict); its simulators are tested above

@@ -1,5 +1,8 @@
-"""The staggered ATT by Bayesian imputation: recovery where TWFE is biased, what cannot be
-imputed, the comparison with Callaway–Sant'Anna, and the demo panel's known truth."""
+"""The staggered ATT (extended two-way model, saturated cohort × period effects with unit-level
+deviations): recovery where TWFE is biased, the imputation estimator's point estimate, honest
+intervals under AR(1) errors and unit-varying effects, what cannot be identified, the comparison
+with the frequentist imputation / Callaway–Sant'Anna estimates, placebo refits on one compilation,
+and the demo panel's known truth. The previous model (``method = "imputation"``) is checked at the end."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import pytest
 import bayes_nqp as bn
 from bayes_nqp import estimands as E
 from bayes_nqp.bayes import load_spec, make_model
+from bayes_nqp.bayes.staggered_imputation import ImputationStaggeredModel
 from bayes_nqp.errors import ModelError, SectionSkipped, SpecError
 
 #: cohort (launch week) → (stores, effect as a function of weeks since launch): heterogeneous
@@ -92,12 +96,12 @@ def test_twfe_is_clearly_off_where_the_imputation_att_covers_the_truth(store_fit
     assert abs(twfe - truth(stores[0])["att"]) > 0.3  # TWFE: ~0.33 against a true 0.79
 
 
-def test_posterior_predictive_checks_the_untreated_observations(store_fit, stores):
+def test_posterior_predictive_checks_every_observation(store_fit, stores):
     from bayes_nqp.bayes.diagnostics import ppc_summary
 
     m = make_model("staggered", stores[1])
     pp = m.posterior_predictive(store_fit.idata, None, seed=1)["y"].to_numpy()
-    assert pp.shape[-1] == len(m.observed_values()) == len(m.rows)
+    assert pp.shape[-1] == len(m.observed_values()) == stores[1].n_obs
     ppc = ppc_summary(pp.reshape(-1, pp.shape[-1]), m.observed_values())
     assert not ppc["warning"], ppc
 
@@ -108,19 +112,31 @@ def test_pointwise_log_likelihood_is_per_city_for_leave_one_city_out(store_fit, 
     assert ll.dims == ("chain", "draw", "unit") and ll.sizes["unit"] == stores[1].n_units
 
 
-def test_imputation_fit_samples_without_divergences(store_fit):
+def test_fit_samples_without_divergences(store_fit):
     assert store_fit.diag["divergences"] == 0
     assert min(store_fit.diag["per_param"][k]["ess_bulk"] for k in store_fit.params) > 150
 
 
-def test_predictive_imputation_adds_the_noise_of_y0_and_keeps_the_means(store_fit, stores):
+def test_predictive_imputation_belongs_to_the_imputation_method(stores):
     spec = load_spec("staggered")
-    mean = E.flatten(make_model("staggered", stores[1]).estimands(store_fit.idata))
-    pred = make_model("staggered", stores[1], spec=replace(spec, options={"imputation": "predictive"}))
-    pred = E.flatten(pred.estimands(store_fit.idata))
-    for name in mean:
-        assert pred[name].std() > mean[name].std()
-        assert abs(pred[name].mean() - mean[name].mean()) < 0.2 * mean[name].std()
+    with pytest.raises(SpecError, match="method = 'imputation'"):
+        make_model("staggered", stores[1], spec=replace(spec, options={"imputation": "predictive"}))
+
+
+def test_unknown_method_is_a_spec_error(stores):
+    with pytest.raises(SpecError, match="extended_twfe"):
+        make_model("staggered", stores[1], spec=replace(load_spec("staggered"), options={"method": "bjs"}))
+
+
+def test_every_treated_cell_has_its_own_cohort_by_period_effect(stores):
+    m = make_model("staggered", stores[1])
+    np.testing.assert_array_equal(m.Z.sum(1), m.D)       # one cell per treated row, none elsewhere
+    df = stores[1].df
+    for j, (g, s) in enumerate(m.cells):
+        rows = m.Z[:, j] > 0
+        assert (df["cohort"][rows] == g).all() and (df["time"][rows] == s).all()
+    # Mundlak's cohort indicators in the intercepts' mean (never-treated stores are the base)
+    assert m.coords()["unit_mean"][:3] == ["cohort=3", "cohort=5", "cohort=7"]
 
 
 def test_unknown_imputation_option_is_a_spec_error(stores):
@@ -151,12 +167,6 @@ def test_periods_with_no_untreated_unit_are_dropped_with_a_warning(caplog):
     assert m.dropped_times == ["7", "8"]
     assert "not identified" in caplog.text
     assert "att[e=4]" not in m.groups  # only cohort 3 reaches e = 4, in week 7
-
-
-def test_untreated_model_uses_only_untreated_observations(stores):
-    m = make_model("staggered", stores[1])
-    assert (stores[1].df["D"].to_numpy()[m.rows] == 0).all()
-    assert len(m.rows) == int((stores[1].df["D"] == 0).sum())
 
 
 def test_panel_without_a_treatment_skips_with_a_reason(stores):
@@ -212,11 +222,9 @@ def test_figure_shows_att_by_event_time_and_by_cohort(store_fit, stores):
 
 @pytest.fixture(scope="module")
 def demo_fit(demo):
-    # the demo's truth is the effect in exactly its treated cells (the noise cancels in it), which
-    # is what the predictive imputation targets: it adds the noise of the imputed y(0)
-    spec = load_spec("staggered")
-    spec = replace(spec, options={**spec.options, "imputation": "predictive"})
-    return bn.fit("staggered", demo, spec=spec, draws=300, tune=300, chains=2, seed=11, loo=False,
+    # the demo's truth is the effect in exactly its treated cells; the model's att is the mean over
+    # units of the cohort × period effects (its interval also carries the units' disagreement)
+    return bn.fit("staggered", demo, draws=300, tune=300, chains=2, seed=11, loo=False,
                   ppc=False, psense=False, replication=False)
 
 
@@ -239,24 +247,25 @@ def test_demo_figure_says_simulated_data(demo_fit, demo):
     assert fig._suptitle.get_text().startswith("SIMULATED DATA")
 
 
-def test_staggered_ar1_errors_build_and_reduce_to_the_iid_likelihood_at_rho_zero(synthetic):
-    """errors = "ar1": ρ is a parameter, and at ρ = 0 the untreated-outcome likelihood is the
-    iid one (the random-intercept marginal of every unit's untreated rows)."""
-    from dataclasses import replace
-
-    from bayes_nqp.bayes.did import unit_marginal_logp
-    from bayes_nqp.bayes.spec import load_spec
+def test_likelihood_is_the_exact_marginal_of_intercept_effect_deviation_and_ar1_errors(stores):
+    """The potential equals, unit by unit, the MVN density of the residuals y − Wθ with covariance
+    σ²R(ρ) + σ_α²11' + σ_τ²dd' (d: the unit's treated rows), evaluated directly by SciPy."""
+    from scipy.linalg import toeplitz
+    from scipy.stats import multivariate_normal
 
     spec = load_spec("staggered")
-    model = make_model("staggered", synthetic.panel, spec=replace(spec, options={**spec.options, "errors": "ar1"}))
-    assert "rho" in model.build().named_vars
-    theta = np.random.default_rng(0).normal(size=model.W_rows.shape[1]) * 0.3
-    r = model.y_z[model.rows] - model.W_rows @ theta
-    s1 = np.add.reduceat(r, model.unit_start)
-    s2 = np.add.reduceat(r**2, model.unit_start)
-    iid = unit_marginal_logp(s1, s2, model.n_per_unit, 0.6, 0.9).sum()
-    # a 0-d array takes the AR(1) path (weights of the three moments), not the folded iid one
-    assert model.statistics.logp(theta, 0.6, 0.9, 0.0, np.array(0.0)) == pytest.approx(iid, rel=1e-10)
+    m = make_model("staggered", stores[1], spec=replace(spec, options={**spec.options, "errors": "ar1"}))
+    assert {"rho", "sigma_effect"} <= set(m.build().named_vars)
+    theta = np.random.default_rng(0).normal(size=m.W.shape[1]) * 0.3
+    sigma, s_a, s_t, rho = 0.6, 0.9, 0.4, 0.5
+    r = m.y_z - m.W @ theta
+    ref = 0.0
+    for i in range(stores[1].n_units):
+        rows = m.unit_idx == i
+        n, d = rows.sum(), m.D[rows]
+        cov = sigma**2 * toeplitz(rho ** np.arange(n)) + s_a**2 + s_t**2 * np.outer(d, d)
+        ref += multivariate_normal(np.zeros(n), cov).logpdf(r[rows])
+    assert m.statistics.logp(theta, sigma, s_a, s_t, np.array(rho)) == pytest.approx(ref, rel=1e-9)
 
 
 # ---- placebo refits: one model structure for every treatment timing of a panel -----------------
@@ -276,7 +285,7 @@ def _placebo_models(stores, cohort_levels):
             for t in TIMINGS]
 
 
-def test_placebo_timings_share_one_model_structure_with_a_cohort_mean_for_every_period(stores):
+def test_placebo_timings_share_one_model_structure_with_a_cell_for_every_pair_of_periods(stores):
     from bayes_nqp import engine
     from bayes_nqp.calibration import placebo_spec
 
@@ -284,29 +293,42 @@ def test_placebo_timings_share_one_model_structure_with_a_cohort_mean_for_every_
     a, b = _placebo_models(stores, "panel")
     (_, sig_a, val_a), (_, sig_b, val_b) = (engine.lift_constants(m.build()) for m in (a, b))
     assert sig_a == sig_b  # the engine refits b on a's compilation
-    assert a.cohort_levels == b.cohort_levels == ["never"] + [str(w) for w in range(2, 9)]
+    # weeks 1..8: a cohort for weeks 2..8, a cell (g, s) for every g <= s
+    assert a.cell_labels == b.cell_labels and len(a.cell_labels) == sum(range(1, 8))
+    assert a.coords()["unit_mean"] == b.coords()["unit_mean"]
     assert any(not np.array_equal(val_a[k], val_b[k]) for k in val_a)  # the data differ
-    # the cohorts' own levels: one structure per timing (a compilation each)
+    # the cohorts' own cells: one structure per timing (a compilation each)
     oa, ob = _placebo_models(stores, "observed")
-    assert oa.cohort_levels == ["never", "3", "5"] and len(ob.cohort_levels) == 5
+    assert len(oa.cell_labels) < len(ob.cell_labels) < len(a.cell_labels)
     assert engine.lift_constants(oa.build())[1] != engine.lift_constants(ob.build())[1]
-    # a level no store adopts in has no untreated row: its mean has only its prior, and the rest
-    # of the design is the observed levels' (the other parameters' posterior is unchanged)
-    keep = [a.cohort_levels.index(c) for c in oa.cohort_levels]
-    empty = [j for j in range(len(a.cohort_levels)) if j not in keep]
-    n_mu = len(a.cohort_levels)
-    assert not a.W_rows[:, empty].any()
-    np.testing.assert_array_equal(a.W_rows[:, keep], oa.W_rows[:, :len(keep)])
-    np.testing.assert_array_equal(a.W_rows[:, n_mu:], oa.W_rows[:, len(keep):])
+    # a cell no store is in is a zero column: its tau keeps its prior, the rest is unchanged
+    keep = [a.cell_labels.index(c) for c in oa.cell_labels]
+    empty = [j for j in range(len(a.cell_labels)) if j not in keep]
+    assert not a.Z[:, empty].any()
+    np.testing.assert_array_equal(a.Z[:, keep], oa.Z)
 
 
-def test_fixed_year_effects_have_the_wide_year_prior_and_no_learned_scale(stores):
+def test_two_placebo_timings_share_one_compilation(stores):
+    from bayes_nqp import engine
+
+    a, b = _placebo_models(stores, "panel")
+    engine.clear_cache()
+    try:
+        c0 = engine.cache_stats()
+        assert not engine.compiled_model(a.build(), cache_key="staggered")[1]
+        assert engine.compiled_model(b.build(), cache_key="staggered")[1]
+        c1 = engine.cache_stats()
+        assert (c1["compilations"] - c0["compilations"], c1["reuses"] - c0["reuses"]) == (1, 1)
+    finally:
+        engine.clear_cache()
+
+
+def test_year_effects_are_fixed_wide_by_default_and_pooled_on_request(stores):
     spec = load_spec("staggered")
-    pooled = make_model("staggered", stores[1], "weak", spec).build()
-    fixed = make_model("staggered", stores[1], "weak",
-                       replace(spec, options={**spec.options, "year_effects": "fixed"}))
-    assert "sigma_time" in pooled.named_vars and "sigma_time" not in fixed.build().named_vars
-    assert fixed.used_priors["gamma"] == "year"
+    fixed = make_model("staggered", stores[1], "weak", spec)
+    assert "sigma_time" not in fixed.build().named_vars and fixed.used_priors["gamma"] == "year"
+    pooled = make_model("staggered", stores[1], "weak", replace(spec, options={**spec.options, "year_effects": "pooled"}))
+    assert "sigma_time" in pooled.build().named_vars
     with pytest.raises(SpecError, match="pooled"):
         make_model("staggered", stores[1], spec=replace(spec, options={"year_effects": "shrunk"}))
 
@@ -351,3 +373,121 @@ def test_estimands_lie_along_cohort_and_event_time_and_keep_their_names(store_fi
     assert list(store_fit.draws) == (["att"] + [f"att[g={g}]" for g in COHORTS]
                                      + [f"att[e={e}]" for e in ds["att_event"]["event_time"].values])
     assert ds["att_event"]["event_time"].values.tolist() == list(range(len(ds["att_event"]["event_time"])))
+
+
+# ---- the estimand: the imputation estimator's point estimate -------------------------------------
+
+def test_posterior_mean_of_att_is_the_imputation_estimate_on_a_balanced_panel(stores):
+    """Wooldridge (2021): the saturated extended TWFE's cell effects are the imputation
+    estimator's (BJS). Without controls (their within-cell variation would enter β), weak priors,
+    balanced panel: the posterior mean of att sits on diff-diff's ImputationDiD estimate."""
+    from bayes_nqp.frequentist.event_study import borusyak_jaravel_spiess
+
+    cmap = {k: v for k, v in CMAP.items() if k != "controls"}
+    panel = bn.panel_from_frame(stores[0], cmap)
+    bjs = borusyak_jaravel_spiess(panel)[0]["overall"]
+    fit = bn.fit("staggered", panel, priors="weak", **{**SAMPLER, "seed": 4})
+    att = fit.params["att"]
+    # the unit deviations make it a GLS fit (weights by the units' covariance): close, not equal
+    assert abs(att["mean"] - bjs["estimate"]) < 0.25 * bjs["se"], (att["mean"], bjs)
+    # and its posterior sd is of the size of BJS's unit-clustered SE
+    assert 0.6 < att["sd"] / bjs["se"] < 1.6, (att["sd"], bjs["se"])
+
+
+# ---- honest intervals: AR(1) errors and unit-varying effects ---------------------------------------
+
+def ar1_staggered(seed: int, n_units: int = 60, n_periods: int = 10, rho: float = 0.7,
+                  tau: float = 0.5, sigma_tau: float = 0.4, noise: float = 0.5) -> pd.DataFrame:
+    """y = α_i + γ_t + τ_i D_it + ε_it, ε AR(1)(ρ) with marginal sd ``noise``, τ_i ~ N(τ, σ_τ²)
+    constant over a unit's treated periods; two thirds of the units adopt in periods 4..8."""
+    rng = np.random.default_rng(seed)
+    first = np.where(rng.random(n_units) < 2 / 3, rng.integers(4, 9, n_units), 0)
+    tau_i = tau + sigma_tau * rng.standard_normal(n_units)
+    alpha = rng.normal(0, 1, n_units) + 0.5 * (first > 0)
+    gamma = np.cumsum(rng.normal(0.1, 0.2, n_periods))
+    e = np.empty((n_units, n_periods))
+    e[:, 0] = rng.standard_normal(n_units)
+    for t in range(1, n_periods):
+        e[:, t] = rho * e[:, t - 1] + np.sqrt(1 - rho**2) * rng.standard_normal(n_units)
+    unit = np.repeat(np.arange(n_units), n_periods)
+    period = np.tile(np.arange(1, n_periods + 1), n_units)
+    D = (first[unit] > 0) & (period >= first[unit])
+    y = alpha[unit] + gamma[period - 1] + tau_i[unit] * D + noise * e.ravel()
+    return pd.DataFrame({"u": unit, "t": period, "y": y, "g": first[unit]})
+
+
+def _ar1_fit(**options):
+    panel = bn.panel_from_frame(ar1_staggered(7), {"unit": "u", "time": "t", "outcome": "y", "cohort": "g"})
+    spec = load_spec("staggered")
+    return bn.fit("staggered", panel, priors="weak", spec=replace(spec, options={**spec.options, **options}),
+                  **{**SAMPLER, "seed": 8})
+
+
+@pytest.fixture(scope="module")
+def ar1_fit():
+    return _ar1_fit(errors="ar1")
+
+
+def test_recovers_the_mean_effect_with_ar1_errors_and_unit_varying_effects(ar1_fit, mc):
+    mc.in_hdi(ar1_fit.draws["att"], 0.5, "att (population mean effect)")
+    mc.in_hdi(ar1_fit.idata["posterior"]["rho"].to_numpy(), 0.7, "rho")
+
+
+@pytest.mark.slow  # a second compilation
+def test_the_interval_carries_the_units_disagreement_that_the_common_iid_model_ignores(ar1_fit):
+    common = _ar1_fit(effect="common", errors="iid")
+    assert ar1_fit.params["att"]["sd"] > 1.5 * common.params["att"]["sd"]
+
+
+# ---- the previous model, method = "imputation" -----------------------------------------------------
+
+IMPUTATION = {"method": "imputation", "year_effects": "pooled"}
+
+
+def imputation_spec(**options):
+    s = load_spec("staggered")
+    return replace(s, options={**s.options, **IMPUTATION, **options})
+
+
+@pytest.fixture(scope="module")
+def imputation_fit(stores):
+    return bn.fit("staggered", stores[1], spec=imputation_spec(), **SAMPLER)
+
+
+def test_method_imputation_builds_the_previous_model(stores):
+    m = make_model("staggered", stores[1], spec=imputation_spec())
+    assert isinstance(m, ImputationStaggeredModel) and m.name == "staggered"
+    assert (stores[1].df["D"].to_numpy()[m.rows] == 0).all()  # fitted on untreated cells only
+
+
+def test_its_assumptions_say_it_is_not_robust_to_within_unit_dependence(stores):
+    words = make_model("staggered", stores[1], spec=imputation_spec()).assumptions()
+    assert "NOT robust to within-unit dependence" in words[0]
+
+
+def test_imputation_att_covers_the_truth(imputation_fit, stores, mc):
+    mc.in_hdi(imputation_fit.draws["att"], truth(stores[0])["att"], "att")
+    assert imputation_fit.extras["imputation"]["method"] == "imputation"
+
+
+def test_predictive_imputation_adds_the_noise_of_y0_and_keeps_the_means(imputation_fit, stores):
+    mean = E.flatten(make_model("staggered", stores[1], spec=imputation_spec()).estimands(imputation_fit.idata))
+    pred = make_model("staggered", stores[1], spec=imputation_spec(imputation="predictive"))
+    pred = E.flatten(pred.estimands(imputation_fit.idata))
+    for name in mean:
+        assert pred[name].std() > mean[name].std()
+        assert abs(pred[name].mean() - mean[name].mean()) < 0.2 * mean[name].std()
+
+
+def test_ar1_errors_reduce_to_the_iid_likelihood_at_rho_zero(synthetic):
+    from bayes_nqp.bayes.did import unit_marginal_logp
+
+    model = make_model("staggered", synthetic.panel, spec=imputation_spec(errors="ar1"))
+    assert "rho" in model.build().named_vars
+    theta = np.random.default_rng(0).normal(size=model.W_rows.shape[1]) * 0.3
+    r = model.y_z[model.rows] - model.W_rows @ theta
+    s1 = np.add.reduceat(r, model.unit_start)
+    s2 = np.add.reduceat(r**2, model.unit_start)
+    iid = unit_marginal_logp(s1, s2, model.n_per_unit, 0.6, 0.9).sum()
+    # a 0-d array takes the AR(1) path (weights of the three moments), not the folded iid one
+    assert model.statistics.logp(theta, 0.6, 0.9, 0.0, np.array(0.0)) == pytest.approx(iid, rel=1e-10)

@@ -1,437 +1,335 @@
-r"""Heterogeneity-robust staggered ATT by Bayesian imputation (Borusyak–Jaravel–Spiess, Gardner).
-
-Fit the model of the *untreated* outcome on the untreated observations only (never-treated units
-and not-yet-treated periods, :math:`D_{it} = 0`):
+r"""Heterogeneity-robust staggered ATT: Wooldridge's (2021) extended two-way model, with unit-level
+effect deviations so that its intervals hold on real panels.
 
 .. math::
 
-    y_{it}(0) = \alpha_i + \gamma_t + X_{it}\beta + \varepsilon_{it},\qquad
-    \varepsilon_{it} \sim N(0, \sigma^2),
+    y_{it} = \alpha_i + \gamma_t + \sum_{(g, s)} \tau_{g,s}\,\mathbf 1\{G_i = g,\ t = s\}\,D_{it}
+             + t_i D_{it} + X_{it}\beta + \varepsilon_{it},
 
-    \alpha_i \sim N(\mu_{g(i)}, \sigma_\alpha^2),\qquad
-    \gamma \sim \mathrm{ZeroSumNormal}(\sigma_\gamma)\ (\text{when the map has time effects}),
+    \alpha_i \sim N\big(\mu + \textstyle\sum_g \lambda_g \mathbf 1\{G_i = g\} + \bar X_i'\lambda_x,\
+        \sigma_\alpha^2\big),\qquad
+    t_i \sim N(0, \sigma_\tau^2),\qquad
+    \gamma \sim \text{zero-sum, fixed wide scale},
 
-where :math:`g(i)` is unit *i*'s cohort (first treated period, or "never"). Spec option
-``year_effects = "fixed"`` replaces the pooled year effects by the prior set's wide zero-sum
-``year`` prior (no learned scale, no shrinkage; did's default); ``"pooled"`` is the default. A treated unit's
-:math:`\alpha_i` is identified by its own pre-treatment periods; pooling it towards the mean of
-*its cohort* (not of all units) keeps the shrinkage from pulling treated units towards the
-never-treated level, which would bias the imputed :math:`Y(0)` when cohorts differ in level.
+    \varepsilon_{i\cdot} \sim \text{iid } N(0, \sigma^2)\ \text{or stationary AR(1)}(\rho, \sigma^2)
+    \ \text{within unit } i,
 
-Then impute, draw by draw, the untreated outcome of every treated cell and take the difference:
+where :math:`G_i` is unit *i*'s cohort (first treated period; never-treated units are the base)
+and :math:`D_{it} = \mathbf 1\{t \ge G_i\}`. The treatment term is **saturated**: one
+:math:`\tau_{g,s}` for every treated (cohort, period) cell, prior ``tau``.
 
-.. math::
+Why this model (the choice of issue 13). The point estimates of the imputation estimator
+(Borusyak–Jaravel–Spiess; Gardner), which fits :math:`\alpha_i + \gamma_t` on the untreated
+cells and imputes the treated ones, are those of the saturated extended TWFE regression
+(Wooldridge 2021, Theorem: with a cohort × period effect on every treated cell, the treated
+cells are fitted exactly and :math:`\alpha_i, \gamma_t, \beta` rest on the untreated cells
+only). With random intercepts, Mundlak's device makes the random-effects fit equal the
+fixed-effects one: in a balanced panel the unit means of the cell indicators are the cohort
+indicators (divided by :math:`T`), so the intercepts' mean carries the **cohort indicators**
+:math:`\lambda_g` (and the unit means of the controls), the cohort means of the previous
+imputation model. Under ``effect = "common"``, weak priors and a balanced panel the posterior
+mean of every :math:`\tau_{g,s}` is therefore the imputation estimate. The year effects have the
+prior set's fixed wide zero-sum ``year`` prior (no learned scale): pooled ones shrink the late,
+mostly treated, years and bias the imputed :math:`Y(0)` (castle doctrine's placebo ATT).
 
-    \tau_{it}^{(s)} = y_{it} - E\big[y_{it}(0) \mid \theta^{(s)}\big]
-                    = y_{it} - \big(\alpha_i^{(s)} + \gamma_t^{(s)} + X_{it}\beta^{(s)}\big),
-    \qquad D_{it} = 1.
+Honest uncertainty. What the imputation model's intervals missed is that a unit's treated cells
+share its errors and its own effect. Here (spec option ``effect = "unit"``, the default) each
+treated unit's effect deviates from its cells' :math:`\tau_{g,s}` by its own
+:math:`t_i \sim N(0, \sigma_\tau^2)` on all its treated rows (:math:`\sigma_\tau` learned, prior
+``sigma_effect``); :math:`\alpha_i`, :math:`t_i` and the AR(1) covariance (``errors = "ar1"``,
+:math:`\rho` learned, prior ``rho``) are integrated out exactly from sufficient statistics
+(:mod:`.panel_likelihood`, through :class:`~.did.TwoWayModel`, the did model's machinery; this
+class only sets the hooks ``effect_params``/``effect_design``/``effect_rows``/``effect_centre``
+and the unit-mean block). :math:`\tau_{g,s}` is then the mean effect of cohort *g*'s units in
+period *s*, and its posterior sd reflects how much the units disagree, as a unit-clustered SE
+does. After sampling, :math:`\alpha_i` and :math:`\tau_i` (stored standardised as
+``tau_unit_z``: the unit's treated-row average of its :math:`\tau_{g,s}` plus :math:`t_i`) are
+drawn from their exact conditional posterior.
 
-By default (spec option ``imputation = "mean"``) the conditional mean is used, not a fresh noise
-draw: every estimand averages :math:`\tau_{it}` over many cells, where the idiosyncratic noise
-of :math:`y_{it}(0)` averages out, and the uncertainty reported is that of the imputation (of
-:math:`\alpha_i, \gamma_t, \beta`): the posterior of the *expected* effect in those cells.
-``imputation = "predictive"`` also draws :math:`\varepsilon_{it} \sim N(0, \sigma^2)` for each
-treated cell, :math:`\tau_{it} = y_{it} - (\alpha_i + \gamma_t + X_{it}\beta + \varepsilon_{it})`:
-the posterior of the *sample* ATT of exactly these cells, wider by about
-:math:`\sigma/\sqrt{n_{cells}}` (it matters for an event time with few cells). Because the
-model is linear, each average is computed from the parameter draws and cell weights directly.
+Estimands (outcome's original scale), cell-count-weighted averages of the :math:`\tau_{g,s}`
+draws over the treated cells (the BJS weights: each treated unit-period counts once):
 
-Cells that cannot be imputed are dropped with a logged warning and counted in ``extras``: those
-of a unit with no untreated period (treated from the first period on), and those in a period in
-which no unit is untreated (no never-treated units left, :math:`\gamma_t` unidentified).
+* ``att``: all treated cells, :math:`\sum_{g,s} n_{g,s}\tau_{g,s} / \sum n_{g,s}`;
+* ``att[g=<cohort>]`` (Dataset variable ``att_cohort(cohort)``): the cells of cohort *g*;
+* ``att[e=<k>]`` (``att_event(event_time)``): the cells with :math:`s - g = k`.
 
-Parameterisation (measured on a panel simulated like the demo, where the 2012 cohort has a
-single untreated year). With :math:`\alpha_i` sampled (centred), the unit effects of a cohort and the year effects
-of its few pre-treatment years form a ridge of ~90 parameters that nutpie's diagonal mass matrix
-follows slowly (bulk ESS of ``att`` ≈ 160 in 2 × 500 draws, R-hat 1.03). So :math:`\alpha_i` is
-integrated out analytically: unit *i* with :math:`n_i` untreated observations and residuals
-:math:`r_{it} = y_{it} - (\mu_{g(i)} + \gamma_t + X_{it}\beta)` has
-:math:`r_i \sim MVN(0, \sigma^2 I + \sigma_\alpha^2 \mathbf 1 \mathbf 1')`, whose log density
-needs only :math:`\sum_t r_{it}` and :math:`\sum_t r_{it}^2` (the same formula as the did model's
-marginal parameterisation). After sampling, :math:`\alpha_i` is drawn from its exact conditional
-posterior :math:`N\big(\mu_{g(i)} + \frac{\sum_t r_{it}/\sigma^2}{1/\sigma_\alpha^2 + n_i/\sigma^2},
-(1/\sigma_\alpha^2 + n_i/\sigma^2)^{-1}\big)` and stored as ``alpha`` (dims ``unit``), so the
-imputation uses joint posterior draws. The pointwise log-likelihood is per unit (LOO leaves one
-city out). The controls enter within-transformed on the untreated sample (two-way demeaned by
-exact sparse least squares, extended to the treated cells with the same fitted effects), which
-leaves :math:`\beta` and the imputed :math:`y_{it}(0)` unchanged and decorrelates
-:math:`\beta` from the year effects.
+They are means over units (population means of the cohorts' effects), not the sample ATT of
+exactly these units; their frequentist counterpart is the imputation ATT of diff-diff with
+unit-clustered SE (``[[compare]]`` in models/staggered.toml).
 
-Scale: the outcome and controls are standardised (mean 0, sd 1 over all observations); priors
-(prior-set names ``intercept`` for the cohort means :math:`\mu_g`, ``sigma_unit``,
-``sigma_time``, ``beta``, ``sigma``) live on that scale.
+Measured (benchmarks/bench_honest.py, README "Honest uncertainty"; 100 placebo-law panels, weak
+priors): false-positive rate of att's 95% HDI 8% on castle doctrine (the imputation model: 26%)
+and 16% on Munnell's state GSP (49%), whose near-random-walk errors make a unit's imputation error
+grow with exposure, which one constant deviation per unit does not describe (``errors = "ar1"``
+does not help: 1% on castle, 27% on Munnell); on the real castle panel att's posterior sd is
+1.07 × the BJS unit-clustered SE.
 
-Estimands (outcome's original scale; averages over imputable treated cells):
+Spec options (models/staggered.toml): ``method = "extended_twfe"`` (default, this model) or
+``"imputation"`` (the previous model, :mod:`.staggered_imputation`: iid errors, **not robust
+to within-unit dependence**); ``effect = "unit" | "common"``; ``errors = "iid" | "ar1"``;
+``year_effects = "fixed" | "pooled"`` (pooled changes the estimand); ``cohort_levels =
+"observed" | "panel"``.
 
-* ``att``: all treated cells;
-* ``att[g=<cohort>]``: the treated cells of each cohort;
-* ``att[e=<k>]``: the treated cells *k* = t − cohort periods after adoption, each *k* observed.
+Refits on other treatment timings (placebo laws). With ``cohort_levels = "panel"`` there is a
+:math:`\tau_{g,s}` for every pair of panel periods :math:`g \le s` with :math:`g` after the first
+period, and a cohort indicator :math:`\lambda_g` for every such *g*, whether or not a unit adopts
+then: a cell without rows is a zero column of the design, so its :math:`\tau_{g,s}` (and an
+empty cohort's :math:`\lambda_g`) keeps only its prior and the posterior of everything else is
+unchanged. The design's shape and the coordinates then do not depend on the timing, the data
+enter as ``pm.Data`` statistics, and every placebo timing of a panel refits one compilation
+(``placebo_options``; the engine's cache :func:`bayes_nqp.engine.compiled_model`).
 
-Refits on other treatment timings (placebo laws). With spec option ``cohort_levels = "panel"``
-there is a cohort mean :math:`\mu_g` for every period of the panel but the first (and "never"),
-whether or not a unit adopts then; a level without units enters no likelihood term, so its
-:math:`\mu_g` keeps its prior and the posterior of everything else is the same as with the
-observed cohorts only (the default, ``"observed"``). Everything else that depends on the timing
-(the untreated rows, their sufficient statistics, the controls' demeaning, the treated cells'
-averaging weights) is data of fixed shape, not graph structure, and the model has no
-coordinate of the untreated rows; so every timing of one panel (same units, periods and
-controls) is one model structure, which the engine's cache (:func:`bayes_nqp.engine.compiled_model`)
-compiles once and refits with the new data (``placebo_options``, applied by
-:func:`bayes_nqp.calibration.placebo_spec`). Same seed, same posterior as a fresh compilation.
+Cells that cannot be identified are dropped with a logged warning (and counted in ``extras``):
+all rows of a unit treated from its first period (no untreated row fixes its
+:math:`\alpha_i`), and the treated cells of a period in which no unit is untreated
+(:math:`\gamma_t` unidentified). The model then runs on the remaining rows (a dropped period
+inside a unit's run would be read as consecutive by the AR(1) option; dropped periods are the
+last ones in practice, after every unit has adopted).
 
-``extras()``: ``imputation`` (counts of cells used and dropped) and ``twfe`` (the TWFE DID
-coefficient of the replication, with controls when the map has them, for reference).
+Scale: outcome and controls standardised (mean 0, sd 1); priors ``intercept`` (:math:`\mu`),
+``sigma_unit``, ``year`` (or ``sigma_time`` when pooled), ``tau`` (every :math:`\tau_{g,s}`),
+``beta`` (controls and :math:`\lambda`), ``sigma_effect``, ``rho``, ``sigma`` live on that scale.
 """
 
 from __future__ import annotations
 
 import logging
-import zlib
 
 import numpy as np
 import pandas as pd
-import pymc as pm
-import pytensor.tensor as pt
-import scipy.sparse as sp
-import xarray as xr
 
 from .. import estimands as E
-from ..errors import ModelError
-from .base import BayesModel, register
-from . import panel_likelihood as pl
-from .algebra import FixedEffects
-from .did import ERRORS, YEAR_EFFECTS
+from ..errors import ModelError, SpecError
+from .base import register
+from .did import Block, TwoWayModel
 from .event_study import label
 
 log = logging.getLogger(__name__)
 
-#: posterior draws processed at once after sampling (draws × rows arrays stay small)
-CHUNK = 250
-#: posterior predictive draws kept per chain: enough for p-values, keeps posterior.nc small
-PPC_DRAWS_PER_CHAIN = 250
-IMPUTATIONS = ("mean", "predictive")
-#: which cohorts get a mean μ_g (spec option ``cohort_levels``): "observed" — the cohorts of the
-#: panel's treatment timing; "panel" — one for every period of the panel but the first, and
-#: "never" (a level no unit adopts in has only its prior, so the other parameters' posterior is
-#: unchanged), so the model's structure does not depend on the timing
+#: spec option ``method``: the extended two-way model (this module) or the previous imputation
+#: model (:mod:`.staggered_imputation`, iid errors, not robust to within-unit dependence)
+METHODS = ("extended_twfe", "imputation")
+#: which cohorts and cells get parameters: "observed" (the treatment timing's) or "panel" (every
+#: period but the first as a cohort, every later-or-same period as a cell: one structure per panel)
 COHORT_LEVELS = ("observed", "panel")
+IMPUTATIONS = ("mean", "predictive")
 
 
-def _onehot(idx: np.ndarray, n: int):
-    """Sparse rows × n indicator matrix of ``idx``."""
-    return sp.csr_matrix((np.ones(len(idx)), (np.arange(len(idx)), idx)), shape=(len(idx), n))
+def identifiable_rows(panel) -> tuple[np.ndarray, list[str], list[str]]:
+    """(rows kept, dropped units, dropped periods): a unit with no untreated row and a treated
+    cell in a period with no untreated unit cannot be identified (module docstring)."""
+    df = panel.df
+    D = df["D"].to_numpy(float) > 0
+    u, t = df["unit_idx"].to_numpy(), df["time_idx"].to_numpy()
+    no_unit = ~np.isin(u, np.unique(u[~D]))
+    no_time = (D & ~np.isin(t, np.unique(t[~D]))) if panel.time_effects else np.zeros(len(df), bool)
+    units = sorted({str(x) for x in df["unit"].to_numpy()[no_unit]})
+    times = [label(x) for x in np.unique(df["time"].to_numpy()[no_time & ~no_unit])]
+    return ~(no_unit | no_time), units, times
 
 
 @register("staggered")
-class StaggeredModel(BayesModel):
+class StaggeredModel(TwoWayModel):
+    """Saturated cohort × period effects with unit-level deviations (module docstring)."""
+
     needs = ("outcome", "treatment", "staggered")
-    replication_section = "event_study"  # its callaway_santanna entry is the comparison
+    replication_section = "event_study"  # its imputation / callaway_santanna entries are the comparison
     key_estimands = ("att",)
-    #: spec options of the placebo refits (calibration.placebo_task, bench_honest.py): placebo
-    #: panels differ only in the treatment timing, and with a cohort mean for every period of the
-    #: panel they share one model structure (one compilation; the data swapped in by the engine)
+    #: spec options of the placebo refits (calibration.placebo_task, bench_honest.py): a cell and
+    #: a cohort indicator for every period of the panel, so every placebo timing is one structure
     placebo_options = {"cohort_levels": "panel"}
 
+    def __new__(cls, panel, spec, priors):
+        if spec.choice("method", "extended_twfe", METHODS, "staggered") == "imputation":
+            from .staggered_imputation import ImputationStaggeredModel
+
+            return ImputationStaggeredModel(panel, spec, priors)
+        return super().__new__(cls)
+
     def __init__(self, panel, spec, priors):
-        super().__init__(panel, spec, priors)
-        choice = self.spec.choice
-        self.imputation = choice("imputation", "mean", IMPUTATIONS, "staggered")
-        self.errors = choice("errors", "iid", ERRORS, "staggered")
-        # "pooled" (default): ZeroSumNormal with a learned scale, as before; "fixed": the prior
-        # set's wide zero-sum "year" prior (no shrinkage of the year effects, did's default)
-        self.year_effects = choice("year_effects", "pooled", YEAR_EFFECTS, "staggered")
-        self.cohort_support = choice("cohort_levels", "observed", COHORT_LEVELS, "staggered")
-        df = self.df
-        D = self.D.astype(bool)
-        untreated = np.flatnonzero(~D)
-        units_ok = np.unique(self.unit_idx[untreated])
-        times_ok = np.unique(self.time_idx[untreated])
-        treated = np.flatnonzero(D)
-        no_unit = ~np.isin(self.unit_idx[treated], units_ok)
-        no_time = ~np.isin(self.time_idx[treated], times_ok) if panel.time_effects else np.zeros(len(treated), bool)
-        self.dropped_units = sorted({str(u) for u in df["unit"].to_numpy()[treated[no_unit]]})
-        self.dropped_times = [label(t) for t in np.unique(df["time"].to_numpy()[treated[no_time & ~no_unit]])]
+        panel.require(*self.needs, what="the Bayesian staggered model")
+        keep, self.dropped_units, self.dropped_times = identifiable_rows(panel)
         if self.dropped_units:
             log.warning("staggered: %d treated unit(s) have no untreated period, so their Y(0) "
-                        "cannot be imputed; their cells are dropped: %s", len(self.dropped_units),
+                        "is not identified; their rows are dropped: %s", len(self.dropped_units),
                         ", ".join(self.dropped_units[:10]) + (" ..." if len(self.dropped_units) > 10 else ""))
         if self.dropped_times:
             log.warning("staggered: no unit is untreated in period(s) %s, so the year effect is not "
                         "identified there; those treated cells are dropped", ", ".join(self.dropped_times))
-        self.cells = treated[~(no_unit | no_time)]
-        if len(self.cells) == 0:
+        if not (panel.df["D"].to_numpy(float)[keep] > 0).any():
             raise ModelError("staggered: no treated cell can be imputed (every treated unit is "
                              "treated from its first period, or no unit is untreated when they are)")
-        self.rows = untreated
-        # the fit sample's own unit / year indices (units without an untreated period are absent)
-        self.fit_units, self.fit_times = units_ok, times_ok
-        self.u_fit = np.searchsorted(units_ok, self.unit_idx)
-        self.t_fit = np.searchsorted(times_ok, self.time_idx)
-        # the frame is sorted by unit, so each unit's untreated rows form one contiguous block
-        self.u_rows = self.u_fit[untreated]
-        self.unit_start = np.flatnonzero(np.r_[True, np.diff(self.u_rows) != 0])
-        self.n_per_unit = np.diff(np.r_[self.unit_start, len(self.u_rows)]).astype(float)
-        #: the untreated rows' units and runs of consecutive periods (of the panel's grid: a
-        #: dropped period is a gap that breaks the AR(1) chain)
-        self.layout = pl.UnitLayout.from_rows(self.u_rows, self.time_idx[untreated])
+        #: the panel as given (the TWFE reference uses it); ``self.panel`` holds the rows used
+        self.source_panel = panel
+        super().__init__(panel if keep.all() else panel.subset(keep), spec, priors)
+        choice = self.spec.choice
+        self.method = "extended_twfe"
+        if choice("imputation", "mean", IMPUTATIONS, "staggered") != "mean":
+            raise SpecError("staggered: imputation = 'predictive' belongs to method = 'imputation' "
+                            "(the extended two-way model's estimands are means over units)")
+        self.cohort_support = choice("cohort_levels", "observed", COHORT_LEVELS, "staggered")
+        df, panel = self.df, self.panel
+        D = self.D > 0
+        self.treated_rows = np.flatnonzero(D)
+        self.n_dropped_cells = int(self.source_panel.df["D"].sum() - D.sum())
+        cohort = df["cohort"].to_numpy(float)
+        time = df["time"].to_numpy(float)
 
-        # cohort of every unit in the fit sample; "never" for never-treated units
-        coh = df.groupby("unit_idx")["cohort"].first().reindex(units_ok)
-        self.cohort_labels = ["never" if pd.isna(c) else label(c) for c in coh]
-        levels = set(self.cohort_labels)
+        # the cells (g, s): observed treated pairs, or every pair of panel periods g <= s (g > first)
+        observed = sorted({(cohort[r], time[r]) for r in self.treated_rows})
+        cells = set(observed)
         if self.cohort_support == "panel":
-            # every period but the first (a unit adopting then has no untreated row to impute from)
-            levels |= {"never", *(label(t) for t in panel.times[1:])}
-        self.cohort_levels = sorted(levels, key=lambda c: (c != "never", 0.0 if c == "never" else float(c)))
-        self.unit_cohort = np.array([self.cohort_levels.index(c) for c in self.cohort_labels])
+            grid = [float(x) for x in panel.times]
+            cells |= {(g, s) for g in grid[1:] for s in grid if s >= g}
+        self.cells = sorted(cells)
+        self.cell_labels = [f"{label(g)}:{label(s)}" for g, s in self.cells]
+        index = {c: j for j, c in enumerate(self.cells)}
+        self.cell_of_row = np.full(len(df), -1)
+        self.cell_of_row[self.treated_rows] = [index[(cohort[r], time[r])] for r in self.treated_rows]
+        self.Z = np.zeros((len(df), len(self.cells)))
+        self.Z[self.treated_rows, self.cell_of_row[self.treated_rows]] = 1.0
 
-        fe = FixedEffects(self.u_fit, self.t_fit, time_effects=panel.time_effects, rows=untreated)
-        self.X_w = self.X_z
+        # cohorts of the Mundlak indicators: units with a treated row (a later adopter is a control)
+        n_units = panel.n_units
+        unit_treated = np.bincount(self.unit_idx, weights=D.astype(float), minlength=n_units) > 0
+        first = pd.Series(cohort).groupby(self.unit_idx).first().reindex(range(n_units)).to_numpy()
+        unit_g = np.where(unit_treated, first, np.nan)
+        levels = set(unit_g[unit_treated].tolist())
+        if self.cohort_support == "panel":
+            levels |= {float(x) for x in panel.times[1:]}
+        self.cohort_levels = sorted(levels)
+        if unit_treated.all():
+            # no never-treated unit: the indicators would sum to the intercept; the last cohort
+            # becomes the base (its units are the not-yet-treated controls)
+            last = max(unit_g)
+            log.info("staggered: no never-treated unit; cohort %s is the base of the cohort means", label(last))
+            self.cohort_levels = [g for g in self.cohort_levels if g != last]
+        self.unit_cohort = unit_g
+        self._lambda = self._cohort_mean_columns()
+
+        # each unit's share of its treated rows in every cell: tau_unit_z = its average effect
+        C = np.zeros((n_units, len(self.cells)))
+        np.add.at(C, (self.unit_idx[self.treated_rows], self.cell_of_row[self.treated_rows]), 1.0)
+        self.C_unit = C / np.maximum(C.sum(1, keepdims=True), 1.0)
+
+        # averaging weights of the estimands over the cells (estimands × cells), BJS's cell counts
+        counts = np.bincount(self.cell_of_row[self.treated_rows], minlength=len(self.cells)).astype(float)
+        g_cell = np.array([g for g, _ in self.cells])
+        e_cell = np.array([s - g for g, s in self.cells])
+        used = counts > 0
+        self.cohorts = [label(g) for g in np.unique(g_cell[used])]
+        self.event_times = [int(e) for e in np.unique(e_cell[used])]
+        masks = {"att": used}
+        masks.update({f"att[g={label(g)}]": used & (g_cell == g) for g in np.unique(g_cell[used])})
+        masks.update({f"att[e={int(e)}]": used & (e_cell == e) for e in np.unique(e_cell[used])})
+        self.groups = masks
+        self.W_est = np.stack([counts * m / (counts * m).sum() for m in masks.values()])
+        self.n_cells = {k: int((counts * m).sum()) for k, m in masks.items()}
+
+    # ---- the design: cohort means of the unit intercepts, saturated cell effects --------------
+    def _cohort_mean_columns(self) -> tuple[np.ndarray, list[str]]:
+        """Per-unit columns of λ: the cohort indicators (never-treated = base; an empty cohort is
+        a zero column, keeping the structure) and the unit means of the controls that add rank."""
+        n_units = self.panel.n_units
+        if not self.unit_means:
+            return np.zeros((n_units, 0)), []
+        cols = [(self.unit_cohort == g).astype(float) for g in self.cohort_levels]
+        labels = [f"cohort={label(g)}" for g in self.cohort_levels]
         if self.X_z.shape[1]:
-            # demeaned on the untreated rows; the same fitted effects carry over to the treated
-            # cells (NaN in the dropped ones, which nothing reads)
-            coef = fe.fit(self.X_z[untreated])
-            usable = np.sort(np.r_[untreated, self.cells])
-            self.X_w = np.full_like(self.X_z, np.nan)
-            self.X_w[usable] = self.X_z[usable] - fe.fitted(coef, self.u_fit[usable], self.t_fit[usable])
+            basis = np.column_stack([np.ones(n_units)] + [c for c in cols if c.any()])
+            for j, name in enumerate(self.panel.controls):
+                m = np.add.reduceat(self.X_z[:, j], self.unit_start) / self.n_per_unit
+                trial = np.column_stack([basis, m])
+                if np.linalg.matrix_rank(trial) > np.linalg.matrix_rank(basis):
+                    cols.append(m)
+                    labels.append(f"mean({name})")
+                    basis = trial
+        return (np.column_stack(cols) if cols else np.zeros((n_units, 0))), labels
 
-        # averaging weights of each estimand over the imputable treated cells
-        y_cells = df["y"].to_numpy(float)[self.cells]
-        rel = df["rel_time"].to_numpy()[self.cells]
-        cohort = df["cohort"].to_numpy()[self.cells]
-        groups = {"att": np.ones(len(self.cells), bool)}
-        groups.update({f"att[g={label(g)}]": cohort == g for g in np.unique(cohort)})
-        groups.update({f"att[e={int(e)}]": rel == e for e in np.unique(rel)})
-        self.groups = groups
-        #: the estimands' coordinates, in the order of ``groups``: att, then by cohort and event time
-        self.cohorts = [label(g) for g in np.unique(cohort)]
-        self.event_times = [int(e) for e in np.unique(rel)]
-        W = np.stack([m / m.sum() for m in groups.values()])            # estimands × cells
-        self.W = W
-        self.y_bar = W @ y_cells                                         # observed mean, original scale
-        self.W_unit = _onehot(self.u_fit[self.cells], len(units_ok)).T.dot(W.T).T   # estimands × units
-        self.W_time = (_onehot(self.t_fit[self.cells], len(times_ok)).T.dot(W.T).T
-                       if panel.time_effects else None)                  # estimands × years
-        self.X_bar = W @ self.X_w[self.cells]                            # estimands × controls
-        self.n_cells = {k: int(m.sum()) for k, m in groups.items()}
+    def _unit_mean_block(self, blocks: list[Block]) -> Block:
+        per_unit, labels = self._lambda
+        self.unit_mean_labels = labels
+        return Block("lambda", per_unit[self.unit_idx], labels)
 
     def coords(self) -> dict:
-        times = self.panel.times[self.fit_times]
-        c = {"unit": [str(u) for u in self.panel.units[self.fit_units]],
-             "year": [int(t) if float(t).is_integer() else float(t) for t in times],
-             "cohort": list(self.cohort_levels),
-             "obs": self.rows}
-        if self.panel.controls:
-            c["control"] = list(self.panel.controls)
+        c = super().coords()
+        if self.unit_means and self._lambda[1]:
+            c["unit_mean"] = list(self._lambda[1])
+        c["cell"] = list(self.cell_labels)
         return c
 
-    def build(self) -> pm.Model:
-        # no variable has the dimension "obs" (the untreated rows, which change with the
-        # treatment timing): leaving it out keeps one structure for every timing of the panel
-        coords = {k: v for k, v in self.coords().items() if k != "obs"}
-        with pm.Model(coords=coords) as m:
-            p = {"mu": self.prior("mu", "intercept", dims="cohort")}
-            sigma_unit = self.prior("sigma_unit")
-            p.update(self.year_effect_params())
-            if self.X_w.shape[1]:
-                p["beta"] = self.prior("beta", dims="control")
-            sigma = self.prior("sigma")
-            rho = self.prior("rho") if self.errors == "ar1" else 0.0
-            theta = pt.concatenate([pt.atleast_1d(p[k]) for k in ("mu", "gamma", "beta") if k in p])
-            # a potential: the density is per unit (α, and the AR(1) covariance, integrated out:
-            # panel_likelihood with no unit effect, σ_τ = 0); log_likelihood and
-            # posterior_predictive below stand in for what PyMC derives from an observed variable
-            pm.Potential("y_marginal", self.statistics.logp(theta, sigma, sigma_unit, 0.0, rho, log=pt.log,
-                                                            dot=pt.dot, stack=pt.stack))
-        return m
+    def effect_params(self) -> dict:
+        return {"tau_cell": self.prior("tau_cell", "tau", dims="cell")}
 
-    @property
-    def W_rows(self) -> np.ndarray:
-        """The untreated rows' design for θ = (μ by cohort, γ, β): y_z[rows] − W θ is the
-        residual of :meth:`mean_without_unit`."""
-        r = self.rows
-        cols = [np.eye(len(self.cohort_levels))[self.unit_cohort[self.u_rows]]]
-        if self.panel.time_effects:
-            cols.append(np.eye(len(self.fit_times))[self.t_fit[r]])
-        if self.X_w.shape[1]:
-            cols.append(self.X_w[r])
-        return np.hstack(cols)
+    def effect_design(self) -> list[Block]:
+        return [Block("tau_cell", self.Z, list(self.cell_labels))]
 
-    @property
-    def statistics(self) -> pl.PanelStatistics:
-        if not hasattr(self, "_statistics"):
-            self._statistics = pl.PanelStatistics(self.layout, self.y_z[self.rows], self.W_rows,
-                                                  np.zeros(len(self.rows)))
-        return self._statistics
+    def effect_centre(self, theta: np.ndarray) -> np.ndarray:
+        """Each unit's treated-row average of its cells' τ_{g,s} (S, units); 0 if never treated."""
+        return self._block(theta, "tau_cell") @ self.C_unit.T
 
+    # ---- words ------------------------------------------------------------------------------
     def assumptions(self) -> list[str]:
-        return ["the untreated-outcome model is fitted on untreated cells only, so no "
-                "unit-specific effect enters its likelihood; unit-varying effects are what the "
-                "imputation averages over the treated cells",
-                ("errors of the untreated outcome are AR(1) within a unit over consecutive "
-                 "periods (rho learned); the imputed mean E[Y(0)] ignores the error's persistence "
-                 "into the treated periods" if self.errors == "ar1" else
-                 "errors of the untreated outcome are independent within a unit given its "
-                 "intercept (errors = 'iid'): with serially correlated outcomes the imputed Y(0) "
-                 "of a unit's treated cells share errors, and the ATT's interval can be too narrow"),
-                ("year effects are partially pooled (ZeroSumNormal with a learned scale): with a "
-                 "trend or a shock in the late (mostly treated) periods the shrunken year effects "
-                 "bias the imputed Y(0)" if self.year_effects == "pooled" else
-                 "year effects have a fixed wide zero-sum prior (year_effects = 'fixed'; no shrinkage)"),
-                "Gaussian errors"]
-
-    def mean_without_unit(self, p):
-        """μ_g(i) + γ_t + X̃β on the untreated rows, from PyMC variables or draws (S, ...)."""
-        eta = p["mu"][..., self.unit_cohort[self.u_rows]]
-        if "gamma" in p:
-            eta = eta + p["gamma"][..., self.t_fit[self.rows]]
-        if "beta" in p:
-            eta = eta + p["beta"] @ self.X_w[self.rows].T
-        return eta
-
-    def _draws(self, post) -> dict:
-        """Posterior draws as (S, ...) arrays; scalars as (S, 1)."""
-        out = {}
-        for name in ("mu", "gamma", "beta", "sigma", "sigma_unit", "alpha", "rho"):
-            if name in post.data_vars:
-                x = post[name].to_numpy()
-                x = x.reshape((-1,) + x.shape[2:])
-                out[name] = x[:, None] if x.ndim == 1 else x
+        out = ["method = 'extended_twfe': a saturated cohort x period effect tau_{g,s} on every "
+               "treated cell (Wooldridge 2021), parallel trends and no anticipation; the point "
+               "estimates are the imputation estimator's (Borusyak-Jaravel-Spiess)"]
+        out += self._two_way_assumptions(
+            unit=("each treated unit's effect deviates from its cells' tau_{g,s} by its own "
+                  "t_i ~ N(0, sigma_tau^2) on all its treated rows, sigma_tau learned: the ATT's "
+                  "interval reflects how much treated units disagree (as a unit-clustered SE "
+                  "does); a unit's deviation is common to its treated periods"),
+            common=("each cell's effect is common to the units of its cohort (effect = 'common'): "
+                    "the interval does not widen when treated units disagree"),
+            unit_term=" and effect deviation",
+            fixed="year effects have a fixed wide zero-sum prior (no shrinkage)",
+            pooled=("year effects are partially pooled with a learned scale (year_effects = "
+                    "'pooled'): shrunken year effects bias the implied Y(0) of late periods"))
+        out.append("unit intercepts are random effects whose mean depends on the unit's adoption "
+                   "cohort (and the unit means of the controls): Mundlak's device, so the effects "
+                   "rest on within-unit changes" if self.unit_means else
+                   "unit intercepts are random effects independent of the adoption cohort "
+                   "(unit_means = false)")
+        out.append("Gaussian errors" if self.likelihood == "normal" else "Student-t errors")
         return out
 
-    def _terms(self, d: dict, sl: slice):
-        """Per-unit terms of the panel likelihood for the draws ``sl`` (see panel_likelihood)."""
-        resid = self.y_z[self.rows] - self.mean_without_unit({k: v[sl] for k, v in d.items()})
-        rho = d["rho"][sl] if "rho" in d else np.zeros((resid.shape[0], 1))
-        return pl.residual_terms(self.layout, resid, np.zeros(len(self.rows)), rho), rho
+    def estimand_labels(self) -> dict:
+        mean = (" (means over units: each treated unit's own deviation t_i averages to zero in "
+                "the population)" if self.effect == "unit" else "")
+        cp = ("; frequentist counterpart: the Borusyak-Jaravel-Spiess imputation estimate "
+              "(same cell weights) with unit-clustered SE")
+        out = {"att": "the treated-cell-weighted average of the cohort x period effects tau_{g,s}" + mean + cp}
+        out.update({f"att[g={g}]": f"the same average over cohort {g}'s treated cells" + cp for g in self.cohorts})
+        out.update({f"att[e={e}]": f"the same average over the treated cells {e} periods after adoption" + cp
+                    for e in self.event_times})
+        return out
 
-    def postprocess(self, idata, pm_model):
-        post = idata["posterior"]
-        n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-        d = self._draws(post)
-        S = n_chain * n_draw
-        # no seed reaches postprocess: derive one from the draws, so that the same posterior
-        # always gives the same alpha
-        rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(d["sigma"]).tobytes()))
-        alpha = np.empty((S, len(self.fit_units)))
-        step = pl.draw_chunk(len(self.rows), CHUNK)  # draws × rows of one chunk bounded
-        for start in range(0, S, step):
-            sl = slice(start, min(start + step, S))
-            (_, s1, sd, a11, a1d, add), _ = self._terms(d, sl)
-            dev = pl.draw_deviations(s1, sd, a11, a1d, add, d["sigma"][sl], d["sigma_unit"][sl], 0.0, rng)
-            alpha[sl] = d["mu"][sl][:, self.unit_cohort] + dev[..., 0]
-        idata["posterior"]["alpha"] = xr.DataArray(
-            alpha.reshape(n_chain, n_draw, -1), dims=("chain", "draw", "unit"),
-            coords={"chain": post["chain"], "draw": post["draw"], "unit": self.coords()["unit"]})
-        return idata
-
-    def log_likelihood(self, idata, pm_model):
-        post = idata["posterior"]
-        d = self._draws(post)
-        S = post.sizes["chain"] * post.sizes["draw"]
-        ll = np.empty((S, len(self.fit_units)))
-        step = pl.draw_chunk(len(self.rows), CHUNK)
-        for start in range(0, S, step):
-            sl = slice(start, min(start + step, S))
-            terms, rho = self._terms(d, sl)
-            ll[sl] = pl.unit_logp(*terms, self.layout.n, self.layout.n_runs, d["sigma"][sl],
-                                  d["sigma_unit"][sl], 0.0, rho)
-        return self.unit_log_likelihood(post, ll)
-
-    def posterior_predictive(self, idata, pm_model, seed: int):
-        post = idata["posterior"]
-        keep = np.linspace(0, post.sizes["draw"] - 1, min(PPC_DRAWS_PER_CHAIN, post.sizes["draw"])).astype(int)
-        thin = post.isel(draw=keep)
-        d = self._draws(thin)
-        rng = np.random.default_rng(seed)
-        mean = (self.mean_without_unit(d) - d["mu"][:, self.unit_cohort[self.u_rows]]
-                + d["alpha"][:, self.u_rows])
-        rho = d["rho"] if "rho" in d else np.zeros((mean.shape[0], 1))
-        y = mean + pl.simulate_ar1(self.layout, rho, d["sigma"], rng)
-        return xr.Dataset({self.observed: (("chain", "draw", "obs"),
-                                           y.reshape(thin.sizes["chain"], len(keep), -1))},
-                          coords={"obs": self.rows})
-
-    def simulate(self, params: dict, rng, noise_scale: float = 1.0, *, latents: bool = False):
-        """An outcome (standardised) from the untreated-outcome model at ``params``:
-        α_i ~ N(μ_g(i), σ_α²) for every unit with an untreated period, and on the untreated rows
-        y_z = α_i + γ_t + X̃β + ε, ε iid N(0, σ²) or stationary AR(1)(ρ, σ²) over the unit's
-        untreated run (the likelihood's generative process). The treated cells get the same
-        untreated mean plus iid noise (no effect): the model does not read them, and the
-        estimands' truth (y − E[y(0)], from the same simulated y) is exact whatever they hold.
-        ``noise_scale`` multiplies σ; ``latents=True`` also returns ``alpha``."""
-        sigma = float(params["sigma"]) * noise_scale
-        rho = float(params["rho"]) if self.errors == "ar1" else 0.0
-        mu = np.atleast_1d(np.asarray(params["mu"], dtype=float))
-        alpha = mu[self.unit_cohort] + float(params["sigma_unit"]) * rng.standard_normal(len(self.fit_units))
-        n = len(self.df)
-        in_fit = np.isin(self.unit_idx, self.fit_units)
-        mean = np.zeros(n)
-        mean[in_fit] = alpha[self.u_fit[in_fit]]
-        if self.panel.time_effects and "gamma" in params:
-            gamma = np.asarray(params["gamma"], dtype=float)
-            ok = np.isin(self.time_idx, self.fit_times)
-            mean[ok] += gamma[self.t_fit[ok]]
-        if self.X_w.shape[1]:
-            xb = self.X_w @ np.asarray(params["beta"], dtype=float)
-            mean += np.where(np.isfinite(xb), xb, 0.0)
-        y = mean + sigma * rng.standard_normal(n)
-        y[self.rows] = mean[self.rows] + pl.simulate_ar1(self.layout, np.array([[rho]]),
-                                                          np.array([[sigma]]), rng)[0]
-        return (y, {"alpha": alpha}) if latents else y
-
-    def observed_values(self) -> np.ndarray:
-        """What the posterior predictive draws are compared with: the untreated rows."""
-        return self.y_z[self.rows]
-
-    # ---- imputation ---------------------------------------------------------------------------
+    # ---- estimands --------------------------------------------------------------------------
     def estimands(self, idata):
-        post = idata["posterior"]
-        shape = (post.sizes["chain"], post.sizes["draw"])
-        y0 = self.flat(idata, "alpha") @ self.W_unit.T                  # draws × estimands
-        if self.W_time is not None:
-            y0 = y0 + self.flat(idata, "gamma") @ self.W_time.T
-        if self.X_w.shape[1]:
-            y0 = y0 + self.flat(idata, "beta") @ self.X_bar.T
-        if self.imputation == "predictive":
-            y0 = y0 + self._noise_means(self.flat(idata, "sigma"))
-        tau = self.y_bar - (self.y_mean + self.y_sd * y0)
-        tau = tau.reshape(shape + (-1,))
+        tau = idata["posterior"]["tau_cell"].transpose("chain", "draw", "cell").to_numpy()
+        est = (tau @ self.W_est.T) * self.y_sd           # (chain, draw, estimands)
         nc = len(self.cohorts)
         return E.dataset({
-            "att": E.scalar(tau[..., 0]),
-            "att_cohort": E.indexed(tau[..., 1:1 + nc], "cohort", self.cohorts, "att[g={}]", stem="att"),
-            "att_event": E.indexed(tau[..., 1 + nc:], "event_time", self.event_times, "att[e={}]", stem="att")})
-
-    def _noise_means(self, sigma: np.ndarray) -> np.ndarray:
-        """Each estimand's mean of per-cell noise draws ε_it ~ N(0, σ²): (draws × estimands)."""
-        # seeded from the draws, like alpha: the same posterior gives the same estimands
-        rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(sigma).tobytes()) + 1)
-        out = np.empty((len(sigma), len(self.W)))
-        for start in range(0, len(sigma), CHUNK):
-            sl = slice(start, min(start + CHUNK, len(sigma)))
-            eps = rng.standard_normal((sl.stop - sl.start, len(self.cells))) * sigma[sl, None]
-            out[sl] = eps @ self.W.T
-        return out
+            "att": E.scalar(est[..., 0]),
+            "att_cohort": E.indexed(est[..., 1:1 + nc], "cohort", self.cohorts, "att[g={}]", stem="att"),
+            "att_event": E.indexed(est[..., 1 + nc:], "event_time", self.event_times, "att[e={}]", stem="att")})
 
     def extras(self, idata, draws, replication=None):
-        out = {"imputation": {
-            "treated_cells": int(self.D.sum()), "imputed_cells": len(self.cells),
-            "untreated_obs": len(self.rows), "cells_per_estimand": self.n_cells,
-            "dropped_units": self.dropped_units, "dropped_periods": self.dropped_times,
-            "imputation": self.imputation, "cohort_levels": self.cohort_support,
-            "definition": ("tau_it = y_it − E[y_it(0) | θ] per posterior draw, averaged over the "
-                           "treated cells of each estimand (no idiosyncratic noise draw)"
-                           if self.imputation == "mean" else
-                           "tau_it = y_it − (E[y_it(0) | θ] + ε_it), ε_it ~ N(0, σ²) per posterior "
-                           "draw and cell, averaged over the treated cells of each estimand")}}
+        src = self.source_panel.df
+        out = {"cells": {
+            "method": self.method, "effect": self.effect, "errors": self.errors,
+            "treated_cells": int(src["D"].sum()), "used_cells": len(self.treated_rows),
+            "dropped_cells": self.n_dropped_cells, "cell_parameters": len(self.cells),
+            "cells_per_estimand": self.n_cells, "dropped_units": self.dropped_units,
+            "dropped_periods": self.dropped_times, "cohort_levels": self.cohort_support,
+            "definition": ("att = sum over treated cells (g, s) of n_gs * tau_gs / sum n_gs per "
+                           "posterior draw (tau_gs: the mean effect of cohort g's units in period s)")}}
         key = "did_controls" if self.panel.controls else "did"
         rep = replication or {}
         try:
             if not rep.get(key):  # the comparison ran without the did section: run it (fast)
                 from ..frequentist import replicate
 
-                rep = replicate("did", self.panel)
+                rep = replicate("did", self.source_panel)
             out["twfe"] = {**rep[key], "source": f"replication '{key}' (TWFE DID)"}
         except Exception as exc:  # a reference number: its failure is reported, not fatal
             log.warning("staggered: TWFE reference failed: %s", exc)

@@ -557,7 +557,7 @@ def like_with_like(name: str, s: dict, rep: dict | None) -> dict | None:
                 continue
             rows.append({"estimator": label, "overall ATT [95% interval]": _iv(o),
                          "note": "sign differs from the Bayesian ATT" if _sign(o.get("estimate")) * _sign(e.get("mean")) < 0 else ""})
-        rows.insert(0, {"estimator": "Bayesian imputation ATT (posterior mean, 95% HDI)",
+        rows.insert(0, {"estimator": "Bayesian staggered ATT (extended TWFE; posterior mean, 95% HDI)",
                         "overall ATT [95% interval]": f"{fmt(e['mean'])} [{fmt(e[HDI][0])}, {fmt(e[HDI][1])}]",
                         "note": ""})
         caption = "Staggered ATT beside the frequentist staggered-robust estimators"

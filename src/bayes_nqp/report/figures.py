@@ -408,7 +408,7 @@ def staggered_att(model_dir, s: dict, replication, name: str, simulated: bool):
     m = np.array([v["mean"] for _, v in ev])
     hdi = np.array([v[HDI] for _, v in ev]).reshape(-1, 2)
     ax1.errorbar(x - 0.15, m, yerr=[m - hdi[:, 0], hdi[:, 1] - m], fmt="o", ms=4, capsize=2,
-                 lw=1, color="#6a3d9a", label="Bayesian imputation: mean, 95% HDI")
+                 lw=1, color="#6a3d9a", label="Bayesian staggered ATT: mean, 95% HDI")
     for key, label, col, off, mk in (("callaway_santanna", "Callaway–Sant'Anna", "#2ca02c", 0.0, "^"),
                                      ("event_study", "TWFE event study", "#1f77b4", 0.15, "s")):
         src = rep.get(key) or {}
@@ -431,7 +431,7 @@ def staggered_att(model_dir, s: dict, replication, name: str, simulated: bool):
     m = np.array([v["mean"] for _, v in co])
     hdi = np.array([v[HDI] for _, v in co]).reshape(-1, 2)
     ax2.errorbar(xs, m, yerr=[m - hdi[:, 0], hdi[:, 1] - m], fmt="o", ms=4, capsize=2, lw=1,
-                 color="#6a3d9a", label="Bayesian imputation: mean, 95% HDI")
+                 color="#6a3d9a", label="Bayesian staggered ATT: mean, 95% HDI")
     ax2.set_xticks(xs, [k for k, _ in co])
     att = params.get("att")
     if att:
@@ -448,7 +448,7 @@ def staggered_att(model_dir, s: dict, replication, name: str, simulated: bool):
     ax2.set_title("by cohort", fontsize=10)
     for ax in (ax1, ax2):
         ax.legend(fontsize=7.5)
-    title_figure(fig, "Staggered ATT by Bayesian imputation", simulated)
+    title_figure(fig, "Staggered ATT (Bayesian extended TWFE)", simulated)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
 
