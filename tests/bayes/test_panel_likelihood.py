@@ -152,3 +152,25 @@ def test_draw_chunk_bounds_draws_times_rows():
     assert pl.draw_chunk(1000) == 250
     assert pl.draw_chunk(1_000_000) * 1_000_000 <= pl.DRAW_ROW_ELEMENTS
     assert pl.draw_chunk(10**9) == 1
+
+
+def test_residual_q_equals_the_q_of_the_full_residual_terms():
+    layout, W, y, d = _ragged_panel()
+    rng = np.random.default_rng(5)
+    theta, rho = rng.normal(size=(3, W.shape[1])), np.array([[0.0], [0.4], [-0.3]])
+    r = y - theta @ W.T
+    np.testing.assert_allclose(pl.residual_q(layout, r, rho), pl.residual_terms(layout, r, d, rho)[0],
+                               rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(pl.residual_q(layout, r, np.zeros((3, 1))),
+                               pl.residual_terms(layout, r, d, np.zeros((3, 1)))[0], rtol=1e-12, atol=1e-10)
+
+
+def test_simulated_ar1_errors_follow_the_row_by_row_recursion():
+    layout, _, _, _ = _ragged_panel(units=30)
+    rho, sigma = np.array([[0.5], [-0.7]]), np.array([[1.0], [2.0]])
+    z = np.random.default_rng(1).standard_normal((2, len(layout.pair)))
+    e = np.empty_like(z)
+    for j in range(z.shape[1]):  # the definition: each run starts from its stationary draw
+        e[:, j] = rho[:, 0] * e[:, j - 1] + np.sqrt(1 - rho[:, 0] ** 2) * z[:, j] if layout.pair[j] else z[:, j]
+    got = pl.simulate_ar1(layout, rho, sigma, np.random.default_rng(1))
+    np.testing.assert_allclose(got, sigma * e, rtol=1e-12, atol=1e-12)
