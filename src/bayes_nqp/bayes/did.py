@@ -199,9 +199,12 @@ class TwoWayModel(BayesModel):
     :meth:`effect_design` gives their columns.
 
     With the marginal likelihood the data enter only through sufficient statistics computed
-    once — W'W, W'y, y'y and the per-unit segment sums of W and y — so a gradient costs
-    O(P² + n_units·P) for P ≈ 20 columns whatever the number of observations, and the compiled
-    graph is a few dot products (fast to compile and to run).
+    once — W'W, W'y, y'y and the per-unit segment sums of W and y, the units that share a
+    covariance pattern (treatment timing, periods, gaps) grouped into at most c(P+1) rows per
+    pattern (:mod:`.panel_likelihood`) — so a gradient costs O(P² + rows·P) with rows ≤
+    min(units, patterns·c(P+1)) for P ≈ 20 columns, whatever the number of observations (on a
+    balanced panel: whatever the number of units), and the compiled graph is a few dot products
+    (fast to compile and to run).
     """
 
     def __init__(self, panel, spec, priors):

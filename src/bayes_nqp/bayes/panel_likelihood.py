@@ -48,7 +48,8 @@ Written with :math:`\Lambda^{1/2}` (not :math:`\Lambda^{-1}`) it stays exact at
 **Sufficient statistics.** :math:`r = y - W\theta` is linear in θ, so each :math:`M_k(r, r)`
 summed over units is a quadratic form in θ of three P×P matrices computed once, and the
 per-unit :math:`M_k(\mathbf 1, r)`, :math:`M_k(d, r)` are linear in θ (units × P matrices). A
-gradient costs :math:`O(P^2 + n_{units} P)` whatever the number of rows.
+gradient costs :math:`O(P^2 + n_{units} P)` whatever the number of rows, and less with units
+grouped by covariance pattern (next paragraph).
 
 **Units that share a covariance pattern.** :math:`G_i` depends on the unit only through
 :math:`(M_k(\mathbf 1,\mathbf 1), M_k(\mathbf 1,d), M_k(d,d))_{k=0,1,2}`, :math:`n_i` and
