@@ -118,6 +118,9 @@ def test_chunked_moments_equal_the_unchunked_pass_to_1e_10():
         small = layout.moments(W, W, per_unit=per_unit, max_elements=2 * 25)
         for a, b in zip(whole, small):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
+    # the summed moments (matrix products) are the per-unit ones (chunked) summed over units
+    for a, b in zip(layout.moments(W, W, per_unit=False), layout.moments(W, W, max_elements=2 * 25)):
+        np.testing.assert_allclose(a, b.sum(0), rtol=0, atol=1e-10)
     chunks = list(layout.chunks(25, 2 * 25))
     assert len(chunks) > 1
     assert chunks[0][0].start == 0 and chunks[-1][0].stop == len(y)
@@ -145,6 +148,9 @@ def test_unit_terms_from_statistics_equal_the_terms_on_the_rows():
     theta, rho = rng.normal(size=(3, W.shape[1])), np.array([[0.0], [0.4], [-0.3]])
     rows = pl.residual_terms(layout, y - theta @ W.T, d, rho)
     for a, b in zip(stats.unit_terms(theta, rho), rows[1:]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+    iid = np.zeros((3, 1))  # every draw iid: the plain sums only
+    for a, b in zip(stats.unit_terms(theta, iid), pl.residual_terms(layout, y - theta @ W.T, d, iid)[1:]):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
 
 

@@ -149,7 +149,7 @@ LOO_THIN_DRAWS = 500
 #: units) but as their posterior mean and sd per unit (group ``unit_effects``)
 UNIT_DRAW_MAX_VALUES = 25_000_000
 #: draws (evenly thinned) from which those per-unit means and sds are computed
-UNIT_SUMMARY_DRAWS = 1000
+UNIT_SUMMARY_DRAWS = 500
 
 
 def unit_marginal_logp(s1, s2, n, sigma, sigma_unit, log=np.log):

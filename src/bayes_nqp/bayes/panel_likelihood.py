@@ -88,7 +88,7 @@ LOG_2PI = float(np.log(2 * np.pi))
 #: product) however many rows the panel has
 MOMENT_CHUNK_ELEMENTS = 2**23
 #: elements (draws × rows) of one working array after sampling (residuals of a chunk of draws)
-DRAW_ROW_ELEMENTS = 2**22
+DRAW_ROW_ELEMENTS = 2**24
 
 
 def draw_chunk(n_rows: int, cap: int = 250) -> int:
@@ -151,11 +151,17 @@ class UnitLayout:
         """(M0, M1, M2) of the columns of X (N, p) against those of Z (N, q): per unit
         (units, p, q) or, with ``per_unit=False``, summed over units (p, q).
 
-        One pass over the rows in chunks of whole units (:meth:`chunks`): no (N, p, q) array is
-        ever formed, only one chunk's (``max_elements``, default :data:`MOMENT_CHUNK_ELEMENTS`)."""
+        Per unit: one pass over the rows in chunks of whole units (:meth:`chunks`): no (N, p, q)
+        array is ever formed, only one chunk's (``max_elements``, default
+        :data:`MOMENT_CHUNK_ELEMENTS`). Summed: matrix products (copies of X's and Z's rows at
+        most)."""
         X = np.asarray(X, float).reshape(len(self.pair), -1)
         Z = np.asarray(Z, float).reshape(len(self.pair), -1)
         p, q = X.shape[1], Z.shape[1]
+        if not per_unit:  # sums over all rows: matrix products, no (rows, p, q) array at all
+            j = np.flatnonzero(self.pair)
+            cross = X[j].T @ Z[j - 1]
+            return X.T @ Z, X.T @ (self.interior[:, None] * Z), cross + (Z[j].T @ X[j - 1]).T
         out = ([np.zeros((self.n_units, p, q)) for _ in range(3)] if per_unit
                else [np.zeros((p, q)) for _ in range(3)])
         for rows, units in self.chunks(p * q, max_elements):
@@ -313,6 +319,8 @@ class PanelStatistics:
         theta = np.atleast_2d(np.asarray(theta, float))
         rho = np.asarray(rho, float).reshape(-1, 1)
         c = ar1_weights(rho)
+        if not np.any(rho):  # iid errors: only the plain sums (c1 = c2 = 0)
+            c = c[:1]
         s1 = sum(ck * (self.s1_y[k][None, :] - theta @ self.s1_W[k].T) for k, ck in enumerate(c))
         sd = sum(ck * (self.sd_y[k][None, :] - theta @ self.sd_W[k].T) for k, ck in enumerate(c))
         a11, a1d, add = (sum(ck * m[k][None, :] for k, ck in enumerate(c))
