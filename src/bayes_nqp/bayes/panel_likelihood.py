@@ -58,7 +58,8 @@ units with equal values, the data term :math:`\sum_{i\in g} b_i'G_g^{-1}b_i` nee
 :math:`\sum_{i\in g} v_iv_i'` of the per-unit vectors :math:`v_i = (s_{1,i}, s_{d,i})` — with
 :math:`v_i = A_i - B_i\theta = H_i\phi`, :math:`\phi = (1, \theta)`, that is
 :math:`\phi'(\sum_i H_i'H_i)\phi`, one Gram matrix per group. Its square root
-(:math:`\sum_i H_i'H_i = C_g'C_g`, :math:`C_g = \Lambda^{1/2}V'` from its eigendecomposition) has
+(:math:`\sum_i H_i'H_i = C_g'C_g`, :math:`C_g = E^{1/2}V'` from its eigendecomposition
+:math:`VEV'`) has
 :math:`c(P+1)` rows (c = 2 components, 6 with a learned ρ: one per AR(1) moment), which stand
 in for the group's :math:`n_g` units whenever :math:`n_g > c(P+1)`: rows of the same form as a
 unit's, with the group's :math:`G_g` and a weight :math:`n_g` on :math:`\log\det G_g` (and on
