@@ -3,6 +3,7 @@ on the same panel (issue 10).
 
     python benchmarks/bench_scale.py [--sizes 287x12,2870x12,28700x12,100000x10]
                                      [--draws 1000] [--tune 1000] [--chains 4]
+                                     [--models did,heterogeneity,event_study] [--out FILE]
 
 For each size: ``bayes-nqp simulate --units N --periods T`` writes a SIMULATED panel (a synthetic
 frame beyond 287 units) with a **homogeneous-in-time** effect (no ramp, no threshold jump, no
@@ -81,29 +82,63 @@ def child_pyfixest(folder: Path) -> dict:
             "cpu_seconds": _cpu_s()}
 
 
-def child_did(folder: Path, draws: int, tune: int, chains: int, seed: int) -> dict:
+def child_did(folder: Path, draws: int, tune: int, chains: int, seed: int, model: str = "did") -> dict:
+    """One Bayesian fit (did, or heterogeneity / event_study for their growth exponents) with its
+    default spec; τ's coverage for did (the other models' estimands have no one truth here)."""
     import numpy as np
 
     import bayes_nqp as bn
     from bayes_nqp.data.panel import load_panel
 
+    import importlib
+
+    F = importlib.import_module("bayes_nqp.bayes.fit")  # the module (bayes.fit is also a function)
+
+    stages: dict[str, float] = {}
+
+    cpu: dict[str, float] = {}
+
+    def timed(name, fn):  # wall and CPU seconds (CPU: less dependent on a shared machine's load)
+        def run(*a, **kw):
+            t, c = time.perf_counter(), _cpu_s()
+            try:
+                return fn(*a, **kw)
+            finally:
+                stages[name] = stages.get(name, 0.0) + time.perf_counter() - t
+                cpu[name] = cpu.get(name, 0.0) + _cpu_s() - c
+        return run
+
     t0 = time.perf_counter()
     panel = load_panel(folder / "demo_panel.csv", folder / "demo_map.toml")
     t_read = time.perf_counter() - t0
-    f = bn.fit("did", panel, draws=draws, tune=tune, chains=chains, seed=seed, replication=False,
-               psense=False)
+    # bn.fit's steps (fit.fit), each timed: build + statistics + compile, sampling, and the
+    # post-processing stages within finish
+    m = timed("make_model", F.make_model)(model, panel, "default")
+    settings = m.spec.sampler.override(draws=draws, tune=tune, chains=chains, seed=seed)
+    for name in ("postprocess", "log_likelihood", "posterior_predictive"):
+        setattr(m, name, timed(name, getattr(m, name)))
+    F.loo_summary = timed("psis_loo", F.loo_summary)
+    pm_model = timed("build", m.build)()
+    m.build = lambda: pm_model
+    pm_model, compiled = timed("compile", F.compile_model)(m)
+    idata = timed("sample", F.sample)(compiled, settings)
+    f = timed("finish", F.finish)(m, pm_model, idata, settings, replication=None, seconds0=t0, psense=False)
     seconds = time.perf_counter() - t0
-    truth = json.loads((folder / "demo_truth.json").read_text())
-    tau = np.asarray(f.draws["tau"]).ravel()
-    lo, hi = (float(x) for x in np.quantile(tau, [0.025, 0.975]))
-    return {"seconds": seconds, "read_seconds": t_read, "rows": len(panel.df),
-            "tau_mean": float(tau.mean()), "tau_sd": float(tau.std()), "tau_ci95": [lo, hi],
-            "truth_att": truth["att"], "covers_truth": bool(lo <= truth["att"] <= hi),
-            "ess_bulk_min": f.diag.get("ess_bulk_min"), "ess_bulk_worst": f.diag.get("ess_bulk_worst"),
-            "rhat_max": f.diag.get("rhat_max"), "passed": f.passed,
-            "loo": (f.diag.get("loo") or {}).get("elpd") if isinstance(f.diag.get("loo"), dict) else None,
-            "ppc": "error" not in (f.diag.get("ppc") or {}),
-            "peak_rss_mb": _rss_mb(), "cpu_seconds": _cpu_s()}
+    out = {"seconds": seconds, "read_seconds": t_read, "rows": len(panel.df),
+           "stages": {k: round(v, 2) for k, v in stages.items()},
+           "stages_cpu": {k: round(v, 2) for k, v in cpu.items()},
+           "ess_bulk_min": f.diag.get("ess_bulk_min"), "ess_bulk_worst": f.diag.get("ess_bulk_worst"),
+           "rhat_max": f.diag.get("rhat_max"), "passed": f.passed,
+           "loo": (f.diag.get("loo") or {}).get("elpd") if isinstance(f.diag.get("loo"), dict) else None,
+           "ppc": "error" not in (f.diag.get("ppc") or {}),
+           "peak_rss_mb": _rss_mb(), "cpu_seconds": _cpu_s()}
+    if model == "did":
+        truth = json.loads((folder / "demo_truth.json").read_text())
+        tau = np.asarray(f.draws["tau"]).ravel()
+        lo, hi = (float(x) for x in np.quantile(tau, [0.025, 0.975]))
+        out |= {"tau_mean": float(tau.mean()), "tau_sd": float(tau.std()), "tau_ci95": [lo, hi],
+                "truth_att": truth["att"], "covers_truth": bool(lo <= truth["att"] <= hi)}
+    return out
 
 
 def run_child(kind: str, folder: Path, args) -> dict:
@@ -132,6 +167,8 @@ def main() -> None:
     ap.add_argument("--tune", type=int, default=1000)
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--models", default="did",
+                    help="Bayesian models fitted at each size (did first: its ratio to pyfixest)")
     ap.add_argument("--child")
     ap.add_argument("--folder")
     ap.add_argument("--out", default=str(OUT))
@@ -139,10 +176,11 @@ def main() -> None:
     if args.child:
         folder = Path(args.folder)
         out = (child_pyfixest(folder) if args.child == "pyfixest"
-               else child_did(folder, args.draws, args.tune, args.chains, args.seed))
+               else child_did(folder, args.draws, args.tune, args.chains, args.seed, args.child))
         print(json.dumps(out))
         return
     rows_all, results = [], []
+    models = args.models.split(",")
 
     def write() -> None:  # after every size: a long run that is stopped keeps what it measured
         doc = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -152,9 +190,11 @@ def main() -> None:
                "settings": {"draws": args.draws, "tune": args.tune, "chains": args.chains, "seed": args.seed,
                             "simulation": SIM},
                "results": results,
+               # of wall time, and of the process's CPU seconds (less dependent on a shared machine's load)
                "growth_exponent": {
-                   "did": slope(rows_all, [r["did"].get("seconds") for r in results]),
-                   "pyfixest": slope(rows_all, [r["pyfixest"].get("seconds") for r in results])},
+                   f"{m}{suffix}": slope([r["rows"] for r in results if m in r],
+                                         [r[m].get(key) for r in results if m in r])
+                   for m in ["pyfixest", *models] for suffix, key in (("", "seconds"), ("_cpu", "cpu_seconds"))},
                "goals": {"ratio_at_1M_rows_max": 30, "ess_bulk_min": 400, "peak_rss_mb_max": 4096}}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
@@ -165,10 +205,11 @@ def main() -> None:
         folder = simulate(units, periods, 20250601)
         sim_s = time.perf_counter() - t0
         pfx = run_child("pyfixest", folder, args)
-        did = run_child("did", folder, args)
+        fits = {m: run_child(m, folder, args) for m in models}
+        did = fits.get("did", {})
         rows = units * periods
         entry = {"units": units, "periods": periods, "rows": rows, "simulate_seconds": sim_s,
-                 "pyfixest": pfx, "did": did,
+                 "pyfixest": pfx, **fits,
                  "ratio_did_pyfixest": (did["seconds"] / pfx["seconds"]
                                         if "seconds" in did and "seconds" in pfx else None)}
         results.append(entry)

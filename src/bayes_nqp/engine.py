@@ -32,8 +32,9 @@ than a second. :func:`compiled_model` therefore keeps a per-process cache keyed 
 ``TwoWayModel.likelihood_data``; every prior's hyperparameters) are swapped by name; the data a
 model builds into the graph as constants are lifted too: the engine turns every floating-point
 constant of the PyMC graph into a named shared variable before compiling
-(:func:`lift_constants`); a later model of the same structure (same graph, same
-shapes, same non-lifted constants) is then refitted by swapping the values with nutpie's
+(:func:`lift_constants`); a later model of the same structure (same graph, same lifted
+constants' shapes, same ``pm.Data`` names and numbers of dims — their shapes may differ: the packed
+compilation of :mod:`.bayes.packing` reads them from its layout — same non-lifted constants) is then refitted by swapping the values with nutpie's
 ``with_data`` (:func:`.bayes.refit.with_data`), with no compilation. Anything that changes the structure (a new
 cohort, a column dropped for rank) is a cache miss and compiles: never a wrong reuse.
 
@@ -277,7 +278,10 @@ def lift_constants(pm_model):
             elif isinstance(inp, Constant):
                 ins.append(repr(np.asarray(inp.data).tolist()))
             elif inp.name in data and data[inp.name] is inp:
-                ins.append(f"data:{inp.name}{np.shape(inp.get_value())}")
+                # the number of dims, not the shape: a compilation serves data of any shape (the
+                # did family's grouped statistics have as many rows as the panel has covariance
+                # patterns, which differs between placebo panels of one structure)
+                ins.append(f"data:{inp.name}[{np.ndim(inp.get_value())}]")
             else:
                 ins.append(str(position.get(inp, "input")) + _ADDRESS.sub("", str(inp.type)))
         for j, o in enumerate(node.outputs):

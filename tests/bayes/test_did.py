@@ -189,3 +189,24 @@ def test_did_matches_bambi_on_the_same_data_and_priors(did_fit, synthetic, mc):
     bambi_tau = idata["posterior"]["D"].to_numpy() * model.y_sd  # (chain, draw)
     ours = did_fit.params["tau"]
     mc.close(bambi_tau, did_fit.draws["tau"], 0.1 * ours["sd"], "tau vs Bambi")
+
+
+def test_unit_effect_summaries_of_a_large_panel_match_the_stored_draws(did_fit, did_compiled, monkeypatch):
+    """Above UNIT_DRAW_MAX_VALUES the per-unit mean and sd of α_i and τ_i come from the exact
+    conditional moments on thinned draws (no random draws): they agree with the moments of the
+    per-draw unit effects stored below the threshold, within Monte-Carlo error."""
+    import xarray as xr
+
+    from bayes_nqp.bayes import did as did_module
+
+    model, pm_model, _ = did_compiled
+    post = did_fit.idata["posterior"].to_dataset()
+    plain = xr.DataTree.from_dict({"posterior": post.drop_vars(["alpha", "tau_unit_z"])})
+    monkeypatch.setattr(did_module, "UNIT_DRAW_MAX_VALUES", 1000)
+    ue = model.postprocess(plain, pm_model)["unit_effects"].to_dataset()
+    for var in ("alpha", "tau_unit_z"):
+        draws = post[var].to_numpy().reshape(-1, post.sizes["unit"])
+        sd = draws.std(0)
+        # MC error of the two means: about sd·√(1/4000 + 1/500) ≈ 0.05 sd; the bound is 5 of them
+        assert np.all(np.abs(ue[f"{var}_mean"].to_numpy() - draws.mean(0)) < 0.25 * sd)
+        assert np.all(np.abs(ue[f"{var}_sd"].to_numpy() / sd - 1) < 0.2)

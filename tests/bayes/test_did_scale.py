@@ -82,3 +82,24 @@ def test_report_figures_of_a_10000_unit_fit_have_no_per_unit_element(big_fit):
             assert len(ax.get_yticklabels()) < 50 and len(ax.patches) < 200
             assert len(ax.lines) + len(ax.collections) < 200  # never one element per unit
         plt.close(fig)
+
+
+def test_loo_on_many_units_is_a_subsample_estimate_within_its_error(monkeypatch):
+    from arviz_base import from_dict
+    from arviz_stats import loo
+
+    from bayes_nqp.bayes import diagnostics as D
+
+    rng = np.random.default_rng(3)
+    n = 1500
+    ll = rng.normal(-2.0, 0.3, size=(2, 200, n)) + rng.normal(0.0, 1.0, size=n)
+    dt = from_dict({"posterior": {"x": rng.normal(size=(2, 200))}, "log_likelihood": {"y": ll}},
+                   dims={"y": ["unit"]})
+    monkeypatch.setattr(D, "LOO_SUBSAMPLE_ABOVE", 1000)
+    monkeypatch.setattr(D, "LOO_SUBSAMPLE", 300)
+    got = D.loo_summary(dt)
+    full = loo(dt)
+    assert got["subsample"] == 300 and got["n_points"] == n
+    assert abs(got["elpd"] - float(full.elpd)) < 4 * got["subsampling_se"]
+    assert got["subsampling_se"] < 0.1 * abs(float(full.elpd))
+    assert got["se"] == pytest.approx(float(full.se), rel=0.2)

@@ -118,6 +118,9 @@ def test_chunked_moments_equal_the_unchunked_pass_to_1e_10():
         small = layout.moments(W, W, per_unit=per_unit, max_elements=2 * 25)
         for a, b in zip(whole, small):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
+    # the summed moments (matrix products) are the per-unit ones (chunked) summed over units
+    for a, b in zip(layout.moments(W, W, per_unit=False), layout.moments(W, W, max_elements=2 * 25)):
+        np.testing.assert_allclose(a, b.sum(0), rtol=0, atol=1e-10)
     chunks = list(layout.chunks(25, 2 * 25))
     assert len(chunks) > 1
     assert chunks[0][0].start == 0 and chunks[-1][0].stop == len(y)
@@ -146,9 +149,34 @@ def test_unit_terms_from_statistics_equal_the_terms_on_the_rows():
     rows = pl.residual_terms(layout, y - theta @ W.T, d, rho)
     for a, b in zip(stats.unit_terms(theta, rho), rows[1:]):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+    iid = np.zeros((3, 1))  # every draw iid: the plain sums only
+    for a, b in zip(stats.unit_terms(theta, iid), pl.residual_terms(layout, y - theta @ W.T, d, iid)[1:]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
 
 
 def test_draw_chunk_bounds_draws_times_rows():
     assert pl.draw_chunk(1000) == 250
     assert pl.draw_chunk(1_000_000) * 1_000_000 <= pl.DRAW_ROW_ELEMENTS
     assert pl.draw_chunk(10**9) == 1
+
+
+def test_residual_q_equals_the_q_of_the_full_residual_terms():
+    layout, W, y, d = _ragged_panel()
+    rng = np.random.default_rng(5)
+    theta, rho = rng.normal(size=(3, W.shape[1])), np.array([[0.0], [0.4], [-0.3]])
+    r = y - theta @ W.T
+    np.testing.assert_allclose(pl.residual_q(layout, r, rho), pl.residual_terms(layout, r, d, rho)[0],
+                               rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(pl.residual_q(layout, r, np.zeros((3, 1))),
+                               pl.residual_terms(layout, r, d, np.zeros((3, 1)))[0], rtol=1e-12, atol=1e-10)
+
+
+def test_simulated_ar1_errors_follow_the_row_by_row_recursion():
+    layout, _, _, _ = _ragged_panel(units=30)
+    rho, sigma = np.array([[0.5], [-0.7]]), np.array([[1.0], [2.0]])
+    z = np.random.default_rng(1).standard_normal((2, len(layout.pair)))
+    e = np.empty_like(z)
+    for j in range(z.shape[1]):  # the definition: each run starts from its stationary draw
+        e[:, j] = rho[:, 0] * e[:, j - 1] + np.sqrt(1 - rho[:, 0] ** 2) * z[:, j] if layout.pair[j] else z[:, j]
+    got = pl.simulate_ar1(layout, rho, sigma, np.random.default_rng(1))
+    np.testing.assert_allclose(got, sigma * e, rtol=1e-12, atol=1e-12)

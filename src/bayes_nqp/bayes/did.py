@@ -148,6 +148,8 @@ LOO_THIN_DRAWS = 500
 #: draws × units above which α_i and τ_i are not stored per draw (3 GB for 4,000 draws × 100,000
 #: units) but as their posterior mean and sd per unit (group ``unit_effects``)
 UNIT_DRAW_MAX_VALUES = 25_000_000
+#: draws (evenly thinned) from which those per-unit means and sds are computed
+UNIT_SUMMARY_DRAWS = 500
 
 
 def unit_marginal_logp(s1, s2, n, sigma, sigma_unit, log=np.log):
@@ -197,9 +199,12 @@ class TwoWayModel(BayesModel):
     :meth:`effect_design` gives their columns.
 
     With the marginal likelihood the data enter only through sufficient statistics computed
-    once — W'W, W'y, y'y and the per-unit segment sums of W and y — so a gradient costs
-    O(P² + n_units·P) for P ≈ 20 columns whatever the number of observations, and the compiled
-    graph is a few dot products (fast to compile and to run).
+    once — W'W, W'y, y'y and the per-unit segment sums of W and y, the units that share a
+    covariance pattern (treatment timing, periods, gaps) grouped into at most c(P+1) rows per
+    pattern (:mod:`.panel_likelihood`) — so a gradient costs O(P² + rows·P) with rows ≤
+    min(units, patterns·c(P+1)) for P ≈ 20 columns, whatever the number of observations (on a
+    balanced panel: whatever the number of units), and the compiled graph is a few dot products
+    (fast to compile and to run).
     """
 
     def __init__(self, panel, spec, priors):
@@ -473,9 +478,10 @@ class TwoWayModel(BayesModel):
                 for n in names]
 
     def _terms(self, theta: np.ndarray, rho: np.ndarray):
-        """Per-unit (q, s1, sd, a11, a1d, add) of the panel likelihood for draws θ (S_c, P)."""
+        """Per-unit (q, s1, sd, a11, a1d, add) of the panel likelihood for draws θ (S_c, P): q
+        from the rows' residuals, the rest from the per-unit statistics (no pass over the rows)."""
         r = self.y_z - theta @ self.W.T
-        return pl.residual_terms(self.layout, r, self.effect_rows, rho)
+        return (pl.residual_q(self.layout, r, rho), *self.statistics.unit_terms(theta, rho))
 
     def postprocess(self, idata, pm_model):
         """Draw α_i (and τ_i with unit-varying effects) from their exact joint conditional
@@ -502,24 +508,33 @@ class TwoWayModel(BayesModel):
         if store:
             alpha = np.empty((S, n_units))
             tau_unit = np.empty_like(alpha)
-        else:  # running sums for the per-unit posterior mean and sd
-            sums = np.zeros((4, n_units))
+        else:
+            # per-unit posterior mean and sd only, Rao-Blackwellised (from the conditional means
+            # and variances, no random draws) over evenly thinned draws: running sums
+            keep = np.unique(np.linspace(0, S - 1, min(S, UNIT_SUMMARY_DRAWS)).astype(int))
+            theta, sigma, sigma_unit, sig_e, rho = (x[keep] for x in (theta, sigma, sigma_unit, sig_e, rho))
+            sums = np.zeros((6, n_units))
         # the deviations' conditionals come from the per-unit statistics: no pass over the rows
         step = max(1, min(CHUNK, UNIT_DRAW_MAX_VALUES // (10 * n_units)))
-        for start in range(0, S, step):
-            sl = slice(start, min(start + step, S))
+        for start in range(0, len(theta), step):
+            sl = slice(start, min(start + step, len(theta)))
             s1, sd, a11, a1d, add = self.statistics.unit_terms(theta[sl], rho[sl])
-            dev = pl.draw_deviations(s1, sd, a11, a1d, add, sigma[sl], sigma_unit[sl], sig_e[sl], rng)
-            a = theta[sl] @ self.W_unit.T + dev[..., 0]
-            t = self.effect_centre(theta[sl]) + dev[..., 1]
+            centre_a, centre_t = theta[sl] @ self.W_unit.T, self.effect_centre(theta[sl])
             if store:
-                alpha[sl], tau_unit[sl] = a, t
-            else:
-                sums += np.stack([a.sum(0), (a**2).sum(0), t.sum(0), (t**2).sum(0)])
+                dev = pl.draw_deviations(s1, sd, a11, a1d, add, sigma[sl], sigma_unit[sl], sig_e[sl], rng)
+                alpha[sl], tau_unit[sl] = centre_a + dev[..., 0], centre_t + dev[..., 1]
+                continue
+            mean, (l11, l21, l22) = pl.deviation_moments(s1, sd, a11, a1d, add, sigma[sl], sigma_unit[sl],
+                                                         sig_e[sl])
+            a, t = centre_a + mean[..., 0], centre_t + mean[..., 1]
+            sums += np.stack([a.sum(0), (a**2).sum(0), (l11**2).sum(0),
+                              t.sum(0), (t**2).sum(0), (l21**2 + l22**2).sum(0)])
         if not store:
-            mean_a, mean_t = sums[0] / S, sums[2] / S
-            sd_a = np.sqrt(np.maximum(sums[1] / S - mean_a**2, 0.0))
-            sd_t = np.sqrt(np.maximum(sums[3] / S - mean_t**2, 0.0))
+            # E = mean of the conditional means; Var = mean conditional variance + their variance
+            n = len(theta)
+            mean_a, mean_t = sums[0] / n, sums[3] / n
+            sd_a = np.sqrt(np.maximum(sums[1] / n - mean_a**2, 0.0) + sums[2] / n)
+            sd_t = np.sqrt(np.maximum(sums[4] / n - mean_t**2, 0.0) + sums[5] / n)
             ds = {"alpha_mean": mean_a, "alpha_sd": sd_a}
             if self.effect == "unit":
                 ds |= {"tau_unit_z_mean": mean_t, "tau_unit_z_sd": sd_t}
@@ -527,7 +542,9 @@ class TwoWayModel(BayesModel):
                 {k: ("unit", v) for k, v in ds.items()}, coords={"unit": coords["unit"]},
                 attrs={"note": f"{S} draws x {n_units} units exceed {UNIT_DRAW_MAX_VALUES:,} values: "
                                "alpha and tau_unit_z are stored as their posterior mean and sd per "
-                               "unit, not per draw (UNIT_DRAW_MAX_VALUES in bayes/did.py)"}))
+                               "unit, not per draw (UNIT_DRAW_MAX_VALUES in bayes/did.py), from "
+                               f"{n} evenly thinned draws and the exact conditional mean and "
+                               "variance of each unit's deviations given each draw"}))
             return idata
         idata["posterior"]["alpha"] = xr.DataArray(alpha.reshape(shape), dims=("chain", "draw", "unit"),
                                                    coords=coords)

@@ -48,7 +48,25 @@ Written with :math:`\Lambda^{1/2}` (not :math:`\Lambda^{-1}`) it stays exact at
 **Sufficient statistics.** :math:`r = y - W\theta` is linear in θ, so each :math:`M_k(r, r)`
 summed over units is a quadratic form in θ of three P×P matrices computed once, and the
 per-unit :math:`M_k(\mathbf 1, r)`, :math:`M_k(d, r)` are linear in θ (units × P matrices). A
-gradient costs :math:`O(P^2 + n_{units} P)` whatever the number of rows.
+gradient costs :math:`O(P^2 + n_{units} P)` whatever the number of rows, and less with units
+grouped by covariance pattern (next paragraph).
+
+**Units that share a covariance pattern.** :math:`G_i` depends on the unit only through
+:math:`(M_k(\mathbf 1,\mathbf 1), M_k(\mathbf 1,d), M_k(d,d))_{k=0,1,2}`, :math:`n_i` and
+:math:`\text{runs}_i` (in a balanced panel: one value per treatment cohort). Within a group *g* of
+units with equal values, the data term :math:`\sum_{i\in g} b_i'G_g^{-1}b_i` needs only
+:math:`\sum_{i\in g} v_iv_i'` of the per-unit vectors :math:`v_i = (s_{1,i}, s_{d,i})` — with
+:math:`v_i = A_i - B_i\theta = H_i\phi`, :math:`\phi = (1, \theta)`, that is
+:math:`\phi'(\sum_i H_i'H_i)\phi`, one Gram matrix per group. Its square root
+(:math:`\sum_i H_i'H_i = C_g'C_g`, :math:`C_g = E^{1/2}V'` from its eigendecomposition
+:math:`VEV'`) has
+:math:`c(P+1)` rows (c = 2 components, 6 with a learned ρ: one per AR(1) moment), which stand
+in for the group's :math:`n_g` units whenever :math:`n_g > c(P+1)`: rows of the same form as a
+unit's, with the group's :math:`G_g` and a weight :math:`n_g` on :math:`\log\det G_g` (and on
+:math:`n`, runs) carried by its first row. Exact (up to rounding), and a gradient then costs
+:math:`O(\text{groups}\cdot c^2P^2)` however many units share each pattern; groups smaller than
+that keep their units' own rows, so the grouped form is never larger than the per-unit one
+(:meth:`PanelStatistics.arrays`, ``grouped``).
 
 **Conditional posterior of the deviations.** Given θ and the scales, with
 :math:`(a_i, t_i) = \Lambda^{1/2} v`, :math:`v \mid \cdot \sim N(G^{-1}b/\sigma^2,\ G^{-1})`
@@ -61,6 +79,7 @@ serves NumPy and PyTensor (``log=pt.log``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -70,7 +89,7 @@ LOG_2PI = float(np.log(2 * np.pi))
 #: product) however many rows the panel has
 MOMENT_CHUNK_ELEMENTS = 2**23
 #: elements (draws × rows) of one working array after sampling (residuals of a chunk of draws)
-DRAW_ROW_ELEMENTS = 2**22
+DRAW_ROW_ELEMENTS = 2**24
 
 
 def draw_chunk(n_rows: int, cap: int = 250) -> int:
@@ -133,11 +152,17 @@ class UnitLayout:
         """(M0, M1, M2) of the columns of X (N, p) against those of Z (N, q): per unit
         (units, p, q) or, with ``per_unit=False``, summed over units (p, q).
 
-        One pass over the rows in chunks of whole units (:meth:`chunks`): no (N, p, q) array is
-        ever formed, only one chunk's (``max_elements``, default :data:`MOMENT_CHUNK_ELEMENTS`)."""
+        Per unit: one pass over the rows in chunks of whole units (:meth:`chunks`): no (N, p, q)
+        array is ever formed, only one chunk's (``max_elements``, default
+        :data:`MOMENT_CHUNK_ELEMENTS`). Summed: matrix products (copies of X's and Z's rows at
+        most)."""
         X = np.asarray(X, float).reshape(len(self.pair), -1)
         Z = np.asarray(Z, float).reshape(len(self.pair), -1)
         p, q = X.shape[1], Z.shape[1]
+        if not per_unit:  # sums over all rows: matrix products, no (rows, p, q) array at all
+            j = np.flatnonzero(self.pair)
+            cross = X[j].T @ Z[j - 1]
+            return X.T @ Z, X.T @ (self.interior[:, None] * Z), cross + (Z[j].T @ X[j - 1]).T
         out = ([np.zeros((self.n_units, p, q)) for _ in range(3)] if per_unit
                else [np.zeros((p, q)) for _ in range(3)])
         for rows, units in self.chunks(p * q, max_elements):
@@ -193,15 +218,20 @@ def unit_logp(q, s1, sd, a11, a1d, add, n, n_runs, sigma, sigma_unit, sigma_eff,
 
 
 def total_logp(q_total, s1, sd, a11, a1d, add, n, n_runs, sigma, sigma_unit, sigma_eff, rho,
-               log=np.log):
+               log=np.log, w=None):
     """The sum of :func:`unit_logp` over units, with the quadratic forms entering only through
-    their total ``q_total`` = Σ_i r_i'R⁻¹r_i (which the model gets from P×P statistics)."""
+    their total ``q_total`` = Σ_i r_i'R⁻¹r_i (which the model gets from P×P statistics).
+
+    The entries may be a group's rows (:meth:`PanelStatistics.arrays` with ``grouped``): then
+    ``w`` is the number of units whose log det G each row stands for, and ``n``/``n_runs`` sum
+    to the panel's totals."""
     s2 = sigma**2
     g11, g12, g22, det = _g(a11, a1d, add, sigma, sigma_unit, sigma_eff)
     b1, b2 = sigma_unit * s1, sigma_eff * sd
     quad = (g22 * b1**2 - 2.0 * g12 * b1 * b2 + g11 * b2**2) / det
     N, runs = n.sum(), n_runs.sum()
-    return -0.5 * (N * LOG_2PI + N * log(s2) + (N - runs) * log(1.0 - rho**2) + log(det).sum()
+    logdet = log(det).sum() if w is None else (w * log(det)).sum()
+    return -0.5 * (N * LOG_2PI + N * log(s2) + (N - runs) * log(1.0 - rho**2) + logdet
                    + q_total / s2 - quad.sum() / s2**2)
 
 
@@ -237,11 +267,15 @@ def simulate_ar1(layout: UnitLayout, rho: np.ndarray, sigma: np.ndarray, rng) ->
     z = rng.standard_normal((len(rho), len(layout.pair)))
     if not np.any(rho):
         return sigma * z
-    e = np.empty_like(z)
-    innov = np.sqrt(1.0 - rho[:, 0] ** 2)
-    for j in range(z.shape[1]):
-        e[:, j] = rho[:, 0] * e[:, j - 1] + innov * z[:, j] if layout.pair[j] else z[:, j]
-    return sigma * e
+    # one step per position within a run (at most the number of periods), not per row
+    pos = np.arange(len(layout.pair)) - np.maximum.accumulate(
+        np.where(layout.pair, 0, np.arange(len(layout.pair))))
+    e = np.ascontiguousarray(z.T)                  # (N, S): a row per panel row; a run's first
+    innov = np.sqrt(1.0 - rho[:, 0] ** 2)          # row keeps its stationary draw
+    for k in range(1, int(pos.max(initial=0)) + 1):
+        j = np.flatnonzero(pos == k)
+        e[j] = rho[:, 0] * e[j - 1] + innov * e[j]
+    return sigma * e.T
 
 
 class PanelStatistics:
@@ -253,6 +287,7 @@ class PanelStatistics:
 
     def __init__(self, layout: UnitLayout, y: np.ndarray, W: np.ndarray, d: np.ndarray):
         self.layout = layout
+        self._arrays: dict = {}
         one = np.ones((len(y), 1))
         d = np.asarray(d, float).reshape(-1, 1)
         self.WW = layout.moments(W, W, per_unit=False)                         # 3 × (P, P)
@@ -285,38 +320,119 @@ class PanelStatistics:
         theta = np.atleast_2d(np.asarray(theta, float))
         rho = np.asarray(rho, float).reshape(-1, 1)
         c = ar1_weights(rho)
+        if not np.any(rho):  # iid errors: only the plain sums (c1 = c2 = 0)
+            c = c[:1]
         s1 = sum(ck * (self.s1_y[k][None, :] - theta @ self.s1_W[k].T) for k, ck in enumerate(c))
         sd = sum(ck * (self.sd_y[k][None, :] - theta @ self.sd_W[k].T) for k, ck in enumerate(c))
         a11, a1d, add = (sum(ck * m[k][None, :] for k, ck in enumerate(c))
                          for m in (self.a11, self.a1d, self.add))
         return s1, sd, a11, a1d, add
 
-    def arrays(self, rho=None) -> dict[str, np.ndarray]:
+    @cached_property
+    def groups(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(group, first)``: each unit's covariance pattern (units with equal
+        (M_k(1,1), M_k(1,d), M_k(d,d))_k, n and runs, compared exactly) and one unit of each
+        pattern."""
+        key = np.column_stack([*self.a11, *self.a1d, *self.add, self.layout.n, self.layout.n_runs])
+        _, first, group = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        return group.ravel(), first
+
+    def arrays(self, rho=None, grouped: bool = True) -> dict[str, np.ndarray]:
         """The statistics the likelihood reads, by name: with a constant ``rho`` (0 for iid
         errors) the three AR(1) moments are combined here, else stacked (k = 0, 1, 2 first).
 
-        A model may wrap them in ``pm.Data`` so that one compiled graph serves other data of the
-        same shapes (placebo refits)."""
+        ``grouped``: units that share a covariance pattern (:attr:`groups`) are replaced by the
+        square root of their Gram matrix where that has fewer rows than the group has units
+        (module docstring); ``w`` is the number of units each row's log det G stands for. With
+        ``grouped=False`` a row is a unit (``w`` = 1).
+
+        A model may wrap them in ``pm.Data`` so that one compiled graph serves other data (placebo
+        refits: the number of rows may differ, the packing of :mod:`.packing` carries shapes)."""
+        key = (None if rho is None else float(rho), bool(grouped))
+        if key not in self._arrays:
+            self._arrays[key] = self._make_arrays(*key)
+        return self._arrays[key]
+
+    def _make_arrays(self, rho, grouped: bool) -> dict[str, np.ndarray]:
+        units, P = self.layout.n_units, self.s1_W[0].shape[1]
         if rho is not None:
-            r = float(rho)
-            return {"WW": combine(self.WW, r), "Wy": combine(self.Wy, r), "yy": np.asarray(combine(self.yy, r)),
-                    "B": combine(self.B, r), "a": combine(self.a, r),
-                    "a11": combine(self.a11, r), "a1d": combine(self.a1d, r), "add": combine(self.add, r),
-                    "n": self.layout.n, "n_runs": self.layout.n_runs}
-        return {"WW": self.WW_stack, "Wy": self.Wy_stack, "yy": self.yy_stack, "B": self.B_stack,
-                "a": self.a_stack, "a11": np.stack(self.a11), "a1d": np.stack(self.a1d),
-                "add": np.stack(self.add), "n": self.layout.n, "n_runs": self.layout.n_runs}
+            out = {"WW": combine(self.WW, rho), "Wy": combine(self.Wy, rho), "yy": np.asarray(combine(self.yy, rho))}
+            A = combine(self.a, rho).reshape(2, units).T                               # (units, 2)
+            B = combine(self.B, rho).reshape(2, units, P).transpose(1, 0, 2)          # (units, 2, P)
+            per_unit = {k: combine(getattr(self, k), rho) for k in ("a11", "a1d", "add")}  # (units,)
+        else:
+            out = {"WW": self.WW_stack, "Wy": self.Wy_stack, "yy": self.yy_stack}
+            A = self.a_stack.reshape(3, 2, units).transpose(2, 0, 1)                  # (units, 3, 2)
+            B = self.B_stack.reshape(3, 2, units, P).transpose(2, 0, 1, 3)            # (units, 3, 2, P)
+            per_unit = {k: np.stack(getattr(self, k)) for k in ("a11", "a1d", "add")}  # (3, units)
+        n, n_runs = self.layout.n, self.layout.n_runs
+        if grouped:
+            A, B, per_unit, n, n_runs, w = self._grouped(A, B, per_unit)
+        else:
+            w = np.ones(units)
+        R = len(w)
+        if rho is not None:
+            out |= {"B": B.transpose(1, 0, 2).reshape(2 * R, P), "a": A.T.ravel()}
+        else:
+            out |= {"B": B.transpose(1, 2, 0, 3).reshape(6 * R, P), "a": A.transpose(1, 2, 0).ravel()}
+        return out | per_unit | {"n": n, "n_runs": n_runs, "w": w}
+
+    def _grouped(self, A, B, per_unit):
+        """The rows of :meth:`arrays`' grouped form: for each covariance pattern, its units' own
+        (A_i, B_i), or, when the group has more units than H_i = (A_i, B_i) has entries, the rows
+        C with C'C = Σ_i H_i'H_i (eigendecomposition of the Gram matrix, accumulated over
+        chunks of units)."""
+        group, first = self.groups
+        units = len(group)
+        k = A[0].size + B[0].size                       # entries of H_i: c(P+1)
+        H_shape = (A.shape[1:], B.shape[1:])
+        order = np.argsort(group, kind="stable")
+        bounds = np.r_[0, np.cumsum(np.bincount(group, minlength=len(first)))]
+        rows_A, rows_B, rep, weight, nn, rr = [], [], [], [], [], []
+        for g in range(len(first)):
+            members = order[bounds[g]:bounds[g + 1]]
+            m = len(members)
+            if m <= k:
+                rows_A.append(A[members])
+                rows_B.append(B[members])
+                rep.append(members)
+                weight.append(np.ones(m))
+                nn.append(self.layout.n[members])
+                rr.append(self.layout.n_runs[members])
+                continue
+            gram = np.zeros((k, k))
+            step = max(1, MOMENT_CHUNK_ELEMENTS // k)
+            for j in range(0, m, step):
+                sel = members[j:j + step]
+                Hc = np.hstack([A[sel].reshape(len(sel), -1), B[sel].reshape(len(sel), -1)])
+                gram += Hc.T @ Hc
+            lam, V = np.linalg.eigh(gram)
+            C = np.sqrt(np.maximum(lam, 0.0))[:, None] * V.T            # C'C = gram
+            rows_A.append(C[:, :A[0].size].reshape(k, *H_shape[0]))
+            rows_B.append(C[:, A[0].size:].reshape(k, *H_shape[1]))
+            rep.append(np.full(k, first[g]))
+            wg = np.zeros(k)
+            wg[0] = m
+            weight.append(wg)
+            nn.append(wg * self.layout.n[first[g]])
+            rr.append(wg * self.layout.n_runs[first[g]])
+        rep = np.concatenate(rep) if rep else np.zeros(0, int)
+        cols = {name: v[..., rep] for name, v in per_unit.items()}
+        return (np.concatenate(rows_A) if rows_A else A[:0], np.concatenate(rows_B) if rows_B else B[:0],
+                cols, np.concatenate(nn), np.concatenate(rr), np.concatenate(weight))
 
     def terms(self, theta, rho, dot=np.dot, stack=np.stack):
         """(q_total, s1, sd, a11, a1d, add) for one θ (P,) — PyTensor or NumPy."""
         const = rho if isinstance(rho, (int, float)) else None
-        return terms_from(self.arrays(const), theta, rho, constant_rho=const is not None, dot=dot, stack=stack)
+        return terms_from(self.arrays(const, grouped=False), theta, rho, constant_rho=const is not None,
+                          dot=dot, stack=stack)
 
-    def logp(self, theta, sigma, sigma_unit, sigma_eff, rho, log=np.log, dot=np.dot, stack=np.stack):
+    def logp(self, theta, sigma, sigma_unit, sigma_eff, rho, log=np.log, dot=np.dot, stack=np.stack,
+             grouped: bool = True):
         """The total log-likelihood (a scalar) for one θ (PyTensor: ``log=pt.log, dot=pt.dot,
         stack=pt.stack``)."""
         const = rho if isinstance(rho, (int, float)) else None
-        return logp_from(self.arrays(const), theta, sigma, sigma_unit, sigma_eff, rho,
+        return logp_from(self.arrays(const, grouped), theta, sigma, sigma_unit, sigma_eff, rho,
                          constant_rho=const is not None, log=log, dot=dot, stack=stack)
 
 
@@ -343,7 +459,7 @@ def logp_from(arr, theta, sigma, sigma_unit, sigma_eff, rho, *, constant_rho: bo
     """The total log-likelihood from :meth:`PanelStatistics.arrays` (see :func:`terms_from`)."""
     q, s1, sd, a11, a1d, add = terms_from(arr, theta, rho, constant_rho=constant_rho, dot=dot, stack=stack)
     return total_logp(q, s1, sd, a11, a1d, add, arr["n"], arr["n_runs"], sigma, sigma_unit, sigma_eff,
-                      rho, log=log)
+                      rho, log=log, w=arr.get("w"))
 
 
 def residual_terms(layout: UnitLayout, r: np.ndarray, d: np.ndarray, rho: np.ndarray):
@@ -372,3 +488,21 @@ def residual_terms(layout: UnitLayout, r: np.ndarray, d: np.ndarray, rho: np.nda
     q, s1, sd = comb(m(r, r)), comb(m(r, one)), comb(m(r, d))
     a11, a1d, add = comb(m(ones, one)), comb(m(ones, d)), comb(m(d[None, :], d))
     return q, s1, sd, a11, a1d, add
+
+
+def residual_q(layout: UnitLayout, r: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """Per-unit q = r_i'R⁻¹r_i for residual draws ``r`` (S, N) and ``rho`` (S, 1): the one term of
+    :func:`residual_terms` that needs the rows (the others come from
+    :meth:`PanelStatistics.unit_terms`); with ρ = 0 in every draw only Σ r² is formed."""
+    rho = np.asarray(rho, float).reshape(-1, 1)
+    start = layout.unit_start
+    red = lambda p: np.add.reduceat(p, start, axis=1)  # noqa: E731
+    r2 = r * r
+    if not np.any(rho):
+        return red(r2)
+    c0, c1, c2 = ar1_weights(rho)
+    j = np.flatnonzero(layout.pair)
+    p2 = np.zeros_like(r)
+    p2[:, j] = 2.0 * r[:, j] * r[:, j - 1]
+    return c0 * red(r2) + c1 * red(r2 * layout.interior) + c2 * red(p2)
+

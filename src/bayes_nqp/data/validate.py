@@ -126,7 +126,11 @@ def validate_frame(df: pd.DataFrame, cmap: ColumnMap) -> ValidationReport:
 
     _check_roles(rep, cmap)
     unit = df[cmap.unit]
-    rep.n_units = int(unit.nunique())
+    # the unit ids as integer codes, computed once (NaN for a missing id): every per-unit
+    # grouping below uses them (grouping a million string ids anew each time took most of a load)
+    codes, uniques = pd.factorize(unit)
+    ucode = pd.Series(np.where(codes < 0, np.nan, codes), index=df.index)
+    rep.n_units = len(uniques)
     for i in np.flatnonzero(unit.isna().to_numpy()):
         _add(rep, "error", "missing_unit",
              f"column '{cmap.unit}' (unit), row {i}: the unit id is missing; every row needs one",
@@ -149,7 +153,7 @@ def validate_frame(df: pd.DataFrame, cmap: ColumnMap) -> ValidationReport:
              f"column '{cmap.time}' (time) has {rep.n_periods} distinct period(s); a panel needs at least 2",
              column=cmap.time)
 
-    dup = pd.DataFrame({"u": unit.to_numpy(), "t": time.to_numpy()}).duplicated(keep="first")
+    dup = pd.DataFrame({"u": codes, "t": time.to_numpy()}).duplicated(keep="first")
     for i in np.flatnonzero(dup.to_numpy()):
         shown = _py(time.iloc[i]) if note else _py(df[cmap.time].iloc[i])
         _add(rep, "error", "duplicate_row",
@@ -187,9 +191,9 @@ def validate_frame(df: pd.DataFrame, cmap: ColumnMap) -> ValidationReport:
                  "there is no variation to explain", column=col, value=float(finite.iloc[0]))
 
     if cmap.cohort and cmap.cohort in df.columns:
-        _check_cohort(rep, df, cmap, unit, time)
+        _check_cohort(rep, df, cmap, unit, time, ucode)
     if cmap.treated and cmap.treated in df.columns:
-        _check_treated(rep, df, cmap, unit, time)
+        _check_treated(rep, df, cmap, unit, time, ucode)
     for gname, col in cmap.groups.items():
         if col in df.columns:
             for i in np.flatnonzero(df[col].isna().to_numpy())[:20]:
@@ -201,7 +205,7 @@ def validate_frame(df: pd.DataFrame, cmap: ColumnMap) -> ValidationReport:
                 _add(rep, "error", "single_level_group",
                      f"group '{gname}' (column '{col}') has {n_levels} level(s); heterogeneity needs "
                      "at least 2 (drop the group from the map)", column=col, value=int(n_levels))
-            counts = df.groupby(col, dropna=False)[cmap.unit].nunique()
+            counts = ucode.groupby(df[col], dropna=False).nunique()
             for level, n in counts.items():
                 if n < 2:
                     _add(rep, "error", "single_unit_group",
@@ -216,7 +220,7 @@ def validate_frame(df: pd.DataFrame, cmap: ColumnMap) -> ValidationReport:
                  f"search needs at least {MIN_THRESHOLD_VALUES}", column=cmap.threshold, value=int(nq))
 
     if not missing and not bad_time.any():
-        per_unit = df.groupby(cmap.unit)[cmap.time].nunique()
+        per_unit = time.groupby(ucode).nunique()
         rep.balanced = bool((per_unit == rep.n_periods).all() and not dup.any())
         if not rep.balanced:
             short = per_unit[per_unit < rep.n_periods]
@@ -227,7 +231,7 @@ def validate_frame(df: pd.DataFrame, cmap: ColumnMap) -> ValidationReport:
     return rep
 
 
-def _check_cohort(rep, df, cmap, unit, time):
+def _check_cohort(rep, df, cmap, unit, time, ucode):
     col = cmap.cohort
     raw = df[col]
     coh, note = time_as_numeric(raw)
@@ -239,8 +243,9 @@ def _check_cohort(rep, df, cmap, unit, time):
              f"column '{col}' (cohort), unit {_py(unit.iloc[i])!r}, row {i}: value {_py(raw.iloc[i])!r} is not numeric",
              column=col, unit=unit.iloc[i], row=int(i), value=raw.iloc[i])
     coh = coh.where(coh != 0)  # 0 = never treated
-    varying = coh.groupby(unit).nunique(dropna=False)
-    for u in varying.index[varying > 1]:
+    varying = coh.groupby(ucode).nunique(dropna=False)
+    for code in varying.index[varying > 1]:
+        u = unit[ucode == code].iloc[0]
         vals = sorted({("never" if pd.isna(v) else v) for v in coh[unit == u]}, key=str)
         _add(rep, "error", "cohort_varies",
              f"column '{col}' (cohort), unit {_py(u)!r}: the first treated period must be the same in "
@@ -251,7 +256,7 @@ def _check_cohort(rep, df, cmap, unit, time):
         _add(rep, "error", "cohort_out_of_range",
              f"column '{col}' (cohort), unit {_py(u)!r}: first treated period {v:g} is outside the "
              f"observed range {tmin:g}–{tmax:g}", column=col, unit=u, value=float(v))
-    ever = coh.groupby(unit).apply(lambda s: s.notna().any())
+    ever = coh.notna().groupby(ucode).any()  # vectorised: no Python call per unit
     if len(ever) and not ever.any():
         _add(rep, "error", "no_treated_units",
              f"column '{col}' (cohort): no unit is ever treated (every value is empty, 0 or "
@@ -262,7 +267,7 @@ def _check_cohort(rep, df, cmap, unit, time):
              "never-treated comparison units", column=col)
 
 
-def _check_treated(rep, df, cmap, unit, time):
+def _check_treated(rep, df, cmap, unit, time, ucode):
     col = cmap.treated
     d = pd.to_numeric(df[col], errors="coerce")
     notbin = d.notna() & ~d.isin([0, 1])
@@ -270,14 +275,15 @@ def _check_treated(rep, df, cmap, unit, time):
         _add(rep, "error", "treated_not_binary",
              f"column '{col}' (treated), unit {_py(unit.iloc[i])!r}, row {i}: value {_py(df[col].iloc[i])!r} "
              "is not 0 or 1", column=col, unit=unit.iloc[i], row=int(i), value=df[col].iloc[i])
-    order = np.lexsort((time.to_numpy(), unit.astype(str).to_numpy()))
-    s = pd.DataFrame({"u": unit.to_numpy()[order], "t": time.to_numpy()[order], "d": d.to_numpy()[order]})
+    order = np.lexsort((time.to_numpy(), ucode.to_numpy()))
+    s = pd.DataFrame({"u": ucode.to_numpy()[order], "t": time.to_numpy()[order], "d": d.to_numpy()[order],
+                      "unit": unit.to_numpy()[order]})
     s["prev"] = s.groupby("u")["d"].shift()
     off = s[(s["prev"] == 1) & (s["d"] == 0)]
     for _, r in off.groupby("u").first().reset_index().iterrows():
         _add(rep, "error", "treatment_switches_off",
-             f"column '{col}' (treated), unit {_py(r['u'])!r}: treatment switches off at time {r['t']:g}; "
-             "the indicator must be absorbing (once 1, always 1)", column=col, unit=r["u"], value=r["t"])
+             f"column '{col}' (treated), unit {_py(r['unit'])!r}: treatment switches off at time {r['t']:g}; "
+             "the indicator must be absorbing (once 1, always 1)", column=col, unit=r["unit"], value=r["t"])
     ever = s.groupby("u")["d"].max()
     if len(ever) and not (ever == 1).any():
         _add(rep, "error", "no_treated_units",
