@@ -16,12 +16,31 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import zlib
+
 import numpy as np
 import pymc as pm
 
 from ..errors import ModelError
 from .priors import prior_rv
 from .spec import ModelSpec, PriorSet
+
+
+#: where :func:`bayes_nqp.bayes.fit.sample` records the sampler's seed on the posterior
+SEED_ATTR = "sampler_seed"
+
+
+def draws_rng(idata, draws, salt: int = 0) -> np.random.Generator:
+    """The generator of a model's random draws made after sampling (unit effects drawn from their
+    conditionals, a threshold's cell): seeded from the sampler's seed recorded on the posterior
+    (``attrs["sampler_seed"]``), so that the same seed gives the same draws in every process. A seed
+    taken from the bits of the draws themselves would not: a Dask worker's σ draws can differ from
+    the main process's in the 14th digit (its single BLAS thread), and a threshold's γ draws then
+    came out wholly different. Without a recorded seed, from the bits of ``draws``."""
+    seed = idata["posterior"].attrs.get(SEED_ATTR) if "posterior" in idata.children else None
+    if seed is not None:
+        return np.random.default_rng([int(seed), 0x5EED, int(salt)])
+    return np.random.default_rng(zlib.crc32(np.ascontiguousarray(draws).tobytes()) + int(salt))
 
 #: model name -> class. Filled by @register in each model module.
 MODELS: dict[str, type["BayesModel"]] = {}
@@ -127,7 +146,8 @@ class BayesModel:
         raise NotImplementedError
 
     def postprocess(self, idata, pm_model):
-        """Add derived variables to the posterior (e.g. marginalised effects drawn afterwards)."""
+        """Add derived variables to the posterior (e.g. marginalised effects drawn afterwards;
+        random draws from :func:`draws_rng`)."""
         return idata
 
     def extras(self, idata, draws: dict[str, np.ndarray], replication: dict | None = None) -> dict:

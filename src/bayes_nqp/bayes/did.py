@@ -110,7 +110,6 @@ The machinery (:class:`TwoWayModel`) is shared: a model that changes only the tr
 
 from __future__ import annotations
 
-import zlib
 from functools import cached_property
 from typing import NamedTuple
 
@@ -122,7 +121,7 @@ import xarray as xr
 from .. import estimands as E
 from ..errors import SpecError
 from . import panel_likelihood as pl
-from .base import BayesModel, register
+from .base import BayesModel, draws_rng, register
 
 LOG_2PI = float(np.log(2 * np.pi))
 LIKELIHOODS = ("normal", "student_t")
@@ -500,9 +499,7 @@ class TwoWayModel(BayesModel):
             return idata
         theta = self.theta_draws(post)
         sigma, sigma_unit, sig_e, rho = self._scalars(post, "sigma", "sigma_unit", "sigma_effect", "rho")
-        # postprocess is given no seed: derive one from the draws themselves, so the same
-        # posterior (the same sampler seed) always gives the same alpha
-        rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(sigma).tobytes()))
+        rng = draws_rng(idata, sigma)
         S, n_units = len(theta), self.panel.n_units
         store = S * n_units <= UNIT_DRAW_MAX_VALUES
         if store:

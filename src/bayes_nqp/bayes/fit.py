@@ -23,7 +23,7 @@ from ..contract import ComparisonEntry, FitSummary, ParamEntry, comparison_table
 from ..results import SIMULATED_NOTICE, read_json, table_markdown, write_atomic, write_json
 from ..guard import check_sample, temp_path
 from ..paths import check_under, output_root
-from .base import MODELS, BayesModel
+from .base import MODELS, SEED_ATTR, BayesModel
 from .diagnostics import diagnose, loo_summary, power_scaling, ppc_summary
 from .spec import ModelSpec, PriorSet, SamplerSettings, load_prior_set, load_spec
 
@@ -253,6 +253,8 @@ def sample(compiled, settings: SamplerSettings, progress=False):
     idata = nutpie.sample(compiled, **kw)
     # nutpie answers KeyboardInterrupt by returning the draws so far: never take them as complete
     check_sample(idata, settings.draws)
+    if settings.seed is not None:  # the seed of the draws made after sampling (base.draws_rng)
+        idata["posterior"].attrs[SEED_ATTR] = int(settings.seed)
     return idata
 
 

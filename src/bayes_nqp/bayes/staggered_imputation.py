@@ -106,7 +106,7 @@ import xarray as xr
 
 from .. import estimands as E
 from ..errors import ModelError
-from .base import BayesModel
+from .base import BayesModel, draws_rng
 from . import panel_likelihood as pl
 from .algebra import FixedEffects
 from .did import ERRORS, YEAR_EFFECTS
@@ -325,9 +325,7 @@ class ImputationStaggeredModel(BayesModel):
         n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
         d = self._draws(post)
         S = n_chain * n_draw
-        # no seed reaches postprocess: derive one from the draws, so that the same posterior
-        # always gives the same alpha
-        rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(d["sigma"]).tobytes()))
+        rng = draws_rng(idata, d["sigma"])
         alpha = np.empty((S, len(self.fit_units)))
         step = pl.draw_chunk(len(self.rows), CHUNK)  # draws × rows of one chunk bounded
         for start in range(0, S, step):

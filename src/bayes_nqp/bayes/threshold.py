@@ -83,7 +83,6 @@ from __future__ import annotations
 
 import logging
 import math
-import zlib
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -98,7 +97,7 @@ from scipy.special import expit
 from .. import estimands as E
 from ..errors import ModelError, SectionSkipped, SpecError
 from ..results import jsonable
-from .base import BayesModel, register
+from .base import BayesModel, draws_rng, register
 from .algebra import WithinTransform, within_regressors
 from .mediation import complete_panel
 from .priors import hyper_name, prior_rv
@@ -544,8 +543,7 @@ class ThresholdModel(BayesModel):
         beta = self._flat(post, "beta") if self.Xw.shape[1] else np.zeros((S, 0))
         prior = self.priors["slope"].params
         mu0, s0 = float(prior["mu"]), float(prior["sigma"])
-        # postprocess gets no seed: derive one from the draws, so a posterior always gives the same γ
-        rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(sigma).tobytes()))
+        rng = draws_rng(idata, sigma)
         k = self.n_thr + 1
         idx = np.empty(S, dtype=np.int64)
         slope = np.empty((S, k))
