@@ -11,9 +11,9 @@ from bayes_nqp.counterparts import replication_for
 
 
 def test_bn_fit_without_a_replication_passes_the_counterpart_runner(monkeypatch):
-    seen = {}
-    monkeypatch.setattr(bayes_nqp.bayes, "fit", lambda *a, **k: seen.update(k) or "fit")
-    assert bn.fit("did", None) == "fit" and seen["replication"] is replication_for
+    seen, fitted = {}, SimpleNamespace(model="did")  # did declares no further stages
+    monkeypatch.setattr(bayes_nqp.bayes, "fit", lambda *a, **k: seen.update(k) or fitted)
+    assert bn.fit("did", None) is fitted and seen["replication"] is replication_for
     bn.fit("did", None, replication=False)
     assert seen["replication"] is False
     bn.fit("did", None, replication={"did": {}})
