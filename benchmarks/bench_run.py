@@ -1,6 +1,6 @@
 """Benchmark: `bayes-nqp run --quick` and `bayes-nqp run` (full) on the bundled demo panel.
 
-    python benchmarks/bench_run.py [--only quick|full] [--cold] [--out DIR]
+    python benchmarks/bench_run.py [--only quick|full] [--cold] [--out DIR] [--units N --periods T]
 
 Runs the CLI as a user would (a fresh process: imports and compilation included), reads the
 per-stage seconds from DIR/manifest.json, and writes benchmarks/results/run.json
@@ -8,6 +8,9 @@ per-stage seconds from DIR/manifest.json, and writes benchmarks/results/run.json
 the report printed to A4 by headless Chromium, when it is installed); with --only, the other mode's
 earlier entry is kept. ``--cold`` runs with an empty PyTensor compile directory (what a fresh machine
 sees on its first run; results under ``quick_cold``/``full_cold``). Targets: quick under 2 minutes, full under 15 minutes on 2 cores.
+``--units N --periods T`` runs on a panel written by ``bayes-nqp simulate --units N --periods T``
+instead of the demo (results under ``<mode>_<N>x<T>``, with the ratio to the demo's time of the
+same mode in the same file; issue 10's goal: a 2,870-unit run within 3x the demo's).
 """
 
 from __future__ import annotations
@@ -37,9 +40,11 @@ def machine() -> str:
     return " ".join(m.split())
 
 
-def run_once(mode: str, out: Path, cold: bool = False) -> dict:
+def run_once(mode: str, out: Path, cold: bool = False, data: Path | None = None) -> dict:
     exe = Path(sys.executable).with_name("bayes-nqp")
     cmd = [str(exe), "run", "--out", str(out)] + (["--quick"] if mode == "quick" else [])
+    if data is not None:
+        cmd += ["--data", str(data / "demo_panel.csv"), "--map", str(data / "demo_map.toml")]
     t0 = time.perf_counter()
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     env = dict(os.environ)
@@ -88,13 +93,26 @@ def main() -> None:
     ap.add_argument("--only", choices=("quick", "full"))
     ap.add_argument("--cold", action="store_true", help="start from an empty compile cache")
     ap.add_argument("--out", type=Path, help="results folder (default: a temporary one per mode)")
+    ap.add_argument("--units", type=int, help="run on a simulated panel of this many units instead of the demo")
+    ap.add_argument("--periods", type=int, default=12)
     args = ap.parse_args()
     modes = [args.only] if args.only else ["quick", "full"]
     result = json.loads(OUT.read_text(encoding="utf-8")) if OUT.exists() else {}
+    data = None
+    if args.units:
+        data = Path(tempfile.mkdtemp(prefix=f"bench_run_panel_{args.units}x{args.periods}_"))
+        exe = Path(sys.executable).with_name("bayes-nqp")
+        subprocess.run([str(exe), "simulate", "--units", str(args.units), "--periods", str(args.periods),
+                        "--out", str(data)], check=True, capture_output=True)
     for mode in modes:
         out = (args.out / mode) if args.out else Path(tempfile.mkdtemp(prefix=f"bench_run_{mode}_"))
-        r = run_once(mode, out, cold=args.cold)
+        r = run_once(mode, out, cold=args.cold, data=data)
         key = f"{mode}_cold" if args.cold else mode
+        if data is not None:
+            key = f"{mode}_{args.units}x{args.periods}"
+            r["panel"] = f"bayes-nqp simulate --units {args.units} --periods {args.periods}"
+            if mode in result:
+                r["ratio_to_demo"] = round(r["seconds"] / result[mode]["seconds"], 2)
         result[key] = r
         result.update(date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                       machine=machine(), load_average=[round(x, 2) for x in os.getloadavg()])
