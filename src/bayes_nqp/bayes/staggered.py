@@ -128,6 +128,23 @@ def identifiable_rows(panel) -> tuple[np.ndarray, list[str], list[str]]:
     return ~(no_unit | no_time), units, times
 
 
+
+def twfe_reference(panel, replication: dict | None) -> dict:
+    """The TWFE DID coefficient of the replication (with controls when the panel has them) that
+    the staggered models show for reference in ``extras["twfe"]``; run here when the comparison
+    ran without the did section (fast). Its failure is reported in the entry, not raised."""
+    key = "did_controls" if panel.controls else "did"
+    rep = replication or {}
+    try:
+        if not rep.get(key):
+            from ..frequentist import replicate
+
+            rep = replicate("did", panel)
+        return {**rep[key], "source": f"replication '{key}' (TWFE DID)"}
+    except Exception as exc:  # a reference number: its failure is reported, not fatal
+        log.warning("staggered: TWFE reference failed: %s", exc)
+        return {"error": str(exc)}
+
 @register("staggered")
 class StaggeredModel(TwoWayModel):
     """Saturated cohort × period effects with unit-level deviations (module docstring)."""
@@ -323,15 +340,5 @@ class StaggeredModel(TwoWayModel):
             "dropped_periods": self.dropped_times, "cohort_levels": self.cohort_support,
             "definition": ("att = sum over treated cells (g, s) of n_gs * tau_gs / sum n_gs per "
                            "posterior draw (tau_gs: the mean effect of cohort g's units in period s)")}}
-        key = "did_controls" if self.panel.controls else "did"
-        rep = replication or {}
-        try:
-            if not rep.get(key):  # the comparison ran without the did section: run it (fast)
-                from ..frequentist import replicate
-
-                rep = replicate("did", self.source_panel)
-            out["twfe"] = {**rep[key], "source": f"replication '{key}' (TWFE DID)"}
-        except Exception as exc:  # a reference number: its failure is reported, not fatal
-            log.warning("staggered: TWFE reference failed: %s", exc)
-            out["twfe"] = {"error": str(exc)}
+        out["twfe"] = twfe_reference(self.source_panel, replication)
         return out

@@ -111,6 +111,7 @@ from . import panel_likelihood as pl
 from .algebra import FixedEffects
 from .did import ERRORS, YEAR_EFFECTS
 from .event_study import label
+from .staggered import twfe_reference
 
 log = logging.getLogger(__name__)
 
@@ -438,15 +439,5 @@ class ImputationStaggeredModel(BayesModel):
                            if self.imputation == "mean" else
                            "tau_it = y_it − (E[y_it(0) | θ] + ε_it), ε_it ~ N(0, σ²) per posterior "
                            "draw and cell, averaged over the treated cells of each estimand")}}
-        key = "did_controls" if self.panel.controls else "did"
-        rep = replication or {}
-        try:
-            if not rep.get(key):  # the comparison ran without the did section: run it (fast)
-                from ..frequentist import replicate
-
-                rep = replicate("did", self.panel)
-            out["twfe"] = {**rep[key], "source": f"replication '{key}' (TWFE DID)"}
-        except Exception as exc:  # a reference number: its failure is reported, not fatal
-            log.warning("staggered: TWFE reference failed: %s", exc)
-            out["twfe"] = {"error": str(exc)}
+        out["twfe"] = twfe_reference(self.panel, replication)
         return out
