@@ -103,6 +103,7 @@ from ..errors import ModelError, SpecError
 from .base import register
 from .did import Block, TwoWayModel
 from .event_study import label
+from .staggered_imputation import twfe_reference
 
 log = logging.getLogger(__name__)
 
@@ -127,23 +128,6 @@ def identifiable_rows(panel) -> tuple[np.ndarray, list[str], list[str]]:
     times = [label(x) for x in np.unique(df["time"].to_numpy()[no_time & ~no_unit])]
     return ~(no_unit | no_time), units, times
 
-
-
-def twfe_reference(panel, replication: dict | None) -> dict:
-    """The TWFE DID coefficient of the replication (with controls when the panel has them) that
-    the staggered models show for reference in ``extras["twfe"]``; run here when the comparison
-    ran without the did section (fast). Its failure is reported in the entry, not raised."""
-    key = "did_controls" if panel.controls else "did"
-    rep = replication or {}
-    try:
-        if not rep.get(key):
-            from ..frequentist import replicate
-
-            rep = replicate("did", panel)
-        return {**rep[key], "source": f"replication '{key}' (TWFE DID)"}
-    except Exception as exc:  # a reference number: its failure is reported, not fatal
-        log.warning("staggered: TWFE reference failed: %s", exc)
-        return {"error": str(exc)}
 
 @register("staggered")
 class StaggeredModel(TwoWayModel):

@@ -111,7 +111,6 @@ from . import panel_likelihood as pl
 from .algebra import FixedEffects
 from .did import ERRORS, YEAR_EFFECTS
 from .event_study import label
-from .staggered import twfe_reference
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +130,23 @@ def _onehot(idx: np.ndarray, n: int):
     """Sparse rows × n indicator matrix of ``idx``."""
     return sp.csr_matrix((np.ones(len(idx)), (np.arange(len(idx)), idx)), shape=(len(idx), n))
 
+
+
+def twfe_reference(panel, replication: dict | None) -> dict:
+    """The TWFE DID coefficient of the replication (with controls when the panel has them) that
+    the staggered models show for reference in ``extras["twfe"]``; run here when the comparison
+    ran without the did section (fast). Its failure is reported in the entry, not raised."""
+    key = "did_controls" if panel.controls else "did"
+    rep = replication or {}
+    try:
+        if not rep.get(key):
+            from ..frequentist import replicate
+
+            rep = replicate("did", panel)
+        return {**rep[key], "source": f"replication '{key}' (TWFE DID)"}
+    except Exception as exc:  # a reference number: its failure is reported, not fatal
+        log.warning("staggered: TWFE reference failed: %s", exc)
+        return {"error": str(exc)}
 
 class ImputationStaggeredModel(BayesModel):
     """The imputation estimator (module docstring); built through ``StaggeredModel``."""
