@@ -61,9 +61,13 @@ from .paths import safe_filename
 #: the normal quantile of a two-sided interval of probability INTERVAL_PROB (1.96 for 0.95)
 Z_INTERVAL = float(ndtri(0.5 + INTERVAL_PROB / 2))
 
+#: the notice on everything made from a simulated panel (its map says ``simulated = true``): the
+#: bundled demo, simulated on the real 287-city frame, or a panel of ``bayes-nqp simulate`` of any
+#: size, on a synthetic frame beyond 287 units — true of both, naming neither as the other
 SIMULATED_NOTICE = (
-    "SIMULATED DATA: these results come from the bundled demo panel, simulated on the real "
-    "287-city frame. They are not the study's data and not the study's numbers."
+    "SIMULATED DATA: these results come from a panel simulated by bayes-nqp (the bundled demo, "
+    "on the real 287-city frame, or one written by `bayes-nqp simulate`). They are not the "
+    "study's data and not the study's numbers."
 )
 
 REPLICATION_SECTIONS = ("did", "event_study", "heterogeneity", "mediation", "threshold", "placebo")
