@@ -505,4 +505,3 @@ def residual_q(layout: UnitLayout, r: np.ndarray, rho: np.ndarray) -> np.ndarray
     p2 = np.zeros_like(r)
     p2[:, j] = 2.0 * r[:, j] * r[:, j - 1]
     return c0 * red(r2) + c1 * red(r2 * layout.interior) + c2 * red(p2)
-

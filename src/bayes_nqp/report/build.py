@@ -721,8 +721,8 @@ def _capped_cls(ps: pd.DataFrame) -> dict:
 def loo_groups(models) -> dict[str, list[str]]:
     """loo_group -> its models (registry ``loo_group``): only models of the same data and
     likelihood are ranked against each other (did, heterogeneity and the event study on the
-    outcome; never mediation, whose likelihood includes the mediators, or staggered, fitted on
-    untreated cells only)."""
+    outcome; never mediation, whose likelihood includes the mediators, or staggered, which drops
+    the treated cells it cannot identify, so its data can differ)."""
     groups: dict[str, list[str]] = {}
     for m in models:
         g = _about(m).loo_group
@@ -737,7 +737,8 @@ def loo_section(out: Path, fits: dict) -> dict:
     blocks = [text("PSIS-LOO expected log predictive density. Models are ranked against each other "
                    "only when they model the same data with the same likelihood (the registry's "
                    "loo_group: did, heterogeneity and the event study, on the outcome); mediation "
-                   "(whose likelihood includes the mediators) and staggered (untreated cells only) "
+                   "(whose likelihood includes the mediators) and staggered (which drops the treated cells it "
+                   "cannot identify, so its data can differ) "
                    "are never ranked against them. The threshold model's 0, 1 and 2 thresholds are "
                    "compared in a stage of their own (threshold/compare_thresholds.json).")]
     if not lt.empty:
