@@ -59,6 +59,7 @@ def mean_unit_effect(panel, controls: bool = True) -> dict:
     cnt = np.bincount(cell, minlength=n_cells)
     a = np.bincount(cell, weights=y - gamma[tidx], minlength=n_cells) / np.maximum(cnt, 1)
     tau_i = a[2 * units + 1] - a[2 * units]
+    labels = panel.units  # one pass: the property drops duplicates over every row
     n1 = len(tau_i)
     mean = float(tau_i.mean())
     se = float(tau_i.std(ddof=1) / np.sqrt(n1))
@@ -68,7 +69,7 @@ def mean_unit_effect(panel, controls: bool = True) -> dict:
                     n_obs=int(len(df)), n_units=int(panel.n_units), n_treated_units=n1,
                     estimator="mean of the unit-specific effects of the fully interacted TWFE "
                               "regression; between-unit SE sd(tau_i)/sqrt(n1), t(n1-1) CI",
-                    unit_effects={str(panel.units[u]): float(t) for u, t in zip(units, tau_i)})
+                    unit_effects=dict(zip(map(str, labels[units]), map(float, tau_i))))
 
 
 def _demean_by(Z: np.ndarray, cell: np.ndarray, tidx: np.ndarray, time_effects: bool) -> np.ndarray:
