@@ -143,14 +143,18 @@ def _codes(a: np.ndarray) -> np.ndarray:
 # ---- the search --------------------------------------------------------------------------------
 
 class _Base:
-    """Orthonormal basis Q of the base regressors W[X, r, fixed splits] and the search
-    denominators z'Wz − z'Pz at every candidate (these do not depend on y)."""
+    """Orthonormal basis [Q0, Q1] of the base regressors W[X, r] (Q0, shared by every base) and
+    W[fixed splits] (Q1, their components orthogonal to Q0), and the search denominators
+    z'Wz − z'Pz at every candidate (these do not depend on y)."""
 
-    def __init__(self, Q: np.ndarray, den: np.ndarray, adm: np.ndarray):
-        self.Q, self.den, self.adm = Q, den, adm
+    def __init__(self, Q0: np.ndarray, Q1: np.ndarray, den: np.ndarray, adm: np.ndarray):
+        self.Q0, self.Q1, self.den, self.adm = Q0, Q1, den, adm
 
     def resid(self, Y: np.ndarray) -> np.ndarray:
-        return Y - self.Q @ (self.Q.T @ Y)
+        E = Y - self.Q0 @ (self.Q0.T @ Y)
+        if self.Q1.shape[1]:
+            E -= self.Q1 @ (self.Q1.T @ Y)
+        return E
 
 
 class _Design:
@@ -199,6 +203,7 @@ class _Design:
         self.zz = zz[self.cand]
         self.zwz = zwz[self.cand]
         self._bases: dict[tuple, _Base] = {}
+        self._base0 = None
 
     # cumulative sums of the rows of M (sorted order) read at the candidates
     def _cum(self, M: np.ndarray) -> np.ndarray:
@@ -210,27 +215,53 @@ class _Design:
         ind[self.order[:count]] = 1.0
         return self.r * ind
 
+    def _q0(self):
+        """Q0 = orthonormal basis of W[X, r] (one QR per design) and Q0'z cumulated along q."""
+        if self._base0 is None:
+            M = self.Bw
+            Q, R = np.linalg.qr(M)
+            d = np.abs(np.diag(R))
+            scale = np.maximum(np.linalg.norm(M, axis=0), 1e-300)
+            bad = np.flatnonzero(d <= 1e-10 * scale)
+            if bad.size:
+                raise ModelError(f"regressor '{self.names[bad[0]]}' is collinear with the fixed "
+                                 "effects or the other regressors; drop it")
+            QZ = self._cum(Q[self.order] * self.rs[:, None])
+            self._base0 = (Q, self.zwz - (QZ * QZ).sum(axis=1))
+        return self._base0
+
     def base(self, fixed: tuple[int, ...]) -> _Base:
+        """The base with the splits at these counts fixed. A fixed split's column is
+        orthogonalised against Q0 and the splits before it (Gram–Schmidt, twice: Giraud et al.
+        2005, "twice is enough"), so that a new base costs O(n·k) instead of a QR of the whole
+        n × (k + m) design: the bootstrap visits one base per replication."""
         fixed = tuple(sorted(int(c) for c in fixed))
         hit = self._bases.get(fixed)
         if hit is not None:
             return hit
-        cols = [self.Bw] + [self.lay.W(self.split(c))[:, None] for c in fixed]
-        M = np.hstack(cols)
-        Q, R = np.linalg.qr(M)
-        d = np.abs(np.diag(R))
-        scale = np.maximum(np.linalg.norm(M, axis=0), 1e-300)
-        bad = np.flatnonzero(d <= 1e-10 * scale)
-        if bad.size:
-            names = self.names + [f"split at q ≤ {self.q[self.order[c - 1]]:g}" for c in fixed]
-            raise ModelError(f"regressor '{names[bad[0]]}' is collinear with the fixed effects or "
-                             "the other regressors; drop it")
-        QZ = self._cum(Q[self.order] * self.rs[:, None])
-        den = self.zwz - (QZ * QZ).sum(axis=1)
+        Q0, den = self._q0()
+        cols = []
+        for c in fixed:
+            s = self.lay.W(self.split(c))
+            norm = float(np.linalg.norm(s))
+            v = s
+            for _ in range(2):
+                v = v - Q0 @ (Q0.T @ v)
+                for u in cols:
+                    v = v - u * (u @ v)
+            nv = float(np.linalg.norm(v))
+            if nv <= 1e-10 * max(norm, 1e-300):
+                raise ModelError(f"regressor 'split at q ≤ {self.q[self.order[c - 1]]:g}' is "
+                                 "collinear with the fixed effects or the other regressors; drop it")
+            u = v / nv
+            cols.append(u)
+            uz = self._cum(u[self.order] * self.rs)
+            den = den - uz * uz
+        Q1 = np.stack(cols, axis=1) if cols else np.zeros((self.lay.n, 0))
         adm = den > 1e-9 * np.maximum(self.zz, 1e-300)
         for c in fixed:
             adm &= np.abs(self.cnt - c) >= self.nmin
-        out = _Base(Q, den, adm)
+        out = _Base(Q0, Q1, den, adm)
         if len(self._bases) > 64:  # the bootstrap can visit many bases; keep the cache small
             self._bases.clear()
         self._bases[fixed] = out
