@@ -72,3 +72,13 @@ def test_placebo_skipped_with_reason_without_treatment(make_panel):
 def test_demo_placebo_rejects(demo):
     s = placebo(demo, draws=100, seed=1).summary["placebo"]
     assert s["p_value"] < 0.05
+
+
+def test_chunking_by_cells_leaves_the_draws_unchanged(panel, monkeypatch):
+    """Large panels demean fewer draws per call (memory); the draws are the same."""
+    from bayes_nqp.frequentist import placebo as mod
+
+    whole, _ = placebo_draws(panel, draws=7, seed=3)
+    monkeypatch.setattr(mod, "CELLS", 2 * len(panel.df))  # 2 draws per call
+    chunked, _ = placebo_draws(panel, draws=7, seed=3)
+    np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-12)

@@ -21,8 +21,11 @@ from ._fe import coef_entry, complete_rows, demean, fe_part, feols, terms
 from .base import SectionResult, section
 
 DEFAULT_DRAWS = 500
-#: draws demeaned per pyfixest call: bounds memory at ~ n_obs × chunk floats
+#: draws demeaned per pyfixest call, at most; and at most CELLS obs × draws cells per call, so that
+#: memory stays near a few × 8·CELLS bytes whatever the panel (at 1M rows, 250 draws at once held
+#: 12 GB; the permutation stream, hence every draw, does not depend on the chunking)
 CHUNK = 250
+CELLS = 10_000_000
 
 
 def placebo_draws(panel, draws: int = DEFAULT_DRAWS, seed: int = 20250101,
@@ -48,8 +51,9 @@ def placebo_draws(panel, draws: int = DEFAULT_DRAWS, seed: int = 20250101,
     time = df["time"].to_numpy(float)
     rng = np.random.default_rng(seed)
     out = np.empty(draws)
-    for start in range(0, draws, CHUNK):
-        k = min(CHUNK, draws - start)
+    chunk = max(1, min(CHUNK, CELLS // max(len(df), 1)))
+    for start in range(0, draws, chunk):
+        k = min(chunk, draws - start)
         perm = np.stack([rng.permutation(cohort) for _ in range(k)], axis=1)  # units × k
         G = perm[pos]                                                          # obs × k
         D = (np.isfinite(G) & (time[:, None] >= np.nan_to_num(G, nan=np.inf))).astype(float)
