@@ -103,3 +103,34 @@ def test_loo_on_many_units_is_a_subsample_estimate_within_its_error(monkeypatch)
     assert abs(got["elpd"] - float(full.elpd)) < 4 * got["subsampling_se"]
     assert got["subsampling_se"] < 0.1 * abs(float(full.elpd))
     assert got["se"] == pytest.approx(float(full.se), rel=0.2)
+
+
+def test_loo_comparison_on_many_units_is_a_subsample_estimate_within_its_error(monkeypatch):
+    """The report's and the threshold stage's LOO comparison (diagnostics.loo_compare): above
+    the threshold the same sub-sample of points in every fit, totals scaled, the difference's
+    SE widened by its sub-sampling error; within that error of the full comparison."""
+    from arviz_base import from_dict
+    from arviz_stats import compare
+
+    from bayes_nqp.bayes import diagnostics as D
+
+    rng = np.random.default_rng(4)
+    n = 1500
+    base = rng.normal(0.0, 1.0, size=n)
+    trees = {name: from_dict({"posterior": {"x": rng.normal(size=(2, 200))},
+                              "log_likelihood": {"y": rng.normal(-2.0 - shift, 0.3, size=(2, 200, n))
+                                                 + base + rng.normal(0.0, 0.2, size=n)}},
+                             dims={"y": ["unit"]})
+             for name, shift in (("a", 0.0), ("b", 0.05))}
+    full = compare(trees, round_to="none")
+    monkeypatch.setattr(D, "LOO_SUBSAMPLE_ABOVE", 1000)
+    monkeypatch.setattr(D, "LOO_SUBSAMPLE", 300)
+    got = D.loo_compare(trees)
+    assert list(got.index) == list(full.index) == ["a", "b"]
+    assert (got["subsample"] == 300).all() and (got["n_points"] == n).all()
+    for k in ("a", "b"):
+        assert abs(got.loc[k, "elpd"] - full.loc[k, "elpd"]) < 4 * got.loc[k, "subsampling_se"]
+    d_got, d_full = got.loc["b", "elpd_diff"], full.loc["b", "elpd_diff"]
+    assert abs(d_got - d_full) < 4 * got.loc["b", "dse"]
+    assert got.loc["b", "dse"] > full.loc["b", "dse"]  # the sub-sampling error is added
+    assert d_got < -2 * got.loc["b", "dse"]  # b is worse by 0.05 a point: 75 in all

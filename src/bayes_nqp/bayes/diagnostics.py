@@ -144,8 +144,7 @@ def loo_summary(idata, var_name: str | None = None) -> dict | None:
         if sub:
             import xarray as xr
 
-            pick = np.sort(np.random.default_rng(LOO_SUBSAMPLE_SEED).choice(n_points, LOO_SUBSAMPLE,
-                                                                            replace=False))
+            pick = loo_subsample_points(n_points)
             small = xr.DataTree.from_dict({"posterior": idata["posterior"].to_dataset(),
                                            "log_likelihood": ll[[name]].isel({point_dims[0]: pick})})
             res = loo(small, var_name=name, pointwise=True)
@@ -164,6 +163,57 @@ def loo_summary(idata, var_name: str | None = None) -> dict | None:
         out |= {"elpd": n * float(e.mean()), "se": float(np.sqrt(n)) * sd, "p_loo": n / m * float(res.p),
                 "subsample": m, "subsampling_se": n * sd * float(np.sqrt((1 - m / n) / m))}
     return jsonable(out)
+
+
+def loo_subsample_points(n_points: int) -> np.ndarray:
+    """The sorted indices of the :data:`LOO_SUBSAMPLE` points that PSIS-LOO uses above
+    :data:`LOO_SUBSAMPLE_ABOVE` (the same for every fit of a panel: comparable elpd)."""
+    rng = np.random.default_rng(LOO_SUBSAMPLE_SEED)
+    return np.sort(rng.choice(n_points, LOO_SUBSAMPLE, replace=False))
+
+
+def loo_compare(trees: dict, var_name: str | None = None):
+    """``arviz_stats.compare`` of fits (DataTrees with ``posterior`` and ``log_likelihood`` over
+    the same points), returned as its table.
+
+    Above :data:`LOO_SUBSAMPLE_ABOVE` points (one point dim), PSIS-LOO runs on the sub-sample of
+    :func:`loo_summary` (the same points in every fit) and the totals are scaled to the n points
+    (Magnusson et al. 2019, the plain estimator), f = n/m: elpd, p and elpd_diff × f; se × √f;
+    dse = √(f·dse_m² + s_d²) with s_d = n·sd(d_i)·√((1 − m/n)/m) the sub-sampling error of the
+    difference d_i = elpd_i(best) − elpd_i(model). The columns ``n_points``, ``subsample`` and
+    ``subsampling_se`` (of each elpd) say so. Stacking weights are those of the sub-sample."""
+    from arviz_stats import compare, loo
+
+    first = next(iter(trees.values()))
+    ll = first["log_likelihood"].to_dataset()
+    name = var_name or next(iter(ll.data_vars))
+    point_dims = [d for d in ll[name].dims if d not in ("chain", "draw")]
+    n_points = int(np.prod([ll[name].sizes[d] for d in point_dims]))
+    if not (n_points > LOO_SUBSAMPLE_ABOVE and len(point_dims) == 1):
+        return compare(trees, var_name=var_name, round_to="none")
+    pick = loo_subsample_points(n_points)
+    elpds = {}
+    for k, t in trees.items():
+        small = xr.DataTree.from_dict({
+            "posterior": t["posterior"].to_dataset(),
+            "log_likelihood": t["log_likelihood"].to_dataset()[[name]].isel({point_dims[0]: pick})})
+        elpds[k] = loo(small, var_name=name, pointwise=True)
+    table = compare(elpds, round_to="none")
+    m, n = len(pick), n_points
+    f = n / m
+    point = {k: np.asarray(e.elpd_i).ravel() for k, e in elpds.items()}
+    best = point[table.index[0]]
+    table["elpd"] = table["elpd"] * f
+    table["p"] = table["p"] * f
+    table["elpd_diff"] = table["elpd_diff"] * f
+    table["se"] = table["se"] * np.sqrt(f)
+    sub_d = [n * float(np.std(best - point[k], ddof=1)) * np.sqrt((1 - m / n) / m) for k in table.index]
+    table["dse"] = np.sqrt(f * table["dse"].to_numpy(float) ** 2 + np.square(sub_d))
+    table["n_points"] = n
+    table["subsample"] = m
+    table["subsampling_se"] = [n * float(np.std(point[k], ddof=1)) * np.sqrt((1 - m / n) / m)
+                               for k in table.index]
+    return table
 
 
 def ppc_summary(pp: np.ndarray, observed: np.ndarray) -> dict:

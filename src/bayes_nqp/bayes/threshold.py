@@ -723,9 +723,7 @@ def compare_thresholds(panel, *, priors="default", spec: ModelSpec | str | None 
     function fills with the compiled models and reuses on a later call with prior families alike:
     only the hyperparameters are swapped, :func:`.refit.with_priors`).
     """
-    from arviz_stats import compare
-
-    from .diagnostics import diagnose
+    from .diagnostics import diagnose, loo_compare
     from .fit import compile_model, sample
     from .refit import with_priors
 
@@ -756,7 +754,7 @@ def compare_thresholds(panel, *, priors="default", spec: ModelSpec | str | None 
         post = idata["posterior"].to_dataset()
         trees[str(n)] = xr.DataTree.from_dict({"posterior": post, "log_likelihood": ll})
         passed[str(n)] = bool(diagnose(idata)["passed"])  # every posterior variable, γ included
-    table = compare(trees, round_to="none")
+    table = loo_compare(trees)  # sub-sampled above 10,000 units (diagnostics.loo_compare)
     table["passed"] = [passed[k] for k in table.index]
     table["n_thresholds"] = [int(k) for k in table.index]
     ok = table[(-table["elpd_diff"]) <= LOO_SE_RULE * table["dse"].fillna(0.0)]

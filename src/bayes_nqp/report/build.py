@@ -763,7 +763,7 @@ def loo_section(out: Path, fits: dict) -> dict:
 
 def _loo_compare(out: Path, models: list[str]) -> list[dict]:
     import xarray as xr
-    from arviz_stats import compare
+    from ..bayes.diagnostics import loo_compare
 
     blocks = []
     for gname, members in loo_groups(models).items():
@@ -786,8 +786,9 @@ def _loo_compare(out: Path, models: list[str]) -> list[dict]:
         for same in by_shape.values():
             if len(same) < 2:
                 continue
-            res = compare(same, round_to="none").reset_index(names="model")
-            keep = [c for c in ("model", "rank", "elpd", "p", "elpd_diff", "weight", "se", "dse", "warning")
+            res = loo_compare(same).reset_index(names="model")  # sub-sampled above 10,000 points
+            keep = [c for c in ("model", "rank", "elpd", "p", "elpd_diff", "weight", "se", "dse", "warning",
+                        "n_points", "subsample")
                     if c in res.columns]
             blocks.append(table(res[keep], f"LOO comparison of {', '.join(same)} ({gname})"))
     if not blocks:
