@@ -30,6 +30,44 @@ from .spec import ModelSpec, PriorSet
 SEED_ATTR = "sampler_seed"
 
 
+#: thinning of the post-processing on long panels (did, mediation, threshold): posterior
+#: predictive draws kept per chain, and at most PPC_MAX_VALUES draws × rows of them (at least 2
+#: per chain; 2·10⁷ values are 160 MB); above LOO_MAX_VALUES draws × rows the per-unit
+#: log-likelihoods for LOO use LOO_THIN_DRAWS evenly thinned draws (the residuals cost draws × rows)
+PPC_DRAWS_PER_CHAIN = 250
+PPC_MAX_VALUES = 20_000_000
+LOO_MAX_VALUES = 400_000_000
+LOO_THIN_DRAWS = 500
+
+
+def even_draws(post, per_chain: int):
+    """``post`` keeping ``per_chain`` evenly spaced draws of each chain (the same in every chain;
+    all of them if there are fewer)."""
+    n = post.sizes["draw"]
+    return post.isel(draw=np.unique(np.linspace(0, n - 1, max(1, min(per_chain, n))).astype(int)))
+
+
+def ppc_draws(post, n_rows: int, per_chain: int | None = None, max_values: int | None = None):
+    """The posterior draws a posterior predictive check replicates ``n_rows`` rows from:
+    ``per_chain`` per chain, fewer (at least 2) when draws × rows would exceed ``max_values``
+    (defaults: this module's PPC_DRAWS_PER_CHAIN and PPC_MAX_VALUES, read at the call)."""
+    per_chain = PPC_DRAWS_PER_CHAIN if per_chain is None else per_chain
+    max_values = PPC_MAX_VALUES if max_values is None else max_values
+    cap = max(2, max_values // max(1, n_rows * post.sizes["chain"]))
+    return even_draws(post, min(per_chain, cap))
+
+
+def loo_draws(post, n_rows: int, max_values: int | None = None, thin: int | None = None):
+    """The posterior draws the per-unit log-likelihoods are computed on: all of them, or
+    ``thin`` evenly thinned ones when draws × rows exceed ``max_values`` (defaults: this
+    module's LOO_THIN_DRAWS and LOO_MAX_VALUES, read at the call)."""
+    max_values = LOO_MAX_VALUES if max_values is None else max_values
+    thin = LOO_THIN_DRAWS if thin is None else thin
+    if post.sizes["chain"] * post.sizes["draw"] * n_rows <= max_values:
+        return post
+    return even_draws(post, max(1, thin // post.sizes["chain"]))
+
+
 def draws_rng(idata, draws, salt: int = 0) -> np.random.Generator:
     """The generator of a model's random draws made after sampling (unit effects drawn from their
     conditionals, a threshold's cell): seeded from the sampler's seed recorded on the posterior

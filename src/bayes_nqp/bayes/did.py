@@ -121,7 +121,8 @@ import xarray as xr
 from .. import estimands as E
 from ..errors import SpecError
 from . import panel_likelihood as pl
-from .base import BayesModel, draws_rng, register
+from .base import (LOO_MAX_VALUES, LOO_THIN_DRAWS, PPC_DRAWS_PER_CHAIN, PPC_MAX_VALUES, BayesModel,
+                   draws_rng, loo_draws, ppc_draws, register)
 
 LOG_2PI = float(np.log(2 * np.pi))
 LIKELIHOODS = ("normal", "student_t")
@@ -135,15 +136,9 @@ ERRORS = ("ar1", "iid")
 YEAR_EFFECTS = ("fixed", "pooled")
 #: posterior draws processed at once after sampling: (draws × observations) arrays stay small
 CHUNK = 250
-#: posterior predictive draws kept per chain: enough for p-values, keeps posterior.nc small
-PPC_DRAWS_PER_CHAIN = 250
-#: at most this many posterior-predictive values (draws × rows) are stored; a larger panel gets
-#: fewer PPC draws per chain (at least 2) — 2·10⁷ values are 160 MB
-PPC_MAX_VALUES = 20_000_000
-#: draws × rows above which the per-unit log-likelihoods for LOO use evenly thinned draws
-#: (LOO_THIN_DRAWS in all) instead of every draw: the residuals cost draws × rows × P
-LOO_MAX_VALUES = 400_000_000
-LOO_THIN_DRAWS = 500
+# PPC_DRAWS_PER_CHAIN, PPC_MAX_VALUES, LOO_MAX_VALUES, LOO_THIN_DRAWS: the post-processing's
+# thinning on long panels (base.py), imported as this module's names so that a test can change
+# them for this model
 #: draws × units above which α_i and τ_i are not stored per draw (3 GB for 4,000 draws × 100,000
 #: units) but as their posterior mean and sd per unit (group ``unit_effects``)
 UNIT_DRAW_MAX_VALUES = 25_000_000
@@ -554,13 +549,8 @@ class TwoWayModel(BayesModel):
         """Per-unit marginal log-likelihood (dims ``unit``): PSIS-LOO leaves one city out."""
         if not self.marginal:
             return super().log_likelihood(idata, pm_model)
-        post = idata["posterior"].to_dataset()
-        S = post.sizes["chain"] * post.sizes["draw"]
-        if S * len(self.y_z) > LOO_MAX_VALUES:
-            # a long panel: LOO on evenly thinned draws (the same for every chain)
-            per_chain = max(1, LOO_THIN_DRAWS // post.sizes["chain"])
-            post = post.isel(draw=np.unique(np.linspace(0, post.sizes["draw"] - 1,
-                                                        min(per_chain, post.sizes["draw"])).astype(int)))
+        # a long panel: LOO on evenly thinned draws (the same for every chain)
+        post = loo_draws(idata["posterior"].to_dataset(), len(self.y_z), LOO_MAX_VALUES, LOO_THIN_DRAWS)
         theta = self.theta_draws(post)
         sigma, sigma_unit, sig_e, rho = self._scalars(post, "sigma", "sigma_unit", "sigma_effect", "rho")
         ll = np.empty((len(theta), self.panel.n_units))
@@ -576,10 +566,8 @@ class TwoWayModel(BayesModel):
         posterior.nc small)."""
         if not self.marginal:
             return super().posterior_predictive(idata, pm_model, seed)
-        post = idata["posterior"].to_dataset()
-        n_draw, n_rows = post.sizes["draw"], len(self.y_z)
-        per_chain = min(PPC_DRAWS_PER_CHAIN, max(2, PPC_MAX_VALUES // (n_rows * post.sizes["chain"])))
-        post = post.isel(draw=np.unique(np.linspace(0, n_draw - 1, min(per_chain, n_draw)).astype(int)))
+        n_rows = len(self.y_z)
+        post = ppc_draws(idata["posterior"].to_dataset(), n_rows, PPC_DRAWS_PER_CHAIN, PPC_MAX_VALUES)
         theta = self.theta_draws(post)
         sigma, sigma_unit, sig_e, rho = self._scalars(post, "sigma", "sigma_unit", "sigma_effect", "rho")
         rng = np.random.default_rng(seed)

@@ -75,7 +75,8 @@ from .. import estimands as E
 from ..errors import ModelError, SpecError
 from ..results import jsonable, param_entry
 from .algebra import WithinTransform, within_regressors
-from .base import BayesModel, register
+from . import panel_likelihood as pl
+from .base import BayesModel, loo_draws, ppc_draws, register
 
 log = logging.getLogger(__name__)
 
@@ -377,7 +378,8 @@ class MediationModel(BayesModel):
         so PSIS-LOO leaves one unit out. Pooled: PyMC's pointwise log-likelihood of y."""
         if self.effects != "within":
             return super().log_likelihood(idata, pm_model)
-        post = idata["posterior"].to_dataset()
+        # a long panel: evenly thinned draws (base.loo_draws), chunks of draws × rows bounded
+        post = loo_draws(idata["posterior"].to_dataset(), len(self.yw) * (1 + len(self.mediators)))
         ch, dr = post.sizes["chain"], post.sizes["draw"]
         flat = lambda v: post[v].to_numpy().reshape(ch * dr, -1)  # noqa: E731
         K, kx = len(self.mediators), self.Xw.shape[1]
@@ -392,8 +394,9 @@ class MediationModel(BayesModel):
             s2 = (sd ** 2)[:, None]
             return -0.5 * dof[None, :] * np.log(2 * np.pi * s2) - ssr / (2 * s2)
 
-        for s in range(0, ch * dr, 256):
-            sl = slice(s, s + 256)
+        step = pl.draw_chunk(len(self.yw), 256)
+        for s in range(0, ch * dr, step):
+            sl = slice(s, s + step)
             e = self.yw[None, :] - tau[sl] * self.Dw[None, :] - b[sl] @ self.Mw.T - beta[sl] @ self.Xw.T
             out[sl] += add(e, sigma[sl, 0])
             for k in range(K):
@@ -411,10 +414,7 @@ class MediationModel(BayesModel):
         (:meth:`WithinTransform.replicate`)."""
         if self.effects != "within":
             return super().posterior_predictive(idata, pm_model, seed)
-        post = idata["posterior"].to_dataset()
-        keep = np.unique(np.linspace(0, post.sizes["draw"] - 1,
-                                     min(PPC_DRAWS_PER_CHAIN, post.sizes["draw"])).astype(int))
-        post = post.isel(draw=keep)
+        post = ppc_draws(idata["posterior"].to_dataset(), len(self.y_z), PPC_DRAWS_PER_CHAIN)
         ch, dr = post.sizes["chain"], post.sizes["draw"]
         flat = lambda v: post[v].to_numpy().reshape(ch * dr, -1)  # noqa: E731
         mu = flat("tau_z") * self.Dw[None, :] + flat("b_z") @ self.Mw.T

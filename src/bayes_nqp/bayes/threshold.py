@@ -97,7 +97,8 @@ from scipy.special import expit
 from .. import estimands as E
 from ..errors import ModelError, SectionSkipped, SpecError
 from ..results import jsonable
-from .base import BayesModel, draws_rng, register
+from . import panel_likelihood as pl
+from .base import BayesModel, draws_rng, loo_draws, ppc_draws, register
 from .algebra import WithinTransform, within_regressors
 from .mediation import complete_panel
 from .priors import hyper_name, prior_rv
@@ -614,12 +615,14 @@ class ThresholdModel(BayesModel):
     def log_likelihood(self, idata, pm_model):
         """Per-unit log-likelihood (dims ``unit``) of the within-transformed data given each draw:
         PSIS-LOO then leaves one unit out."""
-        post = idata["posterior"].to_dataset()
+        # a long panel: evenly thinned draws (base.loo_draws), chunks of draws × rows bounded
+        post = loo_draws(idata["posterior"].to_dataset(), len(self.yw))
         ch, dr = post.sizes["chain"], post.sizes["draw"]
         S = ch * dr
         out = np.empty((S, self.fe.n_units))
-        for s in range(0, S, _DRAW_CHUNK):
-            sl = slice(s, min(S, s + _DRAW_CHUNK))
+        step = pl.draw_chunk(len(self.yw), _DRAW_CHUNK)
+        for s in range(0, S, step):
+            sl = slice(s, min(S, s + step))
             mu, sigma = self._fitted(post, sl)
             ssr = np.asarray(self._U @ ((self.yw[None, :] - mu) ** 2).T).T
             s2 = (sigma ** 2)[:, None]
@@ -632,10 +635,7 @@ class ThresholdModel(BayesModel):
     def posterior_predictive(self, idata, pm_model, seed: int):
         """Replicated outcomes (standardised scale) with the fixed effects drawn from their
         posterior (:meth:`WithinTransform.replicate`), thinned to PPC_DRAWS_PER_CHAIN per chain."""
-        post = idata["posterior"].to_dataset()
-        keep = np.unique(np.linspace(0, post.sizes["draw"] - 1,
-                                     min(PPC_DRAWS_PER_CHAIN, post.sizes["draw"])).astype(int))
-        post = post.isel(draw=keep)
+        post = ppc_draws(idata["posterior"].to_dataset(), len(self.y_z), PPC_DRAWS_PER_CHAIN)
         S = post.sizes["chain"] * post.sizes["draw"]
         mu, sigma = self._fitted(post, slice(0, S))
         rep = self.fe.replicate(self.y_z, mu, sigma, np.random.default_rng(seed))
