@@ -244,8 +244,11 @@ class ThresholdModel(BayesModel):
         F = np.empty((grid.size, self.A.shape[1]))
         d = np.empty(grid.size)
         Zs = []
-        for s in range(0, grid.size, _CHUNK):
-            Zw = self._split_columns(grid[s: s + _CHUNK])
+        # columns at once: at most _CHUNK and rows × columns bounded (256 columns of 1M rows held
+        # 8.8 GB with their temporaries)
+        step = pl.draw_chunk(self.q.size, _CHUNK)
+        for s in range(0, grid.size, step):
+            Zw = self._split_columns(grid[s: s + step])
             F[s: s + Zw.shape[1]] = Zw.T @ self.A
             d[s: s + Zw.shape[1]] = (Zw * Zw).sum(axis=0)
             if cross:
