@@ -215,3 +215,38 @@ def test_a_fresh_process_loads_the_wrappers_from_the_cache_and_draws_the_same(tm
     b_there = np.load(out)
     assert np.array_equal(b_here, b_there) and np.array_equal(b_here, b_theirs)
     assert np.std(b_here) > 0
+
+
+def test_a_wrapper_around_an_uncacheable_function_is_compiled_without_the_cache():
+    """An inner function PyTensor has no cache key for: the wrapper is compiled (not cached) and
+    keeps nutpie's return codes: 0, 4 for a non-finite log density, 3 for a non-finite
+    gradient, 1 for an exception."""
+    import numba
+    import pytensor
+    from nutpie.compile_pymc import make_user_data
+
+    from bayes_nqp.bayes import cwrap
+
+    @numba.njit
+    def inner(x, a):
+        if x[0] > 100.0:
+            raise ValueError("too far")
+        s = a.sum()
+        return np.log(x[1]) * s, x * s
+
+    shared = pytensor.shared(np.array([1.0, 2.0]), name="a")
+    data = {"k": np.array([1.0, 2.0])}
+    data["k"].flags.writeable = False
+    user_data = make_user_data({shared: "k"}, data)
+    cfunc, cached = cwrap.make_cfunc("logp", inner, 3, 3, user_data, ["k"], data)
+    assert not cached and cfunc.cache_hits == 0
+
+    from types import SimpleNamespace
+
+    Compiled = SimpleNamespace(n_dim=3, compiled_logp_func=cfunc, user_data=user_data)  # what _call_logp reads
+    rc, lp, grad = _call_logp(Compiled, np.array([1.0, np.e, 2.0]))
+    assert rc == 0 and lp == pytest.approx(3.0) and np.allclose(grad, [3.0, 3 * np.e, 6.0])
+    assert _call_logp(Compiled, np.array([1.0, 0.0, 2.0]))[0] == 4       # log(0)
+    assert _call_logp(Compiled, np.array([-np.inf, 1.0, 2.0]))[0] == 3    # a gradient of -inf
+    assert _call_logp(Compiled, np.array([200.0, 1.0, 2.0]))[0] == 1      # the ValueError
+    assert _call_logp(Compiled, np.array([1.0, 1.0, 2.0]), dim=2)[0] == -1
