@@ -97,10 +97,10 @@ def _field_words(user_data, key: str, ndim: int) -> tuple[int, int, list[int]]:
             [shape_off // _WORD + i for i in range(ndim)])
 
 
-def _extraction_lines(user_data, keys, shared_data) -> tuple[list[str], list[str], list[str]]:
-    """Source lines that view each shared array from the record, the argument names, and a
-    description of the structure (dtype, rank, offsets) for the key."""
-    lines, args, desc = [], [], []
+def _extraction_lines(user_data, keys, shared_data) -> tuple[list[str], list[str]]:
+    """Source lines that view each shared array from the record (its dtype, rank and offsets
+    written into the text), and the argument names."""
+    lines, args = [], []
     for i, key in enumerate(keys):
         value = shared_data[key]
         ndim, dtype = value.ndim, np.dtype(value.dtype)
@@ -109,8 +109,7 @@ def _extraction_lines(user_data, keys, shared_data) -> tuple[list[str], list[str
         lines.append(f"a{i} = as_readonly(numba.carray(address_as_void_pointer(u[{d}]), "
                      f"int(u[{s}]), dtype_{dtype.str[1:]}).reshape(({dims})))")
         args.append(f"a{i}")
-        desc.append(f"{dtype.str}:{ndim}:{d}:{s}:{shape}")
-    return lines, args, desc
+    return lines, args
 
 
 _LOGP = """\
@@ -157,7 +156,7 @@ def {name}(dim, expanded, x_, out_, user_data_):
 def wrapper_source(kind: str, n_dim: int, n_expanded: int, user_data, keys, shared_data,
                    name: str = "{name}") -> str:
     """The C wrapper's source (``kind``: "logp" or "expand"), its function named ``name``."""
-    lines, args, _ = _extraction_lines(user_data, keys, shared_data)
+    lines, args = _extraction_lines(user_data, keys, shared_data)
     n_words = user_data.dtype.itemsize // _WORD
     if user_data.dtype.itemsize % _WORD:
         raise Unsupported("nutpie's user data is not a whole number of words")
