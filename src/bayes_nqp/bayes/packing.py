@@ -152,7 +152,8 @@ def compile_pymc(pm_model, *, nutpie_wrappers: bool = False):
     The C wrappers nuts-rs calls are :mod:`.cwrap`'s, cached on disk beside PyTensor's numba
     cache (nutpie's own are compiled anew in every process); ``nutpie_wrappers=True`` compiles
     nutpie's instead (the same draws for a seed; kept for comparison), and so does a model whose
-    user-data record :mod:`.cwrap` does not recognise.
+    user-data record :mod:`.cwrap` does not recognise, or a nutpie without the internals it
+    calls (written against nutpie 0.16.11).
 
     Numba's fast-math flags are off (PyTensor's ``numba__fastmath``): with them, a graph compiled
     in this process and the same graph loaded from PyTensor's disk cache gave different draws for
@@ -163,16 +164,16 @@ def compile_pymc(pm_model, *, nutpie_wrappers: bool = False):
     import nutpie
     import pytensor
 
-    packed, packing = pack(pm_model)
     from . import cwrap
 
+    packed, packing = pack(pm_model)
     with pytensor.config.change_flags(numba__fastmath=False):
         if nutpie_wrappers:
             compiled = nutpie.compile_pymc_model(packed)
         else:
             try:
                 compiled = cwrap.compile_pymc_model(packed)
-            except cwrap.Unsupported as exc:
+            except (cwrap.Unsupported, ImportError) as exc:  # another nutpie's internals
                 log.warning("nutpie's own C wrappers compiled (%s)", exc)
                 compiled = nutpie.compile_pymc_model(packed)
     if packing is not None:
