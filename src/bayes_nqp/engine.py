@@ -39,7 +39,7 @@ compilation of :mod:`.bayes.packing` reads them from its layout — same non-lif
 cohort, a column dropped for rank) is a cache miss and compiles: never a wrong reuse.
 
 Each worker process gets its own PyTensor compile directory (PyTensor compilation is not safe on
-a cache shared by processes): :class:`CompileDirPlugin` sets ``PYTENSOR_FLAGS`` (``base_compiledir``, which also holds the numba cache, and ``compiledir``)
+a cache shared by processes): :class:`CompileDirPlugin` sets ``PYTENSOR_FLAGS`` (``base_compiledir``, which also holds the numba cache — PyTensor's graphs and the nutpie C wrappers of :mod:`.bayes.cwrap` — and ``compiledir``)
 in each worker before PyTensor is imported, picking the first free ``slot-K`` directory under
 ``BAYES_NQP_COMPILEDIR`` (default: ``<tmp>/bayes-nqp-pytensor-<user>``) that it can lock, so a
 later run reuses the cache of an earlier one, and two processes never share one. A slot that is

@@ -2,11 +2,13 @@
 
 Why: nutpie's numba backend compiles, for every shared variable (every ``pm.Data``: the did
 family's likelihood statistics, each prior's hyperparameters, the engine's lifted constants), an
-extraction routine inlined into the logp function, and that wrapper is compiled anew in every
+extraction routine inlined into the logp function, and nutpie's wrapper is compiled anew in every
 process (it cannot be cached; PyTensor's own fgraph is). With the 24 shared arrays of the did
 model on the demo, that was 15 of its 18 s of compilation (measured with a counter on numba's
 dispatcher). Packed into one float64 vector, one int64 vector and one int64 layout vector, the
-same model compiles in about half the time and samples the same posterior.
+same model compiles in about half the time and samples the same posterior. The wrapper itself is
+now :mod:`.cwrap`'s, which numba caches on disk (did's compile in a fresh process with a warm
+compile directory: 6.7 s → 2.3 s, ``benchmarks/bench_compile.py``).
 
 How: each shared tensor ``v`` of the graph is replaced by ``flat[start:stop].reshape(dims)``,
 where ``start``, ``stop`` and ``dims`` are read from the layout vector — itself shared data — so
@@ -19,9 +21,12 @@ PPC and LOO keep reading its ``pm.Data``).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 LAYOUT = "packed__layout"
 PREFIX = "packed__"
@@ -140,9 +145,15 @@ def pack(pm_model):
     return graph_model(fg, initial_values), packing
 
 
-def compile_pymc(pm_model):
+def compile_pymc(pm_model, *, nutpie_wrappers: bool = False):
     """``nutpie.compile_pymc_model`` of :func:`pack`'s model; the packing travels with the
     compiled model (:func:`with_data` reads it).
+
+    The C wrappers nuts-rs calls are :mod:`.cwrap`'s, cached on disk beside PyTensor's numba
+    cache (nutpie's own are compiled anew in every process); ``nutpie_wrappers=True`` compiles
+    nutpie's instead (the same draws for a seed; kept for comparison), and so does a model whose
+    user-data record :mod:`.cwrap` does not recognise, or a nutpie without the internals it
+    calls (written against nutpie 0.16.11).
 
     Numba's fast-math flags are off (PyTensor's ``numba__fastmath``): with them, a graph compiled
     in this process and the same graph loaded from PyTensor's disk cache gave different draws for
@@ -153,9 +164,18 @@ def compile_pymc(pm_model):
     import nutpie
     import pytensor
 
+    from . import cwrap
+
     packed, packing = pack(pm_model)
     with pytensor.config.change_flags(numba__fastmath=False):
-        compiled = nutpie.compile_pymc_model(packed)
+        if nutpie_wrappers:
+            compiled = nutpie.compile_pymc_model(packed)
+        else:
+            try:
+                compiled = cwrap.compile_pymc_model(packed)
+            except (cwrap.Unsupported, ImportError) as exc:  # another nutpie's internals
+                log.warning("nutpie's own C wrappers compiled (%s)", exc)
+                compiled = nutpie.compile_pymc_model(packed)
     if packing is not None:
         object.__setattr__(compiled, _ATTR, packing)
     return compiled
