@@ -112,6 +112,7 @@ def overhead(address, n_tasks: int, d: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=32)
+    ap.add_argument("--out", default=str(OUT), help="result file (default: %(default)s)")
     args = ap.parse_args()
     n = str(args.n)
     load0 = os.getloadavg()
@@ -153,8 +154,8 @@ def main() -> None:
            "command": f"bayes-nqp calibrate placebo --model did --n {n} [--workers 1 | --workers 2 | --scheduler ADDR]",
            "results": res, "speedups": speedups,
            "overhead_share_of_task_time": round(share, 4) if share is not None else None}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(out, indent=2) + "\n")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
     shutil.rmtree(tmp, ignore_errors=True)
 
