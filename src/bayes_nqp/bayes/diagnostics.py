@@ -135,19 +135,10 @@ def loo_summary(idata, var_name: str | None = None) -> dict | None:
         return None
     from arviz_stats import loo
 
-    ll = idata["log_likelihood"].to_dataset()
-    name = var_name or next(iter(ll.data_vars))
-    point_dims = [d for d in ll[name].dims if d not in ("chain", "draw")]
-    n_points = int(np.prod([ll[name].sizes[d] for d in point_dims]))
-    sub = n_points > LOO_SUBSAMPLE_ABOVE and len(point_dims) == 1
+    name, n_points, pick = _loo_points(idata, var_name)
     try:
-        if sub:
-            import xarray as xr
-
-            pick = loo_subsample_points(n_points)
-            small = xr.DataTree.from_dict({"posterior": idata["posterior"].to_dataset(),
-                                           "log_likelihood": ll[[name]].isel({point_dims[0]: pick})})
-            res = loo(small, var_name=name, pointwise=True)
+        if pick is not None:
+            res = loo(_loo_subsample(idata, name, pick), var_name=name, pointwise=True)
         else:
             res = loo(idata, var_name=var_name)
     except Exception as exc:  # LOO is a diagnostic: its failure is reported, not fatal
@@ -157,12 +148,37 @@ def loo_summary(idata, var_name: str | None = None) -> dict | None:
     out = {"elpd": float(res.elpd), "se": float(res.se), "p_loo": float(res.p), "n_points": n_points,
            "pareto_k_max": float(np.max(k)) if k.size else None,
            "n_pareto_k_bad": int((k > PARETO_K_BAD).sum()), "warning": bool((k > PARETO_K_BAD).any())}
-    if sub:
+    if pick is not None:
         e = np.asarray(res.elpd_i).ravel()
         m, n, sd = len(e), n_points, float(np.std(e, ddof=1))
         out |= {"elpd": n * float(e.mean()), "se": float(np.sqrt(n)) * sd, "p_loo": n / m * float(res.p),
-                "subsample": m, "subsampling_se": n * sd * float(np.sqrt((1 - m / n) / m))}
+                "subsample": m, "subsampling_se": _subsampling_se(e, n)}
     return jsonable(out)
+
+
+def _loo_points(tree, var_name: str | None) -> tuple[str, int, np.ndarray | None]:
+    """(the log-likelihood variable, its number of points n, the sub-sample's point indices or
+    None): a sub-sample above :data:`LOO_SUBSAMPLE_ABOVE` points along one point dim."""
+    name = var_name or next(iter(tree["log_likelihood"].data_vars))
+    da = tree["log_likelihood"][name]
+    dims = [d for d in da.dims if d not in ("chain", "draw")]
+    n = int(np.prod([da.sizes[d] for d in dims]))
+    return name, n, (loo_subsample_points(n) if n > LOO_SUBSAMPLE_ABOVE and len(dims) == 1 else None)
+
+
+def _loo_subsample(tree, name: str, pick: np.ndarray):
+    """A DataTree of ``tree``'s posterior and its log-likelihood ``name`` at the points ``pick``."""
+    ll = tree["log_likelihood"].to_dataset()[[name]]
+    dim = next(d for d in ll[name].dims if d not in ("chain", "draw"))
+    return xr.DataTree.from_dict({"posterior": tree["posterior"].to_dataset(),
+                                  "log_likelihood": ll.isel({dim: pick})})
+
+
+def _subsampling_se(e: np.ndarray, n: int) -> float:
+    """The sub-sampling error of n·mean(e) for a simple random sub-sample e of n points:
+    n·sd(e)·√((1 − m/n)/m) (Magnusson et al. 2019)."""
+    m = len(e)
+    return n * float(np.std(e, ddof=1)) * float(np.sqrt((1 - m / n) / m))
 
 
 def loo_subsample_points(n_points: int) -> np.ndarray:
@@ -184,22 +200,13 @@ def loo_compare(trees: dict, var_name: str | None = None):
     ``subsampling_se`` (of each elpd) say so. Stacking weights are those of the sub-sample."""
     from arviz_stats import compare, loo
 
-    first = next(iter(trees.values()))
-    ll = first["log_likelihood"].to_dataset()
-    name = var_name or next(iter(ll.data_vars))
-    point_dims = [d for d in ll[name].dims if d not in ("chain", "draw")]
-    n_points = int(np.prod([ll[name].sizes[d] for d in point_dims]))
-    if not (n_points > LOO_SUBSAMPLE_ABOVE and len(point_dims) == 1):
+    name, n, pick = _loo_points(next(iter(trees.values())), var_name)
+    if pick is None:
         return compare(trees, var_name=var_name, round_to="none")
-    pick = loo_subsample_points(n_points)
-    elpds = {}
-    for k, t in trees.items():
-        small = xr.DataTree.from_dict({
-            "posterior": t["posterior"].to_dataset(),
-            "log_likelihood": t["log_likelihood"].to_dataset()[[name]].isel({point_dims[0]: pick})})
-        elpds[k] = loo(small, var_name=name, pointwise=True)
+    elpds = {k: loo(_loo_subsample(t, name, pick), var_name=name, pointwise=True)
+             for k, t in trees.items()}
     table = compare(elpds, round_to="none")
-    m, n = len(pick), n_points
+    m = len(pick)
     f = n / m
     point = {k: np.asarray(e.elpd_i).ravel() for k, e in elpds.items()}
     best = point[table.index[0]]
@@ -207,12 +214,11 @@ def loo_compare(trees: dict, var_name: str | None = None):
     table["p"] = table["p"] * f
     table["elpd_diff"] = table["elpd_diff"] * f
     table["se"] = table["se"] * np.sqrt(f)
-    sub_d = [n * float(np.std(best - point[k], ddof=1)) * np.sqrt((1 - m / n) / m) for k in table.index]
+    sub_d = [_subsampling_se(best - point[k], n) for k in table.index]
     table["dse"] = np.sqrt(f * table["dse"].to_numpy(float) ** 2 + np.square(sub_d))
     table["n_points"] = n
     table["subsample"] = m
-    table["subsampling_se"] = [n * float(np.std(point[k], ddof=1)) * np.sqrt((1 - m / n) / m)
-                               for k in table.index]
+    table["subsampling_se"] = [_subsampling_se(point[k], n) for k in table.index]
     return table
 
 
