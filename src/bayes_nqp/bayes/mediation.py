@@ -83,8 +83,6 @@ log = logging.getLogger(__name__)
 #: fine grid step of ρ for the breakdown point (the reported curve uses the spec's rho_grid)
 RHO_STEP = 0.001
 RHO_MAX = 0.999
-#: posterior predictive draws kept per chain (the PPC summary needs a few hundred)
-PPC_DRAWS_PER_CHAIN = 250
 
 
 def complete_panel(panel, cols: list[str], what: str):
@@ -409,12 +407,12 @@ class MediationModel(BayesModel):
         return self.y_z
 
     def posterior_predictive(self, idata, pm_model, seed: int):
-        """Replicated outcomes (standardised scale), thinned to PPC_DRAWS_PER_CHAIN draws per
+        """Replicated outcomes (standardised scale), thinned to base.PPC_DRAWS_PER_CHAIN draws per
         chain; with ``within`` effects the fixed effects are drawn from their posterior
         (:meth:`WithinTransform.replicate`)."""
         if self.effects != "within":
             return super().posterior_predictive(idata, pm_model, seed)
-        post = ppc_draws(idata["posterior"].to_dataset(), len(self.y_z), PPC_DRAWS_PER_CHAIN)
+        post = ppc_draws(idata["posterior"].to_dataset(), len(self.y_z))
         ch, dr = post.sizes["chain"], post.sizes["draw"]
         flat = lambda v: post[v].to_numpy().reshape(ch * dr, -1)  # noqa: E731
         mu = flat("tau_z") * self.Dw[None, :] + flat("b_z") @ self.Mw.T

@@ -106,7 +106,7 @@ import xarray as xr
 
 from .. import estimands as E
 from ..errors import ModelError
-from .base import BayesModel, draws_rng
+from .base import PPC_DRAWS_PER_CHAIN, BayesModel, draws_rng, even_draws
 from . import panel_likelihood as pl
 from .algebra import FixedEffects
 from .did import ERRORS, YEAR_EFFECTS
@@ -116,8 +116,6 @@ log = logging.getLogger(__name__)
 
 #: posterior draws processed at once after sampling (draws × rows arrays stay small)
 CHUNK = 250
-#: posterior predictive draws kept per chain: enough for p-values, keeps posterior.nc small
-PPC_DRAWS_PER_CHAIN = 250
 IMPUTATIONS = ("mean", "predictive")
 #: which cohorts get a mean μ_g (spec option ``cohort_levels``): "observed" — the cohorts of the
 #: panel's treatment timing; "panel" — one for every period of the panel but the first, and
@@ -370,8 +368,7 @@ class ImputationStaggeredModel(BayesModel):
 
     def posterior_predictive(self, idata, pm_model, seed: int):
         post = idata["posterior"]
-        keep = np.linspace(0, post.sizes["draw"] - 1, min(PPC_DRAWS_PER_CHAIN, post.sizes["draw"])).astype(int)
-        thin = post.isel(draw=keep)
+        thin = even_draws(post, PPC_DRAWS_PER_CHAIN)
         d = self._draws(thin)
         rng = np.random.default_rng(seed)
         mean = (self.mean_without_unit(d) - d["mu"][:, self.unit_cohort[self.u_rows]]

@@ -110,8 +110,6 @@ log = logging.getLogger(__name__)
 _CHUNK = 256
 #: posterior draws processed at once in postprocess / log-likelihood (memory: draws × grid or × n)
 _DRAW_CHUNK = 256
-#: posterior predictive draws kept per chain (the PPC summary needs a few hundred)
-PPC_DRAWS_PER_CHAIN = 250
 #: LOO preference: the fewest thresholds within this many dse of the best elpd
 LOO_SE_RULE = 2.0
 
@@ -637,8 +635,8 @@ class ThresholdModel(BayesModel):
 
     def posterior_predictive(self, idata, pm_model, seed: int):
         """Replicated outcomes (standardised scale) with the fixed effects drawn from their
-        posterior (:meth:`WithinTransform.replicate`), thinned to PPC_DRAWS_PER_CHAIN per chain."""
-        post = ppc_draws(idata["posterior"].to_dataset(), len(self.y_z), PPC_DRAWS_PER_CHAIN)
+        posterior (:meth:`WithinTransform.replicate`), thinned to base.PPC_DRAWS_PER_CHAIN per chain."""
+        post = ppc_draws(idata["posterior"].to_dataset(), len(self.y_z))
         S = post.sizes["chain"] * post.sizes["draw"]
         mu, sigma = self._fitted(post, slice(0, S))
         rep = self.fe.replicate(self.y_z, mu, sigma, np.random.default_rng(seed))
