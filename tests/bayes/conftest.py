@@ -127,3 +127,25 @@ def did_fit(did_compiled, synthetic):
 
     return run_compiled(did_compiled, replication=bn.replicate("did", synthetic.panel),
                         seed=7)
+
+
+@pytest.fixture
+def thinned_post_processing(monkeypatch):
+    """``run(model, idata, thin) -> (full, thinned, ppc)``: the model's per-unit log-likelihoods
+    on every draw, then with base's size limits set so low that they thin (LOO_THIN_DRAWS =
+    ``thin``) — checked equal to the full ones at the kept draws — and the PPC under that limit
+    (issue 10: the post-processing of mediation and threshold at 1M rows)."""
+    from bayes_nqp.bayes import base
+
+    def run(model, idata, thin: int):
+        full = model.log_likelihood(idata, None)
+        monkeypatch.setattr(base, "LOO_MAX_VALUES", 1)
+        monkeypatch.setattr(base, "LOO_THIN_DRAWS", thin)
+        monkeypatch.setattr(base, "PPC_MAX_VALUES", 1)
+        thinned = model.log_likelihood(idata, None)
+        name = next(iter(thinned.data_vars))
+        np.testing.assert_allclose(thinned[name].to_numpy(),
+                                   full[name].sel(draw=thinned["draw"]).to_numpy(), rtol=1e-10)
+        return full, thinned, model.posterior_predictive(idata, None, seed=1)
+
+    return run

@@ -283,22 +283,11 @@ def test_the_threshold_comparison_refits_other_priors_without_compiling(monkeypa
     assert len(calls) == 4  # sigma's family changed: both structures compiled again
 
 
-def test_long_panel_log_likelihood_and_ppc_use_thinned_draws(hansen_panel, hansen_fit, monkeypatch):
+def test_long_panel_log_likelihood_and_ppc_use_thinned_draws(hansen_panel, hansen_fit,
+                                                             thinned_post_processing):
     """As for mediation: thinned draws for the per-unit log-likelihoods (same values at those
     draws) and at least 2 PPC draws per chain above the size limits (issue 10: 1M rows)."""
-    from bayes_nqp.bayes import base
-    from bayes_nqp.bayes.fit import make_model
-
     model = make_model("threshold", hansen_panel, spec=spec_with(compare=False))
-    full = model.log_likelihood(hansen_fit.idata, None)
-    monkeypatch.setattr(base, "LOO_MAX_VALUES", 1)
-    monkeypatch.setattr(base, "LOO_THIN_DRAWS", 8)
-    monkeypatch.setattr(base, "PPC_MAX_VALUES", 1)
-    thin = model.log_likelihood(hansen_fit.idata, None)
-    name = next(iter(thin.data_vars))
-    chains = thin.sizes["chain"]
-    assert thin.sizes["draw"] == max(1, 8 // chains) < full.sizes["draw"]
-    np.testing.assert_allclose(thin[name].to_numpy(),
-                               full[name].sel(draw=thin["draw"]).to_numpy(), rtol=1e-10)
-    pp = model.posterior_predictive(hansen_fit.idata, None, seed=1)
+    full, thin, pp = thinned_post_processing(model, hansen_fit.idata, 8)
+    assert thin.sizes["draw"] == max(1, 8 // thin.sizes["chain"]) < full.sizes["draw"]
     assert pp.sizes["draw"] == 2
